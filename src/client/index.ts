@@ -1,0 +1,22 @@
+// The typed client library the game's app and the pgops CLI use to start pgops workflows.
+import type { Client } from '@temporalio/client';
+import type { StackCheckInput, StackCheckReport } from '../types';
+
+export { connectClient, TemporalUnreachable } from '../temporal/connection';
+export { loadTemporalConfig } from '../config';
+export type * from '../types';
+
+export interface StartOptions {
+  taskQueue: string;
+  workflowId?: string;
+}
+
+/** Runs stackCheck and waits for its report. */
+export async function runStackCheck(client: Client, options: StartOptions, input: StackCheckInput = {}): Promise<StackCheckReport> {
+  return client.workflow.execute('stackCheck', {
+    taskQueue: options.taskQueue,
+    workflowId: options.workflowId ?? `stack-check-${Date.now()}`,
+    args: [input],
+    workflowExecutionTimeout: '5 minutes',
+  });
+}

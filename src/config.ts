@@ -1,0 +1,217 @@
+// The one configuration loader. Everything comes from environment variables, optionally
+// seeded from an env file; a missing or malformed value fails fast with one line naming it.
+import { existsSync, readFileSync } from 'node:fs';
+import { parse as parseEnvFile } from 'dotenv';
+
+export type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface TemporalConfig {
+  address: string;
+  namespace: string;
+  taskQueue: string;
+  /** Present when the connection uses TLS; cert/key make it mutual TLS. */
+  tls?: { serverRootCaPath?: string; clientCertPath?: string; clientKeyPath?: string; serverName?: string };
+  apiKey?: string;
+}
+
+/** A PostgreSQL server the worker may act on, named in workflow inputs by `name` only. */
+export interface TargetConfig {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  database: string;
+  /** The variable this target came from, so errors can tell the operator what to fix. */
+  source: string;
+}
+
+/** How the SDK computes request checksums: some S3-compatible stores reject the AWS defaults. */
+export type S3ChecksumMode = 'when_supported' | 'when_required';
+
+export interface S3Config {
+  endpoint?: string;
+  region: string;
+  bucket: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  forcePathStyle: boolean;
+  checksumMode: S3ChecksumMode;
+}
+
+export interface WorkerConfig {
+  temporal: TemporalConfig;
+  /** Directory holding pg_dump, pg_restore, psql, ... of the servers' major version. */
+  pgBinDir: string;
+  targets: Record<string, TargetConfig>;
+  s3: S3Config;
+  stagingDir: string;
+  shutdownGraceTime: string;
+  openai: { apiKey?: string; baseUrl?: string };
+}
+
+export const DEFAULT_TASK_QUEUE = 'pgops';
+
+/**
+ * Reads the env file named by PGOPS_ENV_FILE (default `.env` in the working directory) beneath
+ * the real environment: a variable that is set wins over the file.
+ */
+export function environment(base: Env = process.env): Env {
+  const file = base.PGOPS_ENV_FILE ?? '.env';
+  if (!existsSync(file)) {
+    if (base.PGOPS_ENV_FILE) throw new ConfigError(`PGOPS_ENV_FILE names ${file}, which does not exist`);
+    return base;
+  }
+  return { ...parseEnvFile(readFileSync(file)), ...base };
+}
+
+function optional(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === '' ? undefined : value;
+}
+
+function required(env: Env, name: string, meaning: string): string {
+  const value = optional(env, name);
+  if (value === undefined) throw new ConfigError(`${name} is not set: ${meaning}`);
+  return value;
+}
+
+function booleanValue(env: Env, name: string, fallback: boolean): boolean {
+  const value = optional(env, name);
+  if (value === undefined) return fallback;
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new ConfigError(`${name}=${value} is not a boolean (use true or false)`);
+}
+
+function hostPort(env: Env, name: string, fallback: string): string {
+  const value = optional(env, name) ?? fallback;
+  if (!/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/.test(value)) {
+    throw new ConfigError(`${name}=${value} is not a host:port address (e.g. 127.0.0.1:7233)`);
+  }
+  return value;
+}
+
+export function loadTemporalConfig(env: Env = environment()): TemporalConfig {
+  const clientCertPath = optional(env, 'PGOPS_TEMPORAL_TLS_CERT');
+  const clientKeyPath = optional(env, 'PGOPS_TEMPORAL_TLS_KEY');
+  if ((clientCertPath === undefined) !== (clientKeyPath === undefined)) {
+    throw new ConfigError('PGOPS_TEMPORAL_TLS_CERT and PGOPS_TEMPORAL_TLS_KEY must be set together for mutual TLS');
+  }
+  for (const [name, path] of [
+    ['PGOPS_TEMPORAL_TLS_CERT', clientCertPath],
+    ['PGOPS_TEMPORAL_TLS_KEY', clientKeyPath],
+    ['PGOPS_TEMPORAL_TLS_CA', optional(env, 'PGOPS_TEMPORAL_TLS_CA')],
+  ] as const) {
+    if (path !== undefined && !existsSync(path)) throw new ConfigError(`${name}=${path}: no such file`);
+  }
+  const apiKey = optional(env, 'PGOPS_TEMPORAL_API_KEY');
+  // Temporal Cloud API keys only travel over TLS, so an API key turns TLS on.
+  const useTls = booleanValue(env, 'PGOPS_TEMPORAL_TLS', clientCertPath !== undefined || apiKey !== undefined);
+  return {
+    address: hostPort(env, 'PGOPS_TEMPORAL_ADDRESS', '127.0.0.1:7233'),
+    namespace: optional(env, 'PGOPS_TEMPORAL_NAMESPACE') ?? 'pgops',
+    taskQueue: optional(env, 'PGOPS_TASK_QUEUE') ?? DEFAULT_TASK_QUEUE,
+    tls: useTls
+      ? {
+          serverRootCaPath: optional(env, 'PGOPS_TEMPORAL_TLS_CA'),
+          clientCertPath,
+          clientKeyPath,
+          serverName: optional(env, 'PGOPS_TEMPORAL_TLS_SERVER_NAME'),
+        }
+      : undefined,
+    apiKey,
+  };
+}
+
+function targetVariable(name: string): string {
+  return `PGOPS_TARGET_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_URL`;
+}
+
+function parseTarget(env: Env, name: string): TargetConfig {
+  const variable = targetVariable(name);
+  const raw = required(env, variable, `connection URL of target "${name}" (postgres://user:password@host:port/database)`);
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${variable} is not a URL (expected postgres://user:password@host:port/database)`);
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError(`${variable} must start with postgres://, found ${url.protocol}//`);
+  }
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!url.hostname || !url.username || !database) {
+    throw new ConfigError(`${variable} must name a host, a user and a database (postgres://user:password@host:port/database)`);
+  }
+  return {
+    name,
+    host: url.hostname,
+    port: url.port ? Number(url.port) : 5432,
+    user: decodeURIComponent(url.username),
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    database,
+    source: variable,
+  };
+}
+
+function loadTargets(env: Env): Record<string, TargetConfig> {
+  const names = required(env, 'PGOPS_TARGETS', 'comma-separated names of the database targets (e.g. primary,standby)')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  const targets: Record<string, TargetConfig> = {};
+  for (const name of names) {
+    if (!/^[a-z][a-z0-9_-]*$/.test(name)) {
+      throw new ConfigError(`PGOPS_TARGETS: "${name}" is not a valid target name (lowercase letters, digits, _ and -)`);
+    }
+    targets[name] = parseTarget(env, name);
+  }
+  return targets;
+}
+
+function loadS3(env: Env): S3Config {
+  const endpoint = optional(env, 'PGOPS_S3_ENDPOINT');
+  if (endpoint !== undefined && !/^https?:\/\/[^/]+/.test(endpoint)) {
+    throw new ConfigError(`PGOPS_S3_ENDPOINT=${endpoint} is not an http(s) URL`);
+  }
+  const checksumMode = optional(env, 'PGOPS_S3_CHECKSUM_MODE') ?? 'when_supported';
+  if (checksumMode !== 'when_supported' && checksumMode !== 'when_required') {
+    throw new ConfigError(`PGOPS_S3_CHECKSUM_MODE=${checksumMode} must be when_supported or when_required`);
+  }
+  const accessKeyId = optional(env, 'PGOPS_S3_ACCESS_KEY_ID');
+  const secretAccessKey = optional(env, 'PGOPS_S3_SECRET_ACCESS_KEY');
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new ConfigError('PGOPS_S3_ACCESS_KEY_ID and PGOPS_S3_SECRET_ACCESS_KEY must be set together');
+  }
+  return {
+    endpoint,
+    region: optional(env, 'PGOPS_S3_REGION') ?? 'us-east-1',
+    bucket: required(env, 'PGOPS_S3_BUCKET', 'the S3 bucket that holds backups'),
+    accessKeyId,
+    secretAccessKey,
+    // S3-compatible stores (MinIO, NCP) want path-style URLs; AWS wants virtual-hosted ones.
+    forcePathStyle: booleanValue(env, 'PGOPS_S3_FORCE_PATH_STYLE', endpoint !== undefined),
+    checksumMode,
+  };
+}
+
+export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
+  const pgBinDir = required(env, 'PGOPS_PG_BIN_DIR', 'directory of pg_dump/pg_restore/psql matching the servers\' major version');
+  if (!existsSync(`${pgBinDir}/pg_dump`)) {
+    throw new ConfigError(`PGOPS_PG_BIN_DIR=${pgBinDir} has no pg_dump in it`);
+  }
+  return {
+    temporal: loadTemporalConfig(env),
+    pgBinDir,
+    targets: loadTargets(env),
+    s3: loadS3(env),
+    stagingDir: optional(env, 'PGOPS_STAGING_DIR') ?? '/var/tmp/pgops-staging',
+    shutdownGraceTime: optional(env, 'PGOPS_WORKER_SHUTDOWN_GRACE') ?? '15 minutes',
+    openai: { apiKey: optional(env, 'PGOPS_OPENAI_API_KEY'), baseUrl: optional(env, 'PGOPS_OPENAI_BASE_URL') },
+  };
+}

@@ -1,0 +1,54 @@
+// The pgops worker: every workflow and activity on one task queue.
+import { Worker, type WorkflowBundle } from '@temporalio/worker';
+import { createActivities } from './activities';
+import { ConfigError, loadWorkerConfig, type WorkerConfig } from './config';
+import { connectWorkerConnection, TemporalUnreachable } from './temporal/connection';
+
+export interface WorkerOptions {
+  taskQueue?: string;
+  identity?: string;
+  /** A prebuilt workflow bundle; tests share one instead of bundling per worker. */
+  workflowBundle?: WorkflowBundle;
+}
+
+export async function createWorker(config: WorkerConfig, options: WorkerOptions = {}) {
+  const connection = await connectWorkerConnection(config.temporal);
+  const worker = await Worker.create({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue: options.taskQueue ?? config.temporal.taskQueue,
+    ...(options.identity ? { identity: options.identity } : {}),
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
+    activities: createActivities(config),
+    // The SDK's default is to cancel activities at once on SIGTERM; a deploy must not kill a dump mid-way.
+    shutdownGraceTime: config.shutdownGraceTime,
+  });
+  return { worker, connection };
+}
+
+export async function main(): Promise<void> {
+  const config = loadWorkerConfig();
+  const { worker, connection } = await createWorker(config);
+  console.log(
+    `pgops worker: task queue ${config.temporal.taskQueue} on ${config.temporal.address}/${config.temporal.namespace}, ` +
+      `targets ${Object.keys(config.targets).join(', ')}, bucket ${config.s3.bucket}`,
+  );
+  try {
+    await worker.run(); // resolves after SIGINT/SIGTERM once in-flight work drained or the grace time ran out
+  } finally {
+    await connection.close();
+  }
+}
+
+export function runWorkerProcess(): void {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      const oneLine = err instanceof ConfigError || err instanceof TemporalUnreachable;
+      console.error(`pgops worker: ${oneLine ? err.message : (err as Error).stack}`);
+      process.exit(1);
+    },
+  );
+}
+
+if (require.main === module) runWorkerProcess();
