@@ -81,12 +81,14 @@ function seedReferenceData(counts: SeedCounts): string[] {
        SELECT q.id, c.id FROM questions q
          JOIN categories c ON c.id = 1 + pg_temp.h(q.id, 10) % (SELECT count(*) FROM categories)
                            OR (pg_temp.h(q.id, 11) % 3 = 0 AND c.id = 1 + pg_temp.h(q.id, 12) % (SELECT count(*) FROM categories))`,
-    `INSERT INTO user_problem_banks (user_id, question_id, is_bookmarked, user_answer, ai_feedback)
+    `INSERT INTO user_problem_banks (user_id, question_id, is_bookmarked, user_answer, ai_feedback, created_at)
        SELECT DISTINCT ON (u, q) u, q, pg_temp.h(i, 13) % 4 = 0,
               CASE WHEN pg_temp.h(i, 14) % 10 = 0 THEN NULL ELSE 'My answer about ' || pg_temp.pick(${EN_TOPICS}, i, 15) END,
-              CASE WHEN pg_temp.h(i, 16) % 5 = 0 THEN NULL ELSE pg_temp.pick(${KO_FEEDBACK}, i, 17) END
+              CASE WHEN pg_temp.h(i, 16) % 5 = 0 THEN NULL ELSE pg_temp.pick(${KO_FEEDBACK}, i, 17) END,
+              timestamptz '2025-06-01' + i * interval '13 minutes'
          FROM generate_series(1, ${counts.problemBankEntries}) i,
-              LATERAL (SELECT 1 + pg_temp.h(i, 18) % ${counts.users} AS u, 1 + pg_temp.h(i, 19) % ${counts.questions} AS q) pair`,
+              LATERAL (SELECT 1 + pg_temp.h(i, 18) % ${counts.users} AS u, 1 + pg_temp.h(i, 19) % ${counts.questions} AS q) pair
+        ORDER BY u, q, i`,
   ];
 }
 
@@ -132,10 +134,11 @@ function seedMatchChunk(counts: SeedCounts, first: number, last: number): string
 
 // Statistics follow from the matches, so they agree with them.
 const USER_STATISTICS =
-  `INSERT INTO user_statistics (user_id, win_count, lose_count, draw_count, tier_point, exp_point, tier_id)
+  `INSERT INTO user_statistics (user_id, win_count, lose_count, draw_count, tier_point, exp_point, tier_id, updated_at)
      SELECT u.id, coalesce(w.n, 0), coalesce(p.n, 0) - coalesce(w.n, 0) - coalesce(d.n, 0), coalesce(d.n, 0),
             least(5999, coalesce(w.n, 0) * 25), coalesce(p.n, 0) * 10,
-            (SELECT t.id FROM tiers t WHERE least(5999, coalesce(w.n, 0) * 25) >= t.min_points ORDER BY t.min_points DESC LIMIT 1)
+            (SELECT t.id FROM tiers t WHERE least(5999, coalesce(w.n, 0) * 25) >= t.min_points ORDER BY t.min_points DESC LIMIT 1),
+            timestamptz '2026-01-01'
        FROM users u
        LEFT JOIN (SELECT winner_id AS id, count(*) AS n FROM matches WHERE winner_id IS NOT NULL GROUP BY 1) w USING (id)
        LEFT JOIN (SELECT x AS id, count(*) AS n FROM matches, LATERAL (VALUES (player1_id), (player2_id)) v(x) GROUP BY 1) p USING (id)
