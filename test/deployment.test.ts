@@ -1,0 +1,51 @@
+// docker-compose.yml cannot run here (no Docker engine), so check what can be checked: it parses,
+// and the worker's environment in it is one the worker's config loader accepts and fully reads.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { loadWorkerConfig, type Env } from '../src/config';
+import { REPO_DIR, stackConfig } from './support/stack';
+
+type Service = { environment?: Record<string, string>; depends_on?: Record<string, unknown>; stop_grace_period?: string };
+
+/** Resolves compose's ${VAR:-default} the way compose does when VAR is unset. */
+function withDefaults(value: string): string {
+  return value.replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, '$1');
+}
+
+const compose = parse(readFileSync(path.join(REPO_DIR, 'docker-compose.yml'), 'utf8')) as { services: Record<string, Service> };
+
+describe('docker-compose.yml', () => {
+  const services = compose.services;
+  const workerEnv = Object.fromEntries(
+    Object.entries(services['pgops-worker'].environment ?? {}).map(([k, v]) => [k, withDefaults(String(v))]),
+  );
+
+  test('has every service of the production-like deployment', () => {
+    expect(Object.keys(services).sort()).toEqual(
+      ['create-bucket', 'csarena-db', 'minio', 'pgops-worker', 'temporal', 'temporal-db', 'temporal-ui'].sort(),
+    );
+  });
+
+  test("the worker's environment is valid, and every PGOPS_ variable in it is one the worker reads", () => {
+    const read = new Set<string>();
+    // The image's own ENV supplies the bin dir; here the local stack's stands in for it.
+    const env = new Proxy<Env>({ ...workerEnv, PGOPS_PG_BIN_DIR: stackConfig().pgBinDir }, {
+      get(target, key: string) {
+        read.add(key);
+        return target[key];
+      },
+    });
+    const config = loadWorkerConfig(env);
+    expect(config.targets.primary).toMatchObject({ host: 'csarena-db', database: 'csarena' });
+    expect(Object.keys(workerEnv).filter((k) => k.startsWith('PGOPS_') && !read.has(k))).toEqual([]);
+  });
+
+  test('the worker, MinIO and the database agree on credentials', () => {
+    const minio = services.minio.environment ?? {};
+    expect(workerEnv.PGOPS_S3_ACCESS_KEY_ID).toBe(withDefaults(minio.MINIO_ROOT_USER));
+    expect(workerEnv.PGOPS_S3_SECRET_ACCESS_KEY).toBe(withDefaults(minio.MINIO_ROOT_PASSWORD));
+    const dbPassword = withDefaults(services['csarena-db'].environment?.POSTGRES_PASSWORD ?? '');
+    expect(new URL(workerEnv.PGOPS_TARGET_PRIMARY_URL).password).toBe(dbPassword);
+  });
+});
