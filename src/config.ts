@@ -41,6 +41,15 @@ export interface S3Config {
   secretAccessKey?: string;
   forcePathStyle: boolean;
   checksumMode: S3ChecksumMode;
+  /** Key prefix under which backups live: <prefix>/<target>/<backupId>/... */
+  prefix: string;
+  storageClass?: string;
+  serverSideEncryption?: 'AES256' | 'aws:kms';
+  sseKmsKeyId?: string;
+  /** Object-lock retention for uploaded backups, where the bucket has object lock enabled. */
+  objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number };
+  /** URL-encoded tag set, e.g. "app=cs-arena&kind=backup". */
+  tags?: string;
 }
 
 export interface WorkerConfig {
@@ -51,6 +60,8 @@ export interface WorkerConfig {
   s3: S3Config;
   stagingDir: string;
   shutdownGraceTime: string;
+  /** Where backup failures (and, if asked, successes) are POSTed as JSON. */
+  notifyWebhookUrl?: string;
   openai: { apiKey?: string; baseUrl?: string };
 }
 
@@ -188,8 +199,18 @@ function loadS3(env: Env): S3Config {
   if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
     throw new ConfigError('PGOPS_S3_ACCESS_KEY_ID and PGOPS_S3_SECRET_ACCESS_KEY must be set together');
   }
+  const sse = optional(env, 'PGOPS_S3_SSE');
+  if (sse !== undefined && sse !== 'AES256' && sse !== 'aws:kms') {
+    throw new ConfigError(`PGOPS_S3_SSE=${sse} must be AES256 (SSE-S3) or aws:kms (SSE-KMS)`);
+  }
   return {
     endpoint,
+    prefix: (optional(env, 'PGOPS_S3_PREFIX') ?? 'backups').replace(/\/+$/, ''),
+    storageClass: optional(env, 'PGOPS_S3_STORAGE_CLASS'),
+    serverSideEncryption: sse,
+    sseKmsKeyId: optional(env, 'PGOPS_S3_SSE_KMS_KEY_ID'),
+    objectLock: loadObjectLock(env),
+    tags: optional(env, 'PGOPS_S3_TAGS'),
     region: optional(env, 'PGOPS_S3_REGION') ?? 'us-east-1',
     bucket: required(env, 'PGOPS_S3_BUCKET', 'the S3 bucket that holds backups'),
     accessKeyId,
@@ -198,6 +219,23 @@ function loadS3(env: Env): S3Config {
     forcePathStyle: booleanValue(env, 'PGOPS_S3_FORCE_PATH_STYLE', endpoint !== undefined),
     checksumMode,
   };
+}
+
+function loadObjectLock(env: Env): S3Config['objectLock'] {
+  const days = optional(env, 'PGOPS_S3_OBJECT_LOCK_DAYS');
+  if (days === undefined) return undefined;
+  if (!/^\d+$/.test(days) || Number(days) < 1) throw new ConfigError(`PGOPS_S3_OBJECT_LOCK_DAYS=${days} is not a positive whole number`);
+  const mode = optional(env, 'PGOPS_S3_OBJECT_LOCK_MODE') ?? 'GOVERNANCE';
+  if (mode !== 'GOVERNANCE' && mode !== 'COMPLIANCE') {
+    throw new ConfigError(`PGOPS_S3_OBJECT_LOCK_MODE=${mode} must be GOVERNANCE or COMPLIANCE`);
+  }
+  return { mode, days: Number(days) };
+}
+
+function loadWebhookUrl(env: Env): string | undefined {
+  const url = optional(env, 'PGOPS_NOTIFY_WEBHOOK_URL');
+  if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) throw new ConfigError(`PGOPS_NOTIFY_WEBHOOK_URL=${url} is not an http(s) URL`);
+  return url;
 }
 
 export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
@@ -212,6 +250,7 @@ export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
     s3: loadS3(env),
     stagingDir: optional(env, 'PGOPS_STAGING_DIR') ?? '/var/tmp/pgops-staging',
     shutdownGraceTime: optional(env, 'PGOPS_WORKER_SHUTDOWN_GRACE') ?? '15 minutes',
+    notifyWebhookUrl: loadWebhookUrl(env),
     openai: { apiKey: optional(env, 'PGOPS_OPENAI_API_KEY'), baseUrl: optional(env, 'PGOPS_OPENAI_BASE_URL') },
   };
 }

@@ -43,3 +43,133 @@ export interface StorageProbe {
   bytes: number;
   roundTripMs: number;
 }
+
+// ---------------------------------------------------------------- backups
+
+/** pg_dump's -Z value: `none`, or a method with an optional level such as `gzip:6` or `zstd:3`. */
+export type Compression = string;
+
+export type VerifyLevel = 'list' | 'restore';
+
+/** How many remote backups to keep. Tiers keep the newest backup of each recent day/week/month. */
+export interface RetentionPolicy {
+  keepLast: number;
+  keepDaily: number;
+  keepWeekly: number;
+  keepMonthly: number;
+  /** No policy may leave fewer backups than this; at least 1. */
+  minKeep: number;
+  /** Staged local copies older than this many days are deleted. */
+  localKeepDays: number;
+}
+
+export interface NightlyBackupInput {
+  target: TargetName;
+  compression?: Compression;
+  verify?: VerifyLevel;
+  /** Target whose server hosts the scratch database of a test restore (default: the backed-up target). */
+  verifyTarget?: TargetName;
+  retention?: Partial<RetentionPolicy>;
+  pruneDryRun?: boolean;
+  notifyOnSuccess?: boolean;
+}
+
+/** The single source of truth about one backup. Written at dump time, stored beside the dump. */
+export interface BackupManifest {
+  formatVersion: 1;
+  backupId: string;
+  target: TargetName;
+  database: string;
+  serverVersion: string;
+  pgDumpVersion: string;
+  startedAt: string;
+  finishedAt: string;
+  format: 'custom';
+  compression: Compression;
+  sizeBytes: number;
+  sha256: string;
+  databaseSizeBytes: number;
+  /** Row count of every table, taken in the dump's own snapshot. Keyed "schema.table". */
+  rowCounts: Record<string, number>;
+  /** File name of the dump inside the backup's folder (local staging or object prefix). */
+  dumpFile: string;
+  /** Cluster-wide objects (roles, memberships, tablespaces) from pg_dumpall --globals-only. */
+  globalsFile: string;
+  globalsIncludePasswords: boolean;
+  verification?: VerificationResult;
+}
+
+export interface VerificationResult {
+  level: VerifyLevel;
+  verifiedAt: string;
+  /** Entries pg_restore --list found in the archive. */
+  tocEntries: number;
+  /** For a test restore: where it ran, how long it took, and the tables compared. */
+  restoreServer?: TargetName;
+  restoreMs?: number;
+  tablesCompared?: number;
+}
+
+export interface UploadResult {
+  bucket: string;
+  dumpKey: string;
+  manifestKey: string;
+  globalsKey: string;
+  bytes: number;
+  /** True when the object already matched the manifest and nothing was sent again. */
+  reused: boolean;
+}
+
+export interface CatalogEntry {
+  backupId: string;
+  target: TargetName;
+  finishedAt: string;
+  sizeBytes: number;
+  verified: boolean;
+  manifestKey: string;
+  dumpKey: string;
+  globalsKey: string;
+}
+
+export interface RetentionDecision {
+  backupId: string;
+  finishedAt: string;
+  keep: boolean;
+  reasons: string[];
+}
+
+export interface PruneResult {
+  dryRun: boolean;
+  remote: RetentionDecision[];
+  deletedRemote: string[];
+  deletedLocal: string[];
+}
+
+export type BackupStage = 'starting' | 'dump' | 'verify' | 'upload' | 'prune' | 'done' | 'failed';
+
+export interface BackupProgress {
+  backupId: string;
+  target: TargetName;
+  stage: BackupStage;
+  dumpedBytes?: number;
+  uploadedBytes?: number;
+  error?: string;
+}
+
+export interface NightlyBackupResult {
+  backupId: string;
+  manifest: BackupManifest;
+  upload: UploadResult;
+  prune: PruneResult;
+}
+
+export interface BackupNotification {
+  workflowId: string;
+  backupId: string;
+  target: TargetName;
+  status: 'succeeded' | 'failed';
+  stage: BackupStage;
+  error?: string;
+  location?: string;
+  sizeBytes?: number;
+}

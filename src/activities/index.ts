@@ -1,12 +1,22 @@
 // Every activity the worker registers, built from the worker's configuration.
 import type { WorkerConfig } from '../config';
+import { webhookActivities } from './notify/webhook';
+import { dumpActivities } from './postgres/dumpDatabase';
 import { stackProbeActivities } from './postgres/stackProbes';
+import { verifyActivities } from './postgres/verifyByTestRestore';
+import { pruneActivities } from './storage/pruneBackups';
 import { roundTripActivities } from './storage/roundTripObject';
+import { uploadActivities } from './storage/uploadBackup';
 
 export function createActivities(config: WorkerConfig) {
   return {
     ...stackProbeActivities(config),
     ...roundTripActivities(config),
+    ...dumpActivities(config),
+    ...verifyActivities(config),
+    ...uploadActivities(config),
+    ...pruneActivities(config),
+    ...webhookActivities(config),
   };
 }
 

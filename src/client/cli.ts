@@ -1,91 +1,46 @@
 // The pgops command line. Each command is a thin wrapper: workflows do the work.
-import { parseArgs } from 'node:util';
-import type { Client as PgClient } from 'pg';
-import { ConfigError, loadTemporalConfig, loadWorkerConfig } from '../config';
-import { migrate } from '../db/migrate';
-import { seed, SeedRefused } from '../db/seed';
-import { connectTarget, resolveTarget } from '../activities/postgres/connection';
-import { connectClient, runStackCheck, TemporalUnreachable } from './index';
-import { formatTable } from './format';
+import { ConfigError } from '../config';
+import { SeedRefused } from '../db/seed';
+import { TemporalUnreachable } from '../temporal/connection';
 import { runWorkerProcess } from '../worker';
+import { backupNowCommand, backupsListCommand } from './commands/backup';
+import { checkCommand } from './commands/check';
+import { UsageError } from './commands/common';
+import { migrateCommand, seedCommand } from './commands/database';
+import { scheduleCommand } from './commands/schedule';
 
 const USAGE = `usage: pgops <command> [options]
 
-  check                          run the stackCheck workflow and print a table (needs a running worker)
-  migrate [--target primary]     apply the CS Arena schema migrations
+  check                            run the stackCheck workflow and print a table
+  backup now [--target primary] [--verify restore|list] [--compression gzip:6]
+                                   run nightlyBackup now and follow its progress
+  backups list [--target primary]  the backup catalog, read from S3
+  schedule install [--target primary] [--at 03:00] [--timezone Asia/Seoul]
+  schedule pause|resume|show [--target primary]
+                                   the Temporal Schedule that runs nightlyBackup
+  migrate [--target primary]       apply the CS Arena schema migrations
   seed --scale N [--reset] [--target primary]
-                                 fill the CS Arena database with deterministic demo data (scale 1 ~ 100 MB)
-  worker                         run a worker in the foreground`;
+                                   deterministic demo data (scale 1 ≈ 100 MB)
+  worker                           run a worker in the foreground
 
-/** An error the CLI prints as one line, without a stack trace. */
-class UsageError extends Error {}
+Commands that start workflows need a running worker (pgops worker).`;
 
-async function checkCommand(): Promise<number> {
-  const config = loadTemporalConfig();
-  const client = await connectClient(config);
-  try {
-    const report = await runStackCheck(client, { taskQueue: config.taskQueue });
-    console.log(formatTable(['component', 'status', 'detail'], report.checks.map((c) => [c.component, c.ok ? 'ok' : 'FAILED', c.detail])));
-    return report.ok ? 0 : 1;
-  } finally {
-    await client.connection.close();
-  }
-}
-
-async function withTarget<T>(targetName: string, work: (client: PgClient) => Promise<T>): Promise<T> {
-  const target = resolveTarget(loadWorkerConfig(), targetName);
-  const client = await connectTarget(target);
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
-
-async function migrateCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { target: { type: 'string', default: 'primary' } } });
-  const applied = await withTarget(values.target!, migrate);
-  console.log(applied.length ? `applied ${applied.join(', ')}` : 'schema is up to date');
-  return 0;
-}
-
-async function seedCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { scale: { type: 'string' }, reset: { type: 'boolean', default: false }, target: { type: 'string', default: 'primary' } },
-  });
-  if (values.scale === undefined) throw new UsageError('seed needs --scale N (1 is about 100 MB)');
-  const scale = Number(values.scale);
-  const result = await withTarget(values.target!, async (client) => {
-    await migrate(client);
-    return seed(client, {
-      scale,
-      reset: values.reset,
-      onProgress: (p) => {
-        const mb = p.bytesWritten / 1e6;
-        process.stderr.write(
-          `seed: ${p.matchesDone}/${p.matchesTotal} matches, ${mb.toFixed(0)} MB, ${(mb / (p.elapsedMs / 1000)).toFixed(1)} MB/s\n`,
-        );
-      },
-    });
-  });
-  const mb = result.bytes / 1e6;
-  console.log(
-    `seeded scale ${scale}: ${result.users} users, ${result.questions} questions, ${result.matches} matches; ` +
-      `${mb.toFixed(0)} MB in ${(result.elapsedMs / 1000).toFixed(1)} s (${(mb / (result.elapsedMs / 1000)).toFixed(1)} MB/s)`,
-  );
-  return 0;
-}
-
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+async function main([command, sub, ...rest]: string[]): Promise<number> {
   switch (command) {
     case 'check':
       return checkCommand();
+    case 'backup':
+      if (sub !== 'now') throw new UsageError(`backup needs "now", got ${sub ?? 'nothing'}`);
+      return backupNowCommand(rest);
+    case 'backups':
+      if (sub !== 'list') throw new UsageError(`backups needs "list", got ${sub ?? 'nothing'}`);
+      return backupsListCommand(rest);
+    case 'schedule':
+      return scheduleCommand([sub, ...rest].filter((a) => a !== undefined));
     case 'migrate':
-      return migrateCommand(rest);
+      return migrateCommand([sub, ...rest].filter((a) => a !== undefined));
     case 'seed':
-      return seedCommand(rest);
+      return seedCommand([sub, ...rest].filter((a) => a !== undefined));
     case 'worker':
       runWorkerProcess();
       return new Promise(() => undefined); // the worker exits the process itself
@@ -103,8 +58,9 @@ const ONE_LINE_ERRORS = [ConfigError, TemporalUnreachable, SeedRefused, UsageErr
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  (err: Error & { type?: string }) => {
-    const known = ONE_LINE_ERRORS.some((kind) => err instanceof kind) || err.name === 'ApplicationFailure';
+  (err: Error) => {
+    const parseError = String((err as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS');
+    const known = parseError || err.name === 'ApplicationFailure' || ONE_LINE_ERRORS.some((kind) => err instanceof kind);
     console.error(`pgops: ${known ? err.message : err.stack}`);
     process.exit(1);
   },

@@ -20,3 +20,4 @@ export async function runStackCheck(client: Client, options: StartOptions, input
     workflowExecutionTimeout: '5 minutes',
   });
 }
+export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';

@@ -1,2 +1,3 @@
 // Every workflow the worker registers.
 export { stackCheck } from './stackCheck';
+export { nightlyBackup } from './nightlyBackup';

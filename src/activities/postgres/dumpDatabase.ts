@@ -1,0 +1,152 @@
+// The dump step: pg_dump in custom format, streamed to the staging dir and hashed in the same
+// pass, inside an exported snapshot so the manifest's row counts describe exactly what was dumped.
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
+import type { WorkerConfig } from '../../config';
+import type { BackupManifest, Compression } from '../../types';
+import { killOnCancel, throttledHeartbeat } from '../heartbeat';
+import {
+  DUMP_FILE,
+  GLOBALS_FILE,
+  assertStagedDumpIntact,
+  prepareStagedDir,
+  readStagedManifest,
+  writeManifest,
+} from '../staging/stagedBackup';
+import { connectTarget, resolveTarget, targetFailure } from './connection';
+import { majorVersion, pgToolVersion, runPgTool } from './pgTools';
+import { countRows } from './rowCounts';
+
+export interface DumpInput {
+  target: string;
+  backupId: string;
+  compression: Compression;
+  includeRolePasswords?: boolean;
+}
+
+const COMPRESSION = /^(none|gzip|lz4|zstd)(:\d{1,2})?$|^\d$/;
+
+export function dumpActivities(config: WorkerConfig) {
+  async function dumpDatabase(input: DumpInput): Promise<BackupManifest> {
+    const target = resolveTarget(config, input.target);
+    if (!COMPRESSION.test(input.compression)) {
+      throw ApplicationFailure.nonRetryable(
+        `compression "${input.compression}" is not one of none, gzip[:level], lz4[:level], zstd[:level]`,
+        'BadInput',
+      );
+    }
+    // A retry after a crash: a complete, intact staged dump is reused, not dumped again.
+    const staged = await readStagedManifest(config.stagingDir, input.backupId);
+    if (staged) {
+      const intact = await assertStagedDumpIntact(config.stagingDir, staged).then(
+        () => true,
+        () => false,
+      );
+      if (intact) return staged;
+    }
+    const dir = await prepareStagedDir(config.stagingDir, input.backupId);
+    const pgDumpVersion = await pgToolVersion(config, 'pg_dump');
+    const startedAt = new Date().toISOString();
+    const snapshotHolder = await connectTarget(target);
+    try {
+      const info = await exportSnapshot(snapshotHolder);
+      if (majorVersion(pgDumpVersion) < majorVersion(info.serverVersion)) {
+        throw ApplicationFailure.nonRetryable(
+          `pg_dump ${pgDumpVersion} is older than target ${input.target}'s server ${info.serverVersion}; ` +
+            `point PGOPS_PG_BIN_DIR at PostgreSQL ${majorVersion(info.serverVersion)} client tools`,
+          'PgDumpTooOld',
+        );
+      }
+      const [dump, rowCounts] = await Promise.all([
+        streamDump(path.join(dir, DUMP_FILE), ['--format=custom', `--compress=${input.compression}`, `--snapshot=${info.snapshot}`]),
+        countRows(snapshotHolder),
+      ]);
+      await snapshotHolder.query('COMMIT');
+      await dumpGlobals(path.join(dir, GLOBALS_FILE), input.includeRolePasswords ?? false);
+      const manifest: BackupManifest = {
+        formatVersion: 1,
+        backupId: input.backupId,
+        target: input.target,
+        database: target.database,
+        serverVersion: info.serverVersion,
+        pgDumpVersion,
+        startedAt,
+        finishedAt: new Date().toISOString(),
+        format: 'custom',
+        compression: input.compression,
+        sizeBytes: dump.bytes,
+        sha256: dump.sha256,
+        databaseSizeBytes: info.databaseSize,
+        rowCounts,
+        dumpFile: DUMP_FILE,
+        globalsFile: GLOBALS_FILE,
+        globalsIncludePasswords: input.includeRolePasswords ?? false,
+      };
+      await writeManifest(dir, manifest);
+      return manifest;
+    } catch (err) {
+      throw err instanceof ApplicationFailure ? err : targetFailure(target, err);
+    } finally {
+      await snapshotHolder.end().catch(() => undefined);
+    }
+
+    async function streamDump(file: string, args: string[]): Promise<{ sha256: string; bytes: number }> {
+      const heartbeat = throttledHeartbeat();
+      const hash = createHash('sha256');
+      let bytes = 0;
+      const hashing = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          hash.update(chunk);
+          bytes += chunk.length;
+          heartbeat({ stage: 'dump', dumpedBytes: bytes });
+          done(null, chunk);
+        },
+      });
+      const child = runPgTool(config, 'pg_dump', args, target, { stdout: 'pipe', buffer: false, stderr: 'pipe' });
+      killOnCancel(child);
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      try {
+        await Promise.all([pipeline(child.stdout!, hashing, createWriteStream(file)), child]);
+      } catch (err) {
+        await rm(file, { force: true });
+        if (/compression .* not supported|this build does not support compression/i.test(stderr)) {
+          throw ApplicationFailure.nonRetryable(`pg_dump cannot use compression ${input.compression}: ${stderr.trim()}`, 'CompressionUnsupported');
+        }
+        throw new Error(`pg_dump of target ${input.target} failed: ${stderr.trim() || (err as Error).message}`, { cause: err });
+      }
+      if ((await stat(file)).size !== bytes) throw new Error(`staged dump ${file} is shorter than what pg_dump wrote`);
+      return { sha256: hash.digest('hex'), bytes };
+    }
+
+    async function dumpGlobals(file: string, withPasswords: boolean): Promise<void> {
+      const args = ['--globals-only', `--file=${file}`, `--database=${target.database}`];
+      if (!withPasswords) args.push('--no-role-passwords');
+      try {
+        await runPgTool(config, 'pg_dumpall', args, target);
+      } catch (err) {
+        throw new Error(`pg_dumpall --globals-only of target ${input.target} failed: ${(err as { stderr?: string }).stderr ?? err}`, {
+          cause: err,
+        });
+      }
+    }
+  }
+
+  return { dumpDatabase };
+}
+
+/** Opens a read-only repeatable-read transaction and exports its snapshot for pg_dump to share. */
+async function exportSnapshot(client: Client) {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const { rows } = await client.query<{ snapshot: string; version: string; size: string }>(
+    `SELECT pg_export_snapshot() AS snapshot, current_setting('server_version') AS version,
+            pg_database_size(current_database()) AS size`,
+  );
+  return { snapshot: rows[0].snapshot, serverVersion: rows[0].version.split(' ')[0], databaseSize: Number(rows[0].size) };
+}

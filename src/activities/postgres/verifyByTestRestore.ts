@@ -1,0 +1,107 @@
+// The verify step: a backup counts only once it has been restored. pg_restore --list always; by
+// default a real restore into a scratch database whose row counts must equal the manifest's.
+import { ApplicationFailure } from '@temporalio/common';
+import type { WorkerConfig } from '../../config';
+import type { VerificationResult, VerifyLevel } from '../../types';
+import { killOnCancel, throttledHeartbeat } from '../heartbeat';
+import { assertStagedDumpIntact, requireStagedManifest } from '../staging/stagedBackup';
+import { resolveTarget, withTarget } from './connection';
+import { runPgTool } from './pgTools';
+import { countRows } from './rowCounts';
+
+export interface VerifyInput {
+  backupId: string;
+  level: VerifyLevel;
+  /** Server for the scratch database, by target name. */
+  verifyTarget: string;
+}
+
+/** A database name unique to the backup, within PostgreSQL's 63-byte limit. */
+export function scratchDatabaseName(backupId: string): string {
+  return `pgops_verify_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`.slice(0, 63);
+}
+
+export function verifyActivities(config: WorkerConfig) {
+  async function verifyByTestRestore(input: VerifyInput): Promise<VerificationResult> {
+    const heartbeat = throttledHeartbeat();
+    const manifest = await requireStagedManifest(config.stagingDir, input.backupId);
+    const file = await assertStagedDumpIntact(config.stagingDir, manifest, (bytes) => heartbeat({ stage: 'verify', hashedBytes: bytes }));
+    const tocEntries = await listArchive(file);
+    const verifiedAt = () => new Date().toISOString();
+    if (input.level === 'list') return { level: 'list', verifiedAt: verifiedAt(), tocEntries };
+
+    const server = resolveTarget(config, input.verifyTarget);
+    const scratch = scratchDatabaseName(input.backupId);
+    const dropScratch = () =>
+      withTarget(server, (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(scratch)} WITH (FORCE)`));
+    // A scratch database left by a crashed attempt is dropped first; this one is dropped whatever happens.
+    await dropScratch();
+    await withTarget(server, (c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(scratch)} TEMPLATE template0`));
+    const started = Date.now();
+    try {
+      const restore = runPgTool(
+        config,
+        'pg_restore',
+        ['--exit-on-error', '--no-owner', '--no-privileges', '--jobs=2', `--dbname=${scratch}`, file],
+        { ...server, database: scratch },
+        { env: { PGDATABASE: scratch } },
+      );
+      killOnCancel(restore);
+      const beat = setInterval(() => heartbeat({ stage: 'verify', restoring: scratch }), 1_000);
+      try {
+        await restore;
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable(
+          `test restore of backup ${input.backupId} into ${scratch} on ${input.verifyTarget} failed: ${firstLines((err as { stderr?: string }).stderr)}`,
+          'BackupUnrestorable',
+        );
+      } finally {
+        clearInterval(beat);
+      }
+      const restoreMs = Date.now() - started;
+      const restored = await withTarget({ ...server, database: scratch }, countRows);
+      const differences = compareCounts(manifest.rowCounts, restored);
+      if (differences.length > 0) {
+        throw ApplicationFailure.nonRetryable(
+          `test restore of backup ${input.backupId} does not match its manifest: ${differences.slice(0, 5).join('; ')}`,
+          'BackupIncomplete',
+        );
+      }
+      return {
+        level: 'restore',
+        verifiedAt: verifiedAt(),
+        tocEntries,
+        restoreServer: input.verifyTarget,
+        restoreMs,
+        tablesCompared: Object.keys(manifest.rowCounts).length,
+      };
+    } finally {
+      await dropScratch();
+    }
+  }
+
+  async function listArchive(file: string): Promise<number> {
+    try {
+      const { stdout } = await runPgTool(config, 'pg_restore', ['--list', file]);
+      return stdout.split('\n').filter((line) => line.trim() !== '' && !line.startsWith(';')).length;
+    } catch (err) {
+      throw ApplicationFailure.nonRetryable(
+        `pg_restore --list cannot read ${file}: ${firstLines((err as { stderr?: string }).stderr)}`,
+        'BackupCorrupt',
+      );
+    }
+  }
+
+  return { verifyByTestRestore };
+}
+
+export function compareCounts(expected: Record<string, number>, actual: Record<string, number>): string[] {
+  const tables = new Set([...Object.keys(expected), ...Object.keys(actual)]);
+  return [...tables]
+    .filter((t) => expected[t] !== actual[t])
+    .map((t) => `${t}: manifest ${expected[t] ?? 'missing'}, restored ${actual[t] ?? 'missing'}`);
+}
+
+function firstLines(text: string | undefined): string {
+  return (text ?? 'no output').trim().split('\n').slice(0, 3).join(' | ');
+}

@@ -1,0 +1,88 @@
+// The local staging folder of one backup: <stagingDir>/<backupId>/{dump, globals, manifest.json}.
+// manifest.json is written last, atomically, so its presence means the staged backup is complete.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { access, mkdir, readFile, rename, writeFile, constants } from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import type { BackupManifest } from '../../types';
+
+export const DUMP_FILE = 'dump.pgdump';
+export const GLOBALS_FILE = 'globals.sql';
+export const MANIFEST_FILE = 'manifest.json';
+
+export function stagedDir(stagingDir: string, backupId: string): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(backupId)) {
+    throw ApplicationFailure.nonRetryable(`backup id "${backupId}" has characters not allowed in a file name`, 'BadInput');
+  }
+  return path.join(stagingDir, backupId);
+}
+
+/** Creates the folder and proves it is writable, or fails for good naming the setting. */
+export async function prepareStagedDir(stagingDir: string, backupId: string): Promise<string> {
+  const dir = stagedDir(stagingDir, backupId);
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+    await writeFile(path.join(dir, '.write-test'), '');
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(
+      `staging dir ${stagingDir} is not writable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix PGOPS_STAGING_DIR`,
+      'StagingUnwritable',
+    );
+  }
+  return dir;
+}
+
+export async function writeManifest(dir: string, manifest: BackupManifest): Promise<void> {
+  const tmp = path.join(dir, `${MANIFEST_FILE}.tmp`);
+  await writeFile(tmp, JSON.stringify(manifest, null, 2));
+  await rename(tmp, path.join(dir, MANIFEST_FILE));
+}
+
+export async function readStagedManifest(stagingDir: string, backupId: string): Promise<BackupManifest | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(stagedDir(stagingDir, backupId), MANIFEST_FILE), 'utf8')) as BackupManifest;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function requireStagedManifest(stagingDir: string, backupId: string): Promise<BackupManifest> {
+  const manifest = await readStagedManifest(stagingDir, backupId);
+  if (!manifest) {
+    throw ApplicationFailure.nonRetryable(
+      `backup ${backupId} is not staged in ${stagingDir} (no ${MANIFEST_FILE}); the dump step must run first on a worker sharing this staging dir`,
+      'BackupNotStaged',
+    );
+  }
+  return manifest;
+}
+
+export async function sha256File(file: string, onBytes?: (bytes: number) => void): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+    onBytes?.(bytes);
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+/** Rechecks the staged dump against its manifest; a mismatch is final. */
+export async function assertStagedDumpIntact(stagingDir: string, manifest: BackupManifest, onBytes?: (bytes: number) => void) {
+  const file = path.join(stagedDir(stagingDir, manifest.backupId), manifest.dumpFile);
+  const actual = await sha256File(file, onBytes).catch((err: NodeJS.ErrnoException) => {
+    throw ApplicationFailure.nonRetryable(`staged dump ${file} cannot be read: ${err.code ?? err.message}`, 'BackupCorrupt');
+  });
+  if (actual.sha256 !== manifest.sha256 || actual.bytes !== manifest.sizeBytes) {
+    throw ApplicationFailure.nonRetryable(
+      `staged dump ${file} does not match its manifest: sha256 ${actual.sha256} (${actual.bytes} bytes), ` +
+        `expected ${manifest.sha256} (${manifest.sizeBytes} bytes)`,
+      'BackupCorrupt',
+    );
+  }
+  return file;
+}

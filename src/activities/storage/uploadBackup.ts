@@ -1,0 +1,124 @@
+// The upload step: multipart upload of a verified, staged backup, with the manifest's SHA-256 as
+// metadata and S3 checksums where the store supports them; the manifest object goes last, so a
+// backup is in the catalog only once all of it is stored. Confirmed by HeadObject.
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import {
+  AbortMultipartUploadCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  type PutObjectCommandInput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { ApplicationFailure } from '@temporalio/common';
+import { readFile } from 'node:fs/promises';
+import type { S3Config, WorkerConfig } from '../../config';
+import type { BackupManifest, UploadResult, VerificationResult } from '../../types';
+import { throttledHeartbeat } from '../heartbeat';
+import { assertStagedDumpIntact, requireStagedManifest, stagedDir } from '../staging/stagedBackup';
+import { backupKeys } from './backupObjects';
+import { createS3Client, storageFailure } from './s3Client';
+
+const PART_SIZE = 16 * 1024 * 1024;
+
+export interface UploadInput {
+  backupId: string;
+  verification: VerificationResult;
+}
+
+/** Storage class, encryption, object lock and tags an operator configured, for every object. */
+function objectOptions(s3: S3Config): Partial<PutObjectCommandInput> {
+  return {
+    StorageClass: s3.storageClass as PutObjectCommandInput['StorageClass'],
+    ServerSideEncryption: s3.serverSideEncryption,
+    SSEKMSKeyId: s3.sseKmsKeyId,
+    Tagging: s3.tags,
+    ...(s3.objectLock
+      ? {
+          ObjectLockMode: s3.objectLock.mode,
+          ObjectLockRetainUntilDate: new Date(Date.now() + s3.objectLock.days * 86_400_000),
+        }
+      : {}),
+  };
+}
+
+/** Multipart uploads left by a killed attempt would hold storage forever: abort them. */
+async function abortStaleUploads(s3: S3Client, bucket: string, key: string): Promise<number> {
+  const { Uploads = [] } = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+  const stale = Uploads.filter((u) => u.Key === key);
+  for (const u of stale) await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: u.UploadId }));
+  return stale.length;
+}
+
+async function matchesManifest(s3: S3Client, bucket: string, key: string, manifest: BackupManifest): Promise<boolean> {
+  try {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return head.ContentLength === manifest.sizeBytes && head.Metadata?.sha256 === manifest.sha256;
+  } catch (err) {
+    if ((err as { name?: string }).name === 'NotFound') return false;
+    throw err;
+  }
+}
+
+export function uploadActivities(config: WorkerConfig) {
+  async function uploadBackup(input: UploadInput): Promise<UploadResult> {
+    const heartbeat = throttledHeartbeat();
+    const staged = await requireStagedManifest(config.stagingDir, input.backupId);
+    const file = await assertStagedDumpIntact(config.stagingDir, staged);
+    const manifest: BackupManifest = { ...staged, verification: input.verification };
+    const keys = backupKeys(config.s3, manifest.target, manifest.backupId);
+    const Bucket = config.s3.bucket;
+    const s3 = createS3Client(config.s3);
+    try {
+      // A retry after the data landed (worker killed before the manifest went up) sends nothing again.
+      const reused = await matchesManifest(s3, Bucket, keys.dumpKey, manifest);
+      if (!reused) {
+        await abortStaleUploads(s3, Bucket, keys.dumpKey);
+        const upload = new Upload({
+          client: s3,
+          partSize: PART_SIZE,
+          queueSize: 2,
+          leavePartsOnError: false,
+          params: {
+            Bucket,
+            Key: keys.dumpKey,
+            Body: createReadStream(file, { highWaterMark: 1 << 20 }),
+            ContentType: 'application/octet-stream',
+            Metadata: { sha256: manifest.sha256, 'backup-id': manifest.backupId, target: manifest.target },
+            ...(config.s3.checksumMode === 'when_supported' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
+            ...objectOptions(config.s3),
+          },
+        });
+        upload.on('httpUploadProgress', (p) => heartbeat({ stage: 'upload', uploadedBytes: p.loaded ?? 0 }));
+        await upload.done();
+      }
+      if (!(await matchesManifest(s3, Bucket, keys.dumpKey, manifest))) {
+        throw ApplicationFailure.retryable(`uploaded ${keys.dumpKey} does not match the manifest's size and SHA-256`, 'UploadMismatch');
+      }
+      const dir = stagedDir(config.stagingDir, manifest.backupId);
+      await s3.send(
+        new PutObjectCommand({ Bucket, Key: keys.globalsKey, Body: await readFile(path.join(dir, manifest.globalsFile)), ...objectOptions(config.s3) }),
+      );
+      await s3.send(
+        new PutObjectCommand({
+          Bucket,
+          Key: keys.manifestKey,
+          Body: JSON.stringify(manifest, null, 2),
+          ContentType: 'application/json',
+          Metadata: { sha256: manifest.sha256 },
+          ...objectOptions(config.s3),
+        }),
+      );
+      return { bucket: Bucket, ...keys, bytes: manifest.sizeBytes, reused };
+    } catch (err) {
+      if (err instanceof ApplicationFailure) throw err;
+      throw storageFailure(config.s3, err);
+    } finally {
+      s3.destroy();
+    }
+  }
+
+  return { uploadBackup };
+}

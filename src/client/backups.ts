@@ -1,0 +1,81 @@
+// Starting, watching and scheduling backups, for the CLI and the app.
+import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { PGOPS_TARGET } from '../searchAttributes';
+import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
+
+export function backupScheduleId(target: string): string {
+  return `nightly-backup-${target}`;
+}
+
+export async function startBackup(
+  client: Client,
+  options: { taskQueue: string; workflowId?: string },
+  input: NightlyBackupInput,
+): Promise<WorkflowHandle<(input: NightlyBackupInput) => Promise<NightlyBackupResult>>> {
+  return client.workflow.start('nightlyBackup', {
+    taskQueue: options.taskQueue,
+    workflowId: options.workflowId ?? `backup-${input.target}-${new Date().toISOString().replace(/[-:.]/g, '')}`,
+    args: [input],
+    typedSearchAttributes: [{ key: PGOPS_TARGET, value: input.target }],
+  });
+}
+
+/**
+ * The workflow's `progress` query gives the stage; the running activity's latest heartbeat
+ * gives live byte counts without adding an event to history per progress tick.
+ */
+export async function backupProgress(handle: WorkflowHandle): Promise<BackupProgress> {
+  const progress = await handle.query<BackupProgress>('progress');
+  const description = await handle.describe();
+  for (const activity of description.raw.pendingActivities ?? []) {
+    const payload = activity.heartbeatDetails?.payloads?.[0];
+    if (!payload) continue;
+    const details = defaultPayloadConverter.fromPayload<Partial<BackupProgress>>(payload);
+    if (details.dumpedBytes !== undefined && progress.stage === 'dump') progress.dumpedBytes = details.dumpedBytes;
+    if (details.uploadedBytes !== undefined && progress.stage === 'upload') progress.uploadedBytes = details.uploadedBytes;
+  }
+  return progress;
+}
+
+export interface ScheduleOptions {
+  taskQueue: string;
+  target: string;
+  /** Local time of day, "HH:MM". */
+  at: string;
+  timezone: string;
+  input?: Omit<NightlyBackupInput, 'target'>;
+}
+
+function scheduleSpec(options: ScheduleOptions) {
+  const match = /^(\d{1,2}):(\d{2})$/.exec(options.at);
+  if (!match || Number(match[1]) > 23 || Number(match[2]) > 59) throw new Error(`--at ${options.at} is not a time of day (HH:MM)`);
+  return {
+    spec: { calendars: [{ hour: Number(match[1]), minute: Number(match[2]) }], timezone: options.timezone },
+    action: {
+      type: 'startWorkflow' as const,
+      workflowType: 'nightlyBackup',
+      taskQueue: options.taskQueue,
+      workflowId: `nightly-backup-${options.target}`,
+      args: [{ ...options.input, target: options.target }],
+      typedSearchAttributes: [{ key: PGOPS_TARGET, value: options.target }],
+    },
+    // A backup still running when the next is due means something is wrong: don't stack them.
+    // After downtime, a run missed within the last 2 hours still starts; older ones are skipped.
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '2 hours' },
+  };
+}
+
+/** Creates the schedule, or updates it in place when it exists. Returns "created" or "updated". */
+export async function installBackupSchedule(client: Client, options: ScheduleOptions): Promise<'created' | 'updated'> {
+  const scheduleId = backupScheduleId(options.target);
+  const { spec, action, policies } = scheduleSpec(options);
+  try {
+    await client.schedule.create({ scheduleId, spec, action, policies });
+    return 'created';
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    await client.schedule.getHandle(scheduleId).update((previous) => ({ ...previous, spec, action, policies }));
+    return 'updated';
+  }
+}

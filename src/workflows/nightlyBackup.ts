@@ -1,0 +1,127 @@
+// nightlyBackup: the runbook that replaces `pg_dump | gzip` in cron. A backup counts only once
+// it has been restored: dump → verify (test restore) → upload → prune, and a webhook on failure.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  defineQuery,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { resolveRetention, RetentionInvalid } from '../retention';
+import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../searchAttributes';
+import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
+
+export const backupProgressQuery = defineQuery<BackupProgress>('progress');
+
+// Dump and test restore of a few GB take minutes; at 100× they take hours. Heartbeats, not the
+// start-to-close timeout, are what notice a dead worker.
+const { dumpDatabase, verifyByTestRestore } = proxyActivities<Activities>({
+  startToCloseTimeout: '6 hours',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 5 },
+});
+
+// S3 outages and throttling (503 SlowDown) are waited out: many attempts, capped backoff.
+const { uploadBackup } = proxyActivities<Activities>({
+  startToCloseTimeout: '6 hours',
+  heartbeatTimeout: '2 minutes',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 30 },
+});
+
+const { pruneBackups } = proxyActivities<Activities>({
+  startToCloseTimeout: '15 minutes',
+  retry: { initialInterval: '10 seconds', maximumInterval: '2 minutes', maximumAttempts: 5 },
+});
+
+const { notifyWebhook } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
+});
+
+const TARGET_NAME = /^[a-z][a-z0-9_-]*$/;
+
+/** "primary-20261127T030000Z-1a2b3c": sortable, unique, and the same on replay. */
+function newBackupId(target: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${target}-${stamp}-${uuid4().slice(0, 6)}`;
+}
+
+function causeMessage(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function validate(input: NightlyBackupInput): void {
+  if (!input || typeof input.target !== 'string' || !TARGET_NAME.test(input.target)) {
+    throw ApplicationFailure.nonRetryable(`input.target must name a configured target (e.g. "primary"), got ${JSON.stringify(input?.target)}`, 'BadInput');
+  }
+  if (input.verify !== undefined && input.verify !== 'list' && input.verify !== 'restore') {
+    throw ApplicationFailure.nonRetryable(`input.verify must be "list" or "restore", got ${JSON.stringify(input.verify)}`, 'BadInput');
+  }
+  try {
+    resolveRetention(input.retention);
+  } catch (err) {
+    if (err instanceof RetentionInvalid) throw ApplicationFailure.nonRetryable(err.message, 'RetentionInvalid');
+    throw err;
+  }
+}
+
+export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyBackupResult> {
+  validate(input);
+  const { target } = input;
+  const backupId = newBackupId(target);
+  const progress: BackupProgress = { backupId, target, stage: 'starting' };
+  setHandler(backupProgressQuery, () => progress);
+  upsertSearchAttributes([
+    { key: PGOPS_TARGET, value: target },
+    { key: PGOPS_BACKUP_ID, value: backupId },
+  ]);
+
+  const notify = (n: Omit<BackupNotification, 'workflowId' | 'backupId' | 'target'>) =>
+    notifyWebhook({ workflowId: workflowInfo().workflowId, backupId, target, ...n });
+
+  try {
+    progress.stage = 'dump';
+    const manifest = await dumpDatabase({ target, backupId, compression: input.compression ?? 'gzip:6' });
+    progress.dumpedBytes = manifest.sizeBytes;
+
+    progress.stage = 'verify';
+    const verification = await verifyByTestRestore({
+      backupId,
+      level: input.verify ?? 'restore',
+      verifyTarget: input.verifyTarget ?? target,
+    });
+
+    progress.stage = 'upload';
+    const upload = await uploadBackup({ backupId, verification });
+    progress.uploadedBytes = upload.bytes;
+
+    progress.stage = 'prune';
+    const prune = await pruneBackups({
+      target,
+      retention: input.retention ?? {},
+      dryRun: input.pruneDryRun ?? false,
+      currentBackupId: backupId,
+    });
+
+    progress.stage = 'done';
+    if (input.notifyOnSuccess) {
+      await notify({ status: 'succeeded', stage: 'done', location: `s3://${upload.bucket}/${upload.dumpKey}`, sizeBytes: upload.bytes });
+    }
+    return { backupId, manifest: { ...manifest, verification }, upload, prune };
+  } catch (err) {
+    const failedAt = progress.stage;
+    progress.stage = 'failed';
+    progress.error = `${failedAt}: ${causeMessage(err)}`;
+    try {
+      await notify({ status: 'failed', stage: failedAt, error: causeMessage(err) });
+    } catch {
+      // The backup's own failure is what the operator must see; a dead webhook must not hide it.
+    }
+    throw ApplicationFailure.nonRetryable(`nightly backup ${backupId} of ${target} failed at ${failedAt}: ${causeMessage(err)}`, 'BackupFailed');
+  }
+}
