@@ -1,6 +1,6 @@
 // The pgops worker: every workflow and activity on one task queue.
 import { Worker, type WorkflowBundle } from '@temporalio/worker';
-import { createActivities } from './activities';
+import { createActivities, type Activities } from './activities';
 import { ConfigError, loadWorkerConfig, type WorkerConfig } from './config';
 import { connectWorkerConnection, TemporalUnreachable } from './temporal/connection';
 
@@ -9,6 +9,8 @@ export interface WorkerOptions {
   identity?: string;
   /** A prebuilt workflow bundle; tests share one instead of bundling per worker. */
   workflowBundle?: WorkflowBundle;
+  /** Replaces some activities, e.g. to inject a fault around the real one. */
+  activities?: Partial<Activities>;
 }
 
 export async function createWorker(config: WorkerConfig, options: WorkerOptions = {}) {
@@ -19,7 +21,7 @@ export async function createWorker(config: WorkerConfig, options: WorkerOptions 
     taskQueue: options.taskQueue ?? config.temporal.taskQueue,
     ...(options.identity ? { identity: options.identity } : {}),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
-    activities: createActivities(config),
+    activities: { ...createActivities(config), ...options.activities },
     // The SDK's default is to cancel activities at once on SIGTERM; a deploy must not kill a dump mid-way.
     shutdownGraceTime: config.shutdownGraceTime,
   });

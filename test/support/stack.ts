@@ -6,6 +6,7 @@ import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundle } from 
 import { environment, loadWorkerConfig, type WorkerConfig } from '../../src/config';
 import { connectClient } from '../../src/temporal/connection';
 import { createWorker } from '../../src/worker';
+import type { Activities } from '../../src/activities';
 
 export const REPO_DIR = path.resolve(__dirname, '../..');
 export const STACK_ENV_FILE = process.env.PGOPS_ENV_FILE ?? path.join(REPO_DIR, '.stack/stack.env');
@@ -43,9 +44,13 @@ export interface WorkerContext {
 }
 
 /** Runs `work` while an in-process worker built from `config` polls a task queue of its own. */
-export async function withWorker<T>(config: WorkerConfig, work: (ctx: WorkerContext) => Promise<T>): Promise<T> {
+export async function withWorker<T>(
+  config: WorkerConfig,
+  work: (ctx: WorkerContext) => Promise<T>,
+  activities?: Partial<Activities>,
+): Promise<T> {
   const taskQueue = `test-${randomUUID()}`;
-  const { worker, connection } = await createWorker(config, { taskQueue, workflowBundle: await workflowBundle() });
+  const { worker, connection } = await createWorker(config, { taskQueue, workflowBundle: await workflowBundle(), activities });
   const client = await connectClient(config.temporal);
   try {
     return await worker.runUntil(work({ client, taskQueue, config }));

@@ -44,7 +44,8 @@ export async function readStagedManifest(stagingDir: string, backupId: string): 
   try {
     return JSON.parse(await readFile(path.join(stagedDir(stagingDir, backupId), MANIFEST_FILE), 'utf8')) as BackupManifest;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined; // not staged (yet)
     throw err;
   }
 }

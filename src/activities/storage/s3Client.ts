@@ -1,4 +1,6 @@
 // One S3 client factory, and one place that explains S3 errors.
+// The SDK warns on every process that Node 20 support ends in 2027; the README notes it once.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { S3Client } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { S3Config } from '../../config';

@@ -33,10 +33,11 @@ export async function scheduleCommand(args: string[]): Promise<number> {
       case 'show': {
         const d = await handle.describe();
         const calendar = d.spec.calendars?.[0];
+        const pad = (ranges: { start: number }[] | undefined) => String(ranges?.[0]?.start ?? 0).padStart(2, '0');
         console.log(
           [
             `schedule ${d.scheduleId} (${d.state.paused ? 'paused' : 'active'})`,
-            `  runs       ${JSON.stringify(calendar?.hour)}:${JSON.stringify(calendar?.minute)} ${d.spec.timezone ?? 'UTC'}`,
+            `  runs       daily at ${pad(calendar?.hour)}:${pad(calendar?.minute)} ${d.spec.timezone ?? 'UTC'}`,
             `  overlap    ${d.policies.overlap}, catch-up window ${d.policies.catchupWindow} ms`,
             `  next       ${d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()).join(', ')}`,
             `  recent     ${d.info.recentActions.map((a) => `${a.takenAt.toISOString()} ${a.action.workflow.workflowId}`).join(', ') || 'none'}`,

@@ -1,0 +1,129 @@
+// A backup test's own world on the real stack: a seeded database as target "demo", a private S3
+// prefix, a private staging dir. Nothing it does touches csarena or another test's backups.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DeleteObjectsCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import execa from 'execa';
+import { connectTarget } from '../../src/activities/postgres/connection';
+import { createS3Client } from '../../src/activities/storage/s3Client';
+import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
+import { migrate } from '../../src/db/migrate';
+import { seed } from '../../src/db/seed';
+import { stackEnv } from './stack';
+
+export interface BackupFixture {
+  /** Environment overrides that make a worker (in-process or child) see this fixture. */
+  env: Record<string, string>;
+  config: WorkerConfig;
+  target: TargetConfig;
+  prefix: string;
+  stagingDir: string;
+  cleanup(): Promise<void>;
+}
+
+export async function createBackupFixture(scale: number): Promise<BackupFixture> {
+  const id = randomUUID().replace(/-/g, '').slice(0, 10);
+  const database = `pgops_backup_test_${id}`;
+  const base = loadWorkerConfig(stackEnv());
+  const primary = base.targets.primary;
+  const admin = await connectTarget(primary);
+  await admin.query(`CREATE DATABASE ${database}`);
+  await admin.end();
+  const target: TargetConfig = { ...primary, name: 'demo', database, source: 'PGOPS_TARGET_DEMO_URL' };
+  const db = await connectTarget(target);
+  await migrate(db);
+  await seed(db, { scale });
+  await db.end();
+
+  const stagingDir = mkdtempSync(path.join(tmpdir(), 'pgops-staging-'));
+  const prefix = `test-${id}/backups`;
+  const url = `postgres://${primary.user}:${encodeURIComponent(primary.password ?? '')}@${primary.host}:${primary.port}/${database}`;
+  const env = {
+    PGOPS_TARGETS: 'primary,standby,demo',
+    PGOPS_TARGET_DEMO_URL: url,
+    PGOPS_S3_PREFIX: prefix,
+    PGOPS_STAGING_DIR: stagingDir,
+  };
+  const config = loadWorkerConfig({ ...stackEnv(), ...env });
+  return {
+    env,
+    config,
+    target: config.targets.demo,
+    prefix,
+    stagingDir,
+    async cleanup() {
+      await deletePrefix(config, `test-${id}/`);
+      rmSync(stagingDir, { recursive: true, force: true });
+      const c = await connectTarget(primary);
+      await c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export async function listKeys(config: WorkerConfig, prefix: string): Promise<string[]> {
+  const s3 = createS3Client(config.s3);
+  try {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3.send(new ListObjectsV2Command({ Bucket: config.s3.bucket, Prefix: prefix, ContinuationToken: token }));
+      keys.push(...(page.Contents ?? []).map((o) => o.Key!));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return keys.sort();
+  } finally {
+    s3.destroy();
+  }
+}
+
+export async function incompleteUploads(config: WorkerConfig, prefix: string): Promise<number> {
+  const s3 = createS3Client(config.s3);
+  try {
+    const { Uploads = [] } = await s3.send(new ListMultipartUploadsCommand({ Bucket: config.s3.bucket, Prefix: prefix }));
+    return Uploads.length;
+  } finally {
+    s3.destroy();
+  }
+}
+
+async function deletePrefix(config: WorkerConfig, prefix: string): Promise<void> {
+  const keys = await listKeys(config, prefix);
+  if (keys.length === 0) return;
+  const s3 = createS3Client(config.s3);
+  try {
+    for (let i = 0; i < keys.length; i += 1000) {
+      await s3.send(
+        new DeleteObjectsCommand({ Bucket: config.s3.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })) } }),
+      );
+    }
+  } finally {
+    s3.destroy();
+  }
+}
+
+export async function downloadObject(config: WorkerConfig, key: string, file: string): Promise<void> {
+  const s3 = createS3Client(config.s3);
+  try {
+    const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: key }));
+    await pipeline(object.Body as Readable, createWriteStream(file));
+  } finally {
+    s3.destroy();
+  }
+}
+
+/** pg_dump --schema-only without the lines that differ between any two dumps (PG 18's \restrict keys, comments). */
+export async function schemaOnly(config: WorkerConfig, target: TargetConfig): Promise<string> {
+  const { stdout } = await execa(path.join(config.pgBinDir, 'pg_dump'), ['--schema-only', '--no-owner'], {
+    env: { PGHOST: target.host, PGPORT: String(target.port), PGUSER: target.user, PGPASSWORD: target.password ?? '', PGDATABASE: target.database },
+  });
+  return stdout
+    .split('\n')
+    .filter((line) => !/^\\(un)?restrict /.test(line) && !line.startsWith('--'))
+    .join('\n');
+}
