@@ -72,6 +72,8 @@ export interface NightlyBackupInput {
   retention?: Partial<RetentionPolicy>;
   pruneDryRun?: boolean;
   notifyOnSuccess?: boolean;
+  /** How long a silent worker is trusted before its step is retried elsewhere (default 30 seconds). */
+  heartbeatTimeout?: string;
 }
 
 /** The single source of truth about one backup. Written at dump time, stored beside the dump. */

@@ -1,5 +1,6 @@
 // nightlyBackup: the runbook that replaces `pg_dump | gzip` in cron. A backup counts only once
 // it has been restored: dump → verify (test restore) → upload → prune, and a webhook on failure.
+import type { Duration } from '@temporalio/common';
 import {
   ActivityFailure,
   ApplicationFailure,
@@ -17,30 +18,32 @@ import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBac
 
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
 
-// Dump and test restore of a few GB take minutes; at 100× they take hours. Heartbeats, not the
-// start-to-close timeout, are what notice a dead worker.
-const { dumpDatabase, verifyByTestRestore } = proxyActivities<Activities>({
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 5 },
-});
-
-// S3 outages and throttling (503 SlowDown) are waited out: many attempts, capped backoff.
-const { uploadBackup } = proxyActivities<Activities>({
-  startToCloseTimeout: '6 hours',
-  heartbeatTimeout: '2 minutes',
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 30 },
-});
-
-const { pruneBackups } = proxyActivities<Activities>({
-  startToCloseTimeout: '15 minutes',
-  retry: { initialInterval: '10 seconds', maximumInterval: '2 minutes', maximumAttempts: 5 },
-});
-
-const { notifyWebhook } = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
-});
+/**
+ * Dump and test restore of a few GB take minutes; at 100× they take hours, so start-to-close is
+ * generous and heartbeats are what notice a dead worker. S3 outages and throttling (503 SlowDown)
+ * are waited out: many upload attempts with capped backoff.
+ */
+function backupActivities(heartbeatTimeout: Duration) {
+  const { dumpDatabase, verifyByTestRestore } = proxyActivities<Activities>({
+    startToCloseTimeout: '6 hours',
+    heartbeatTimeout,
+    retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 5 },
+  });
+  const { uploadBackup } = proxyActivities<Activities>({
+    startToCloseTimeout: '6 hours',
+    heartbeatTimeout,
+    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 30 },
+  });
+  const { pruneBackups } = proxyActivities<Activities>({
+    startToCloseTimeout: '15 minutes',
+    retry: { initialInterval: '10 seconds', maximumInterval: '2 minutes', maximumAttempts: 5 },
+  });
+  const { notifyWebhook } = proxyActivities<Activities>({
+    startToCloseTimeout: '30 seconds',
+    retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
+  });
+  return { dumpDatabase, verifyByTestRestore, uploadBackup, pruneBackups, notifyWebhook };
+}
 
 const TARGET_NAME = /^[a-z][a-z0-9_-]*$/;
 
@@ -73,6 +76,9 @@ function validate(input: NightlyBackupInput): void {
 export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyBackupResult> {
   validate(input);
   const { target } = input;
+  const { dumpDatabase, verifyByTestRestore, uploadBackup, pruneBackups, notifyWebhook } = backupActivities(
+    input.heartbeatTimeout ?? '30 seconds',
+  );
   const backupId = newBackupId(target);
   const progress: BackupProgress = { backupId, target, stage: 'starting' };
   setHandler(backupProgressQuery, () => progress);

@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { WorkerConfig } from '../../config';
 import type { BackupManifest, Compression } from '../../types';
-import { killOnCancel, throttledHeartbeat } from '../heartbeat';
+import { heartbeatWhile, killOnCancel, throttledHeartbeat } from '../heartbeat';
 import {
   DUMP_FILE,
   GLOBALS_FILE,
@@ -112,6 +112,7 @@ export function dumpActivities(config: WorkerConfig) {
       killOnCancel(child);
       let stderr = '';
       child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      const stopHeartbeats = heartbeatWhile(() => ({ stage: 'dump', dumpedBytes: bytes }));
       try {
         await Promise.all([pipeline(child.stdout!, hashing, createWriteStream(file)), child]);
       } catch (err) {
@@ -120,6 +121,8 @@ export function dumpActivities(config: WorkerConfig) {
           throw ApplicationFailure.nonRetryable(`pg_dump cannot use compression ${input.compression}: ${stderr.trim()}`, 'CompressionUnsupported');
         }
         throw new Error(`pg_dump of target ${input.target} failed: ${stderr.trim() || (err as Error).message}`, { cause: err });
+      } finally {
+        stopHeartbeats();
       }
       if ((await stat(file)).size !== bytes) throw new Error(`staged dump ${file} is shorter than what pg_dump wrote`);
       return { sha256: hash.digest('hex'), bytes };

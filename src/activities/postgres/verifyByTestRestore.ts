@@ -3,7 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../config';
 import type { VerificationResult, VerifyLevel } from '../../types';
-import { killOnCancel, throttledHeartbeat } from '../heartbeat';
+import { heartbeatWhile, killOnCancel, throttledHeartbeat } from '../heartbeat';
 import { assertStagedDumpIntact, requireStagedManifest } from '../staging/stagedBackup';
 import { resolveTarget, withTarget } from './connection';
 import { runPgTool } from './pgTools';
@@ -47,7 +47,7 @@ export function verifyActivities(config: WorkerConfig) {
         { env: { PGDATABASE: scratch } },
       );
       killOnCancel(restore);
-      const beat = setInterval(() => heartbeat({ stage: 'verify', restoring: scratch }), 1_000);
+      const stopHeartbeats = heartbeatWhile(() => ({ stage: 'verify', restoring: scratch }));
       try {
         await restore;
       } catch (err) {
@@ -56,7 +56,7 @@ export function verifyActivities(config: WorkerConfig) {
           'BackupUnrestorable',
         );
       } finally {
-        clearInterval(beat);
+        stopHeartbeats();
       }
       const restoreMs = Date.now() - started;
       const restored = await withTarget({ ...server, database: scratch }, countRows);

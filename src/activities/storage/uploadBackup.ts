@@ -16,7 +16,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { readFile } from 'node:fs/promises';
 import type { S3Config, WorkerConfig } from '../../config';
 import type { BackupManifest, UploadResult, VerificationResult } from '../../types';
-import { throttledHeartbeat } from '../heartbeat';
+import { heartbeatWhile, throttledHeartbeat } from '../heartbeat';
 import { assertStagedDumpIntact, requireStagedManifest, stagedDir } from '../staging/stagedBackup';
 import { backupKeys } from './backupObjects';
 import { createS3Client, storageFailure } from './s3Client';
@@ -91,8 +91,15 @@ export function uploadActivities(config: WorkerConfig) {
             ...objectOptions(config.s3),
           },
         });
-        upload.on('httpUploadProgress', (p) => heartbeat({ stage: 'upload', uploadedBytes: p.loaded ?? 0 }));
-        await upload.done();
+        let uploadedBytes = 0;
+        upload.on('httpUploadProgress', (p) => heartbeat({ stage: 'upload', uploadedBytes: (uploadedBytes = p.loaded ?? 0) }));
+        // Parts can take longer than the heartbeat timeout on a slow link; liveness must not depend on them.
+        const stopHeartbeats = heartbeatWhile(() => ({ stage: 'upload', uploadedBytes }));
+        try {
+          await upload.done();
+        } finally {
+          stopHeartbeats();
+        }
       }
       if (!(await matchesManifest(s3, Bucket, keys.dumpKey, manifest))) {
         throw ApplicationFailure.retryable(`uploaded ${keys.dumpKey} does not match the manifest's size and SHA-256`, 'UploadMismatch');

@@ -1,0 +1,99 @@
+// Real faults during nightlyBackup: the worker SIGKILLed mid-dump and mid-upload, MinIO stopped
+// mid-upload. Each ends with exactly one complete backup and no multipart upload left behind.
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import execa from 'execa';
+import { backupProgress, connectClient, startBackup } from '../src/client';
+import type { NightlyBackupInput, NightlyBackupResult } from '../src/types';
+import { createBackupFixture, incompleteUploads, listKeys, type BackupFixture } from './support/backupFixture';
+import { REPO_DIR } from './support/stack';
+import { startWorkerProcess, waitUntil, type WorkerProcess } from './support/workerProcess';
+
+let fixture: BackupFixture;
+let client: Client;
+const workers: WorkerProcess[] = [];
+
+beforeAll(async () => {
+  fixture = await createBackupFixture(1);
+  client = await connectClient(fixture.config.temporal);
+}, 180_000);
+
+afterAll(async () => {
+  for (const w of workers) await w.kill('SIGKILL');
+  await client?.connection.close();
+  await fixture?.cleanup();
+});
+
+async function worker(taskQueue: string): Promise<WorkerProcess> {
+  const w = await startWorkerProcess({ ...fixture.env, PGOPS_TASK_QUEUE: taskQueue });
+  workers.push(w);
+  return w;
+}
+
+async function start(taskQueue: string, input: Partial<NightlyBackupInput> = {}) {
+  return startBackup(client, { taskQueue, workflowId: `fault-${randomUUID()}` }, { target: 'demo', heartbeatTimeout: '5 seconds', ...input });
+}
+
+/** How many times the named activity was started in the run's history. */
+async function attempts(handle: WorkflowHandle, activityType: string): Promise<number> {
+  const history = await handle.fetchHistory();
+  const scheduled = new Set(
+    history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((e) => String(e.eventId)),
+  );
+  const started = history.events!.filter((e) => scheduled.has(String(e.activityTaskStartedEventAttributes?.scheduledEventId)));
+  return Math.max(0, ...started.map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 0));
+}
+
+async function expectExactlyOneCompleteBackup(result: NightlyBackupResult) {
+  const keys = await listKeys(fixture.config, `${fixture.prefix}/demo/${result.backupId}/`);
+  expect(keys.map((k) => path.basename(k))).toEqual(['dump.pgdump', 'globals.sql', 'manifest.json']);
+  expect(await incompleteUploads(fixture.config, `${fixture.prefix}/`)).toBe(0);
+}
+
+const stack = (command: string) => execa(path.join(REPO_DIR, 'scripts/stack'), [command]);
+
+describe('nightlyBackup under faults', () => {
+  test('SIGKILL of the worker during the dump: a new worker finishes the same run', async () => {
+    const taskQueue = `fault-dump-${randomUUID()}`;
+    const first = await worker(taskQueue);
+    const handle = await start(taskQueue, { compression: 'gzip:9', verify: 'list' });
+    await waitUntil('the dump to be under way', async () => ((await backupProgress(handle)).dumpedBytes ?? 0) > 0);
+    await first.kill('SIGKILL');
+    await worker(taskQueue);
+    const result = await handle.result();
+    expect(await attempts(handle, 'dumpDatabase')).toBe(2);
+    await expectExactlyOneCompleteBackup(result);
+  });
+
+  test('SIGKILL of the worker during the upload: resumes without re-dumping, no orphaned multipart upload', async () => {
+    const taskQueue = `fault-upload-${randomUUID()}`;
+    const first = await worker(taskQueue);
+    const handle = await start(taskQueue, { compression: 'none', verify: 'list' });
+    await waitUntil('the upload to be under way', async () => ((await backupProgress(handle)).uploadedBytes ?? 0) > 0);
+    await first.kill('SIGKILL');
+    await worker(taskQueue);
+    const result = await handle.result();
+    expect(await attempts(handle, 'uploadBackup')).toBe(2);
+    expect(await attempts(handle, 'dumpDatabase')).toBe(1);
+    await expectExactlyOneCompleteBackup(result);
+  });
+
+  test('S3 stopped for 30 s during the upload: the upload is retried and completes when it returns', async () => {
+    const taskQueue = `fault-s3-${randomUUID()}`;
+    await worker(taskQueue);
+    const handle = await start(taskQueue, { compression: 'none', verify: 'list' });
+    await waitUntil('the upload stage', async () => (await backupProgress(handle)).stage === 'upload');
+    await stack('stop-minio');
+    const stoppedAt = Date.now();
+    try {
+      await new Promise((r) => setTimeout(r, 30_000));
+    } finally {
+      await stack('start-minio');
+    }
+    const result = await handle.result();
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(30_000);
+    expect(await attempts(handle, 'uploadBackup')).toBeGreaterThan(1);
+    await expectExactlyOneCompleteBackup(result);
+  });
+});

@@ -1,0 +1,59 @@
+// A pgops worker as a real child process, in its own process group so SIGKILL takes all of it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { REPO_DIR, stackEnv } from './stack';
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  output: () => string;
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+export async function startWorkerProcess(env: Record<string, string>, readyTimeoutMs = 90_000): Promise<WorkerProcess> {
+  const child = spawn(path.join(REPO_DIR, 'bin/pgops'), ['worker'], {
+    env: { ...stackEnv(), PGOPS_ENV_FILE: '/dev/null', ...env } as NodeJS.ProcessEnv,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker not ready after ${readyTimeoutMs} ms:\n${output}`)), readyTimeoutMs);
+    const poll = setInterval(() => {
+      if (output.includes('pgops worker: task queue')) {
+        clearTimeout(timer);
+        clearInterval(poll);
+        resolve();
+      }
+    }, 100);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      reject(new Error(`worker exited with ${code} before it was ready:\n${output}`));
+    });
+  });
+  return {
+    child,
+    output: () => output,
+    async kill(signal) {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        return; // already gone
+      }
+      await exited;
+    },
+  };
+}
+
+/** Polls `probe` every 50 ms until it returns true, or fails after `timeoutMs`. */
+export async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
