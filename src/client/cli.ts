@@ -19,7 +19,7 @@ const USAGE = `usage: pgops <command> [options]
   schedule pause|resume|show [--target primary]
                                    the Temporal Schedule that runs nightlyBackup
   migrate [--target primary]       apply the CS Arena schema migrations
-  seed --scale N [--reset] [--target primary]
+  seed --scale N [--reset | --if-empty] [--target primary]
                                    deterministic demo data (scale 1 ≈ 100 MB)
   worker                           run a worker in the foreground
 

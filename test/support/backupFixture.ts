@@ -92,7 +92,7 @@ export async function incompleteUploads(config: WorkerConfig, prefix: string): P
   }
 }
 
-async function deletePrefix(config: WorkerConfig, prefix: string): Promise<void> {
+export async function deletePrefix(config: WorkerConfig, prefix: string): Promise<void> {
   const keys = await listKeys(config, prefix);
   if (keys.length === 0) return;
   const s3 = createS3Client(config.s3);

@@ -1,15 +1,21 @@
-// Records the history of one real stackCheck run into test/histories/ for the replay tests.
-import { runStackCheck } from '../../src/client';
+// Records the histories of real stackCheck and nightlyBackup runs into test/histories/ for the
+// replay tests. Run after an intentional workflow change: npx tsx test/support/recordHistory.ts
+import { runStackCheck, startBackup } from '../../src/client';
 import { saveHistory } from './histories';
 import { stackConfig, withWorker } from './stack';
 
 async function main(): Promise<void> {
-  const workflowId = `record-stack-check-${Date.now()}`;
-  const file = await withWorker(stackConfig(), async ({ client, taskQueue }) => {
-    await runStackCheck(client, { taskQueue, workflowId });
-    return saveHistory(client, workflowId, 'stackCheck');
+  const stamp = Date.now();
+  const files = await withWorker(stackConfig(), async ({ client, taskQueue }) => {
+    await runStackCheck(client, { taskQueue, workflowId: `record-stack-check-${stamp}` });
+    const backup = await startBackup(client, { taskQueue, workflowId: `record-nightly-backup-${stamp}` }, { target: 'primary', verify: 'list' });
+    await backup.result();
+    return [
+      await saveHistory(client, `record-stack-check-${stamp}`, 'stackCheck'),
+      await saveHistory(client, backup.workflowId, 'nightlyBackup'),
+    ];
   });
-  console.log(`recorded ${file}`);
+  console.log(`recorded ${files.join(', ')}`);
   process.exit(0);
 }
 

@@ -26,13 +26,19 @@ export async function migrateCommand(args: string[]): Promise<number> {
 export async function seedCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { scale: { type: 'string' }, reset: { type: 'boolean', default: false }, target: { type: 'string', default: 'primary' } },
+    options: {
+      scale: { type: 'string' },
+      reset: { type: 'boolean', default: false },
+      'if-empty': { type: 'boolean', default: false },
+      target: { type: 'string', default: 'primary' },
+    },
   });
   if (values.scale === undefined) throw new UsageError('seed needs --scale N (1 is about 100 MB)');
   const scale = Number(values.scale);
   const rate = (bytes: number, ms: number) => `${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`;
   const result = await withTarget(values.target!, async (client) => {
     await migrate(client);
+    if (values['if-empty'] && Number((await client.query('SELECT count(*) AS n FROM users')).rows[0].n) > 0) return undefined;
     return seed(client, {
       scale,
       reset: values.reset,
@@ -42,6 +48,10 @@ export async function seedCommand(args: string[]): Promise<number> {
         ),
     });
   });
+  if (!result) {
+    console.log(`target ${values.target} already holds CS Arena data; left as it is (--reset replaces it)`);
+    return 0;
+  }
   console.log(
     `seeded scale ${scale}: ${result.users} users, ${result.questions} questions, ${result.matches} matches; ` +
       `${(result.bytes / 1e6).toFixed(0)} MB in ${(result.elapsedMs / 1000).toFixed(1)} s (${rate(result.bytes, result.elapsedMs)})`,
