@@ -8,7 +8,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { pruneActivities } from '../src/activities/storage/pruneBackups';
 import { backupKeys } from '../src/activities/storage/backupObjects';
 import { createS3Client } from '../src/activities/storage/s3Client';
-import type { BackupManifest } from '../src/types';
+import type { BackupManifest, PruneResult } from '../src/types';
 import { deletePrefix, listKeys } from './support/backupFixture';
 import { stackConfig } from './support/stack';
 
@@ -48,14 +48,14 @@ describe('pruneBackups', () => {
 
   test('a dry run lists what it would delete and deletes nothing', async () => {
     const before = await listKeys(config, `${config.s3.prefix}/`);
-    const result = await new MockActivityEnvironment().run(prune, { target: 'demo', retention, dryRun: true });
+    const result: PruneResult = await new MockActivityEnvironment().run(prune, { target: 'demo', retention, dryRun: true });
     expect(result.deletedRemote).toEqual([]);
     expect(result.remote.filter((d) => !d.keep)).toHaveLength(60 - 7);
     expect(await listKeys(config, `${config.s3.prefix}/`)).toEqual(before);
   });
 
   test('exactly the backups the policy keeps remain, and an object no manifest names is left alone', async () => {
-    const result = await new MockActivityEnvironment().run(prune, { target: 'demo', retention, dryRun: false });
+    const result: PruneResult = await new MockActivityEnvironment().run(prune, { target: 'demo', retention, dryRun: false });
     expect(result.deletedRemote).toHaveLength(53);
     expect((await remainingBackups()).sort()).toEqual(
       ['demo-2026-09-30', 'demo-2026-10-31', 'demo-2026-11-15', 'demo-2026-11-22', 'demo-2026-11-25', 'demo-2026-11-26', 'demo-2026-11-27'],
