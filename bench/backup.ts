@@ -1,0 +1,204 @@
+// Backup benchmark: in one run, on one seeded CS Arena database, compare
+//   1. the logical-dump limit: pg_dump -Fc -Z0 to /dev/null
+//   2. the script pgops replaces: pg_dump | gzip > file, then upload the file
+//   3. nightlyBackup (dump + test restore + upload + prune) with its defaults and other compressions
+// and write wall times, ratios, stored bytes and the worker's peak RSS to docs/benchmarks.md.
+//
+//   npx tsx bench/backup.ts [--scale 10]        (the local stack must be up: scripts/stack up)
+import { randomUUID } from 'node:crypto';
+import { createReadStream, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Upload } from '@aws-sdk/lib-storage';
+import execa from 'execa';
+import { connectTarget } from '../src/activities/postgres/connection';
+import { libpqEnv } from '../src/activities/postgres/pgTools';
+import { createS3Client } from '../src/activities/storage/s3Client';
+import { connectClient, startBackup } from '../src/client';
+import { loadWorkerConfig, type TargetConfig } from '../src/config';
+import { migrate } from '../src/db/migrate';
+import { seed, seedCounts } from '../src/db/seed';
+import { deletePrefix } from '../test/support/backupFixture';
+import { stackEnv } from '../test/support/stack';
+import { startWorkerProcess } from '../test/support/workerProcess';
+
+const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
+const scale = Number(values.scale);
+const DATABASE = `pgops_bench_scale_${String(scale).replace('.', '_')}`;
+const PREFIX = `bench-${randomUUID().slice(0, 8)}/backups`;
+
+interface Row {
+  name: string;
+  seconds: number;
+  storedBytes: number;
+  note?: string;
+}
+
+const seconds = (startMs: number) => (Date.now() - startMs) / 1000;
+
+async function benchTarget(): Promise<TargetConfig> {
+  const base = loadWorkerConfig(stackEnv());
+  const admin = await connectTarget(base.targets.primary);
+  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE])).rowCount === 1;
+  if (!exists) await admin.query(`CREATE DATABASE ${DATABASE}`);
+  await admin.end();
+  const target = { ...base.targets.primary, name: 'bench', database: DATABASE, source: 'PGOPS_TARGET_BENCH_URL' };
+  const db = await connectTarget(target);
+  await migrate(db);
+  const users = Number((await db.query('SELECT count(*) AS n FROM users')).rows[0].n);
+  if (users !== seedCounts(scale).users) {
+    console.error(`seeding ${DATABASE} at scale ${scale}...`);
+    await seed(db, { scale, reset: true, onProgress: (p) => console.error(`  ${p.matchesDone}/${p.matchesTotal} matches, ${(p.bytesWritten / 1e6).toFixed(0)} MB`) });
+  }
+  await db.query('CHECKPOINT');
+  await db.end();
+  return target;
+}
+
+async function databaseSize(target: TargetConfig): Promise<number> {
+  const db = await connectTarget(target);
+  const size = Number((await db.query('SELECT pg_database_size(current_database()) AS b')).rows[0].b);
+  await db.end();
+  return size;
+}
+
+async function rawDump(pgBinDir: string, target: TargetConfig): Promise<Row> {
+  const started = Date.now();
+  await execa(path.join(pgBinDir, 'pg_dump'), ['--format=custom', '--compress=0'], { env: libpqEnv(target), stdout: openSync('/dev/null', 'w') });
+  return { name: 'raw dump: pg_dump -Fc -Z0 > /dev/null', seconds: seconds(started), storedBytes: 0, note: 'the logical-dump limit' };
+}
+
+async function oldScript(pgBinDir: string, target: TargetConfig, config: ReturnType<typeof loadWorkerConfig>): Promise<Row> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pgops-bench-'));
+  const file = path.join(dir, 'dump.sql.gz');
+  const started = Date.now();
+  const dump = execa(path.join(pgBinDir, 'pg_dump'), [], { env: libpqEnv(target), buffer: false });
+  const gzip = execa('gzip', [], { stdin: dump.stdout!, stdout: openSync(file, 'w') });
+  await Promise.all([dump, gzip]);
+  const dumpSeconds = seconds(started);
+  const s3 = createS3Client(config.s3);
+  await new Upload({ client: s3, params: { Bucket: config.s3.bucket, Key: `${PREFIX}/script/dump.sql.gz`, Body: createReadStream(file) } }).done();
+  s3.destroy();
+  const storedBytes = statSync(file).size;
+  rmSync(dir, { recursive: true, force: true });
+  return { name: 'old script: pg_dump | gzip > file, then upload (unverified)', seconds: seconds(started), storedBytes, note: `dump+gzip ${dumpSeconds.toFixed(1)} s` };
+}
+
+/** Peak resident memory of every process in the worker's process group, sampled every 100 ms. */
+function watchPeakRss(pgid: number): { stop: () => number } {
+  let peak = 0;
+  const sample = () => {
+    try {
+      const { stdout } = execa.sync('ps', ['-o', 'rss=', '-g', String(pgid)]);
+      const total = stdout.split('\n').reduce((sum, line) => sum + (Number(line.trim()) || 0), 0) * 1024;
+      peak = Math.max(peak, total);
+    } catch {
+      // the group may be between processes
+    }
+  };
+  const timer = setInterval(sample, 100);
+  return { stop: () => (clearInterval(timer), peak) };
+}
+
+async function nightly(compression: string, env: Record<string, string>, config: ReturnType<typeof loadWorkerConfig>): Promise<Row[]> {
+  const taskQueue = `bench-${randomUUID()}`;
+  const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue });
+  const rss = watchPeakRss(worker.child.pid!);
+  const client = await connectClient(config.temporal);
+  try {
+    const started = Date.now();
+    const handle = await startBackup(client, { taskQueue }, { target: 'bench', compression });
+    const result = await handle.result();
+    const total = seconds(started);
+    const peak = rss.stop();
+    const steps = await stepSeconds(handle);
+    rmSync(path.join(env.PGOPS_STAGING_DIR, result.backupId), { recursive: true, force: true });
+    const mb = (peak / 1e6).toFixed(0);
+    return [
+      {
+        name: `nightlyBackup --compression ${compression} (verified)`,
+        seconds: total,
+        storedBytes: result.manifest.sizeBytes,
+        note: `dump ${steps.dumpDatabase.toFixed(1)} s, test restore ${steps.verifyByTestRestore.toFixed(1)} s, upload ${steps.uploadBackup.toFixed(1)} s; worker peak RSS ${mb} MB`,
+      },
+      { name: `  its dump stage (${compression})`, seconds: steps.dumpDatabase, storedBytes: result.manifest.sizeBytes },
+    ];
+  } finally {
+    rss.stop();
+    await client.connection.close();
+    await worker.kill('SIGTERM');
+  }
+}
+
+/** Each activity's wall time, from its scheduled event to its completion in the run's history. */
+async function stepSeconds(handle: Awaited<ReturnType<typeof startBackup>>): Promise<Record<string, number>> {
+  const events = (await handle.fetchHistory()).events!;
+  const scheduled = new Map<string, { name: string; at: number }>();
+  const result: Record<string, number> = {};
+  const time = (e: (typeof events)[number]) => Number(e.eventTime!.seconds) * 1000 + Math.round((e.eventTime!.nanos ?? 0) / 1e6);
+  for (const e of events) {
+    const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
+    if (name) scheduled.set(String(e.eventId), { name, at: time(e) });
+    const done = e.activityTaskCompletedEventAttributes;
+    if (done) {
+      const s = scheduled.get(String(done.scheduledEventId))!;
+      result[s.name] = (time(e) - s.at) / 1000;
+    }
+  }
+  return result;
+}
+
+function report(rows: Row[], dbBytes: number): string {
+  const raw = rows[0].seconds;
+  const script = rows[1].seconds;
+  const lines = rows.map(
+    (r) =>
+      `| ${r.name} | ${r.seconds.toFixed(1)} | ${(r.seconds / raw).toFixed(2)}× | ${(r.seconds / script).toFixed(2)}× | ${r.storedBytes ? `${(r.storedBytes / 1e6).toFixed(0)} MB` : '-'} | ${r.note ?? ''} |`,
+  );
+  return [
+    `## Backup (${new Date().toISOString().slice(0, 10)}, scale ${scale}, database ${(dbBytes / 1e9).toFixed(2)} GB)`,
+    '',
+    `Command: \`npx tsx bench/backup.ts --scale ${scale}\` (stack up; 2-core machine, shared and noisy: compare ratios, not seconds)`,
+    '',
+    '| run | wall s | vs raw dump | vs old script | stored | notes |',
+    '| --- | ---: | ---: | ---: | ---: | --- |',
+    ...lines,
+    '',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const target = await benchTarget();
+  const base = loadWorkerConfig(stackEnv());
+  const url = `postgres://${target.user}:${encodeURIComponent(target.password ?? '')}@${target.host}:${target.port}/${target.database}`;
+  const stagingDir = mkdtempSync(path.join(tmpdir(), 'pgops-bench-staging-'));
+  const env = { PGOPS_TARGETS: 'primary,standby,bench', PGOPS_TARGET_BENCH_URL: url, PGOPS_S3_PREFIX: PREFIX, PGOPS_STAGING_DIR: stagingDir };
+  const config = loadWorkerConfig({ ...stackEnv(), ...env });
+  const dbBytes = await databaseSize(target);
+  try {
+    const rows: Row[] = [await rawDump(base.pgBinDir, target), await oldScript(base.pgBinDir, target, config)];
+    for (const compression of ['gzip:6', 'gzip:1', 'none']) {
+      rows.push(...(await nightly(compression, env, config)));
+      console.error(`done: nightlyBackup ${compression}`);
+    }
+    const section = report(rows, dbBytes);
+    console.log(section);
+    const file = path.join(__dirname, '../docs/benchmarks.md');
+    const previous = (() => {
+      try {
+        return readFileSync(file, 'utf8');
+      } catch {
+        return '# Benchmarks\n\nResults of `bench/` runs, newest first. Machines are shared and noisy: read the ratios.\n\n';
+      }
+    })();
+    const [head, ...rest] = previous.split(/\n(?=## )/);
+    writeFileSync(file, [head.trimEnd() + '\n', section, ...rest].join('\n'));
+  } finally {
+    await deletePrefix(config, `${PREFIX.split('/')[0]}/`);
+    rmSync(stagingDir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
+void main();
