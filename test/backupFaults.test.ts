@@ -35,14 +35,27 @@ async function start(taskQueue: string, input: Partial<NightlyBackupInput> = {})
   return startBackup(client, { taskQueue, workflowId: `fault-${randomUUID()}` }, { target: 'demo', heartbeatTimeout: '5 seconds', ...input });
 }
 
-/** How many times the named activity was started in the run's history. */
-async function attempts(handle: WorkflowHandle, activityType: string): Promise<number> {
-  const history = await handle.fetchHistory();
+/** The named activity's started and completed events in the run's history. */
+async function activityEvents(handle: WorkflowHandle, activityType: string) {
+  const events = (await handle.fetchHistory()).events!;
   const scheduled = new Set(
-    history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((e) => String(e.eventId)),
+    events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((e) => String(e.eventId)),
   );
-  const started = history.events!.filter((e) => scheduled.has(String(e.activityTaskStartedEventAttributes?.scheduledEventId)));
+  const of = (id: unknown) => scheduled.has(String(id));
+  return {
+    started: events.filter((e) => of(e.activityTaskStartedEventAttributes?.scheduledEventId)),
+    completed: events.filter((e) => of(e.activityTaskCompletedEventAttributes?.scheduledEventId)),
+  };
+}
+
+/** The highest attempt number the named activity was started with. */
+async function attempts(handle: WorkflowHandle, activityType: string): Promise<number> {
+  const { started } = await activityEvents(handle, activityType);
   return Math.max(0, ...started.map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 0));
+}
+
+async function completions(handle: WorkflowHandle, activityType: string): Promise<number> {
+  return (await activityEvents(handle, activityType)).completed.length;
 }
 
 async function expectExactlyOneCompleteBackup(result: NightlyBackupResult) {
@@ -77,6 +90,19 @@ describe('nightlyBackup under faults', () => {
     expect(await attempts(handle, 'uploadBackup')).toBe(2);
     expect(await attempts(handle, 'dumpDatabase')).toBe(1);
     await expectExactlyOneCompleteBackup(result);
+  });
+
+  test('SIGTERM during the dump (a deploy): the worker lets the dump finish before it exits', async () => {
+    const taskQueue = `fault-term-${randomUUID()}`;
+    const first = await worker(taskQueue);
+    const handle = await start(taskQueue, { compression: 'gzip:9', verify: 'list' });
+    await waitUntil('the dump to be under way', async () => ((await backupProgress(handle)).dumpedBytes ?? 0) > 0);
+    await first.kill('SIGTERM');
+    // The worker exited only after the in-flight dump completed and was recorded.
+    expect(await completions(handle, 'dumpDatabase')).toBe(1);
+    await worker(taskQueue);
+    await expectExactlyOneCompleteBackup(await handle.result());
+    expect(await attempts(handle, 'dumpDatabase')).toBe(1);
   });
 
   test('S3 stopped for 30 s during the upload: the upload is retried and completes when it returns', async () => {

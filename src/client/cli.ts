@@ -12,7 +12,7 @@ import { scheduleCommand } from './commands/schedule';
 const USAGE = `usage: pgops <command> [options]
 
   check                            run the stackCheck workflow and print a table
-  backup now [--target primary] [--verify restore|list] [--compression gzip:6]
+  backup now [--target primary] [--verify restore|list] [--compression gzip:1]
                                    run nightlyBackup now and follow its progress
   backups list [--target primary]  the backup catalog, read from S3
   schedule install [--target primary] [--at 03:00] [--timezone Asia/Seoul]

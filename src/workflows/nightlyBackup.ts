@@ -12,6 +12,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { DEFAULT_COMPRESSION } from '../backupDefaults';
 import { resolveRetention, RetentionInvalid } from '../retention';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../searchAttributes';
 import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
@@ -46,6 +47,7 @@ function backupActivities(heartbeatTimeout: Duration) {
 }
 
 const TARGET_NAME = /^[a-z][a-z0-9_-]*$/;
+
 
 /** "primary-20261127T030000Z-1a2b3c": sortable, unique, and the same on replay. */
 function newBackupId(target: string): string {
@@ -92,7 +94,7 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
 
   try {
     progress.stage = 'dump';
-    const manifest = await dumpDatabase({ target, backupId, compression: input.compression ?? 'gzip:6' });
+    const manifest = await dumpDatabase({ target, backupId, compression: input.compression ?? DEFAULT_COMPRESSION });
     progress.dumpedBytes = manifest.sizeBytes;
 
     progress.stage = 'verify';
