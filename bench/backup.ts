@@ -5,6 +5,7 @@
 // and write wall times, ratios, stored bytes and the worker's peak RSS to docs/benchmarks.md.
 //
 //   npx tsx bench/backup.ts [--scale 10]        (the local stack must be up: scripts/stack up)
+// The worker under test is the compiled one (npm run build, which this script runs first).
 import { randomUUID } from 'node:crypto';
 import { createReadStream, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -110,7 +111,7 @@ function watchPeakRss(pgid: number): { stop: () => { worker: number; group: numb
 
 async function nightly(compression: string, env: Record<string, string>, config: ReturnType<typeof loadWorkerConfig>): Promise<Row[]> {
   const taskQueue = `bench-${randomUUID()}`;
-  const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue });
+  const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue }, { compiled: true });
   const rss = watchPeakRss(worker.child.pid!);
   const client = await connectClient(config.temporal);
   try {
@@ -176,6 +177,8 @@ function report(rows: Row[], dbBytes: number): string {
 }
 
 async function main(): Promise<void> {
+  // Measure the worker a deployment runs: compiled, with the workflow bundle built ahead.
+  await execa('npm', ['run', '--silent', 'build'], { cwd: path.join(__dirname, '..'), stdio: 'inherit' });
   const target = await benchTarget();
   const base = loadWorkerConfig(stackEnv());
   const url = `postgres://${target.user}:${encodeURIComponent(target.password ?? '')}@${target.host}:${target.port}/${target.database}`;

@@ -1,4 +1,6 @@
 // The pgops worker: every workflow and activity on one task queue.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities, type Activities } from './activities';
 import { ConfigError, loadWorkerConfig, type WorkerConfig } from './config';
@@ -13,6 +15,14 @@ export interface WorkerOptions {
   activities?: Partial<Activities>;
 }
 
+/** A bundle built by `npm run build` when there is one beside this file, else bundle at start. */
+function workflowSource(bundle?: WorkflowBundle) {
+  if (bundle) return { workflowBundle: bundle };
+  const prebuilt = path.join(__dirname, 'workflow-bundle.js');
+  if (__filename.endsWith('.js') && existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };
+  return { workflowsPath: require.resolve('./workflows') };
+}
+
 export async function createWorker(config: WorkerConfig, options: WorkerOptions = {}) {
   const connection = await connectWorkerConnection(config.temporal);
   const worker = await Worker.create({
@@ -20,7 +30,7 @@ export async function createWorker(config: WorkerConfig, options: WorkerOptions 
     namespace: config.temporal.namespace,
     taskQueue: options.taskQueue ?? config.temporal.taskQueue,
     ...(options.identity ? { identity: options.identity } : {}),
-    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: require.resolve('./workflows') }),
+    ...workflowSource(options.workflowBundle),
     activities: { ...createActivities(config), ...options.activities },
     // The SDK's default is to cancel activities at once on SIGTERM; a deploy must not kill a dump mid-way.
     shutdownGraceTime: config.shutdownGraceTime,

@@ -9,8 +9,16 @@ export interface WorkerProcess {
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
-export async function startWorkerProcess(env: Record<string, string>, readyTimeoutMs = 90_000): Promise<WorkerProcess> {
-  const child = spawn(path.join(REPO_DIR, 'bin/pgops'), ['worker'], {
+/**
+ * Starts `bin/pgops worker` from the sources, or with `compiled` the build a deployment runs
+ * (`node dist/src/worker.js` with its prebuilt workflow bundle; run `npm run build` first).
+ */
+export async function startWorkerProcess(env: Record<string, string>, options: { compiled?: boolean } = {}): Promise<WorkerProcess> {
+  const readyTimeoutMs = 90_000;
+  const [command, args] = options.compiled
+    ? ['node', [path.join(REPO_DIR, 'dist/src/worker.js')]]
+    : [path.join(REPO_DIR, 'bin/pgops'), ['worker']];
+  const child = spawn(command, args, {
     env: { ...stackEnv(), PGOPS_ENV_FILE: '/dev/null', ...env } as NodeJS.ProcessEnv,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
