@@ -1,7 +1,10 @@
 // stackCheck against the real stack: Temporal dev server, primary + standby, MinIO.
-import { runStackCheck } from '../src/client';
+import { randomUUID } from 'node:crypto';
+import execa from 'execa';
+import { connectClient, runStackCheck } from '../src/client';
 import type { StackCheckReport } from '../src/types';
-import { stackConfig, withWorker } from './support/stack';
+import { REPO_DIR, stackConfig, withWorker } from './support/stack';
+import { startWorkerProcess } from './support/workerProcess';
 
 function row(report: StackCheckReport, prefix: string) {
   const found = report.checks.find((c) => c.component.startsWith(prefix));
@@ -43,5 +46,18 @@ describe('stackCheck', () => {
     config.targets.standby = { ...config.targets.primary, name: 'standby' };
     const report = await withWorker(config, ({ client, taskQueue }) => runStackCheck(client, { taskQueue }));
     expect(row(report, 'replication').detail).toBe('target standby is not a standby: pg_is_in_recovery() is false');
+  });
+
+  test('the compiled worker a deployment runs (npm run build, prebuilt workflow bundle) answers it too', async () => {
+    await execa('npm', ['run', '--silent', 'build'], { cwd: REPO_DIR });
+    const taskQueue = `compiled-${randomUUID()}`;
+    const worker = await startWorkerProcess({ PGOPS_TASK_QUEUE: taskQueue }, { compiled: true });
+    const client = await connectClient(stackConfig().temporal);
+    try {
+      expect((await runStackCheck(client, { taskQueue })).ok).toBe(true);
+    } finally {
+      await client.connection.close();
+      await worker.kill('SIGTERM');
+    }
   });
 });
