@@ -139,9 +139,14 @@ init_primary() {
   rm -f "$pwfile"
 }
 
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 start_postgres() {
   local node="$1" dir; dir="$(node_dir "$1")"
   pg_running "$node" && return
+  if port_in_use "$(node_port "$node")"; then
+    die "port $(node_port "$node") for the $node is taken by another server (another checkout's stack? stop it with its scripts/stack down, or set PGOPS_$(echo "$node" | tr a-z A-Z)_PORT)"
+  fi
   write_node_conf "$node"
   log "starting $node on 127.0.0.1:$(node_port "$node")"
   as_pg_user "$PG_BIN/pg_ctl" -D "$dir" -l "$PG_ROOT/$node.log" -w -t 120 start >/dev/null \

@@ -25,6 +25,8 @@ export interface TargetProbe {
   inRecovery: boolean;
   database: string;
   extensions: Record<string, string>;
+  /** The pgvector version the server could install, whether or not this database has it. */
+  pgvectorAvailable?: string;
   pgDumpVersion: string;
 }
 

@@ -25,8 +25,8 @@ afterAll(async () => {
   await fixture?.cleanup();
 });
 
-async function worker(taskQueue: string): Promise<WorkerProcess> {
-  const w = await startWorkerProcess({ ...fixture.env, PGOPS_TASK_QUEUE: taskQueue });
+async function worker(taskQueue: string, options: { compiled?: boolean } = {}): Promise<WorkerProcess> {
+  const w = await startWorkerProcess({ ...fixture.env, PGOPS_TASK_QUEUE: taskQueue }, options);
   workers.push(w);
   return w;
 }
@@ -93,8 +93,10 @@ describe('nightlyBackup under faults', () => {
   });
 
   test('SIGTERM during the dump (a deploy): the worker lets the dump finish before it exits', async () => {
+    // The deployed worker, as `docker stop` would signal it: SIGTERM to the worker process only.
+    await execa('npm', ['run', '--silent', 'build'], { cwd: REPO_DIR });
     const taskQueue = `fault-term-${randomUUID()}`;
-    const first = await worker(taskQueue);
+    const first = await worker(taskQueue, { compiled: true });
     const handle = await start(taskQueue, { compression: 'gzip:9', verify: 'list' });
     await waitUntil('the dump to be under way', async () => ((await backupProgress(handle)).dumpedBytes ?? 0) > 0);
     await first.kill('SIGTERM');

@@ -38,7 +38,11 @@ export async function stackCheck(input: StackCheckInput = {}): Promise<StackChec
   const checks = await Promise.all([
     check(`postgres ${primary}`, async () => {
       const p = await probeTarget(primary);
-      const vector = p.extensions.vector ? `pgvector ${p.extensions.vector}` : 'pgvector not installed';
+      const vector = p.extensions.vector
+        ? `pgvector ${p.extensions.vector}`
+        : p.pgvectorAvailable
+          ? `pgvector ${p.pgvectorAvailable} available (CREATE EXTENSION vector not yet run)`
+          : 'pgvector not available on this server';
       return `PostgreSQL ${p.serverVersion} (${p.inRecovery ? 'in recovery' : 'read-write'}), db ${p.database}, ${vector}, pg_dump ${p.pgDumpVersion}`;
     }),
     check(`replication ${primary} -> ${standby}`, async () => {

@@ -27,6 +27,7 @@ export async function startWorkerProcess(env: Record<string, string>, options: {
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.unref();
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`worker not ready after ${readyTimeoutMs} ms:\n${output}`)), readyTimeoutMs);
     const poll = setInterval(() => {
@@ -46,14 +47,26 @@ export async function startWorkerProcess(env: Record<string, string>, options: {
     child,
     output: () => output,
     async kill(signal) {
+      // SIGKILL takes the whole group at once, like a machine dying. SIGTERM goes to the worker
+      // alone, like a deploy stopping it; its children (pg_dump, ...) must be left to finish.
       try {
-        process.kill(-child.pid!, signal);
+        process.kill(signal === 'SIGKILL' ? -child.pid! : child.pid!, signal);
       } catch {
         return; // already gone
       }
       await exited;
+      await waitUntil(`worker process group ${child.pid} to exit`, async () => !groupAlive(child.pid!), 10 * 60_000);
     },
   };
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Polls `probe` every 50 ms until it returns true, or fails after `timeoutMs`. */

@@ -25,6 +25,10 @@ export function libpqEnv(target: TargetConfig): Record<string, string> {
 
 export function runPgTool(config: WorkerConfig, tool: PgTool, args: string[], target?: TargetConfig, options: execa.Options = {}) {
   return execa(pgToolPath(config, tool), args, {
+    // execa's cleanup hooks SIGTERM through signal-exit, which kills the child and re-raises the
+    // signal: a deploy's SIGTERM would kill a running dump at once and the worker with it, before
+    // Temporal's graceful shutdown could let the dump finish. Children end with their activity.
+    cleanup: false,
     ...options,
     env: { ...(target ? libpqEnv(target) : {}), ...options.env },
   });

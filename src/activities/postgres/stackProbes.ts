@@ -19,11 +19,15 @@ export function stackProbeActivities(config: WorkerConfig) {
       const extensions = await client.query<{ extname: string; extversion: string }>(
         'SELECT extname, extversion FROM pg_extension ORDER BY extname',
       );
+      const vector = await client.query<{ default_version: string }>(
+        `SELECT default_version FROM pg_available_extensions WHERE name = 'vector'`,
+      );
       return {
         serverVersion: rows[0].version.split(' ')[0],
         inRecovery: rows[0].in_recovery,
         database: rows[0].database,
         extensions: Object.fromEntries(extensions.rows.map((r) => [r.extname, r.extversion])),
+        pgvectorAvailable: vector.rows[0]?.default_version,
       };
     });
     const pgDumpVersion = await pgToolVersion(config, 'pg_dump');
