@@ -65,8 +65,13 @@ export interface RetentionPolicy {
   localKeepDays: number;
 }
 
+export type DumpFormat = 'custom' | 'directory';
+
 export interface NightlyBackupInput {
   target: TargetName;
+  /** `custom` (one file, the default) or `directory` (one file per table, dumped with `jobs` in parallel). */
+  format?: DumpFormat;
+  jobs?: number;
   compression?: Compression;
   verify?: VerifyLevel;
   /** Target whose server hosts the scratch database of a test restore (default: the backed-up target). */
@@ -88,19 +93,31 @@ export interface BackupManifest {
   pgDumpVersion: string;
   startedAt: string;
   finishedAt: string;
-  format: 'custom';
+  format: DumpFormat;
+  /** Parallel pg_dump jobs (directory format). */
+  jobs: number;
   compression: Compression;
+  /** Total bytes of the data files. */
   sizeBytes: number;
+  /** SHA-256 of the dump file (custom format), or of the data file list (directory format). */
   sha256: string;
+  /** Every file the dump consists of, with its own checksum; paths relative to the backup's folder. */
+  dataFiles: DataFile[];
   databaseSizeBytes: number;
   /** Row count of every table, taken in the dump's own snapshot. Keyed "schema.table". */
   rowCounts: Record<string, number>;
-  /** File name of the dump inside the backup's folder (local staging or object prefix). */
+  /** What pg_restore reads, inside the backup's folder: the file, or the directory. */
   dumpFile: string;
   /** Cluster-wide objects (roles, memberships, tablespaces) from pg_dumpall --globals-only. */
   globalsFile: string;
   globalsIncludePasswords: boolean;
   verification?: VerificationResult;
+}
+
+export interface DataFile {
+  name: string;
+  sizeBytes: number;
+  sha256: string;
 }
 
 export interface VerificationResult {
@@ -133,6 +150,8 @@ export interface CatalogEntry {
   manifestKey: string;
   dumpKey: string;
   globalsKey: string;
+  /** Every data object of the backup (one for custom format, one per file for directory format). */
+  dataKeys: string[];
 }
 
 export interface RetentionDecision {

@@ -1,6 +1,6 @@
 // nightlyBackup against the real stack: a seeded database, MinIO, the Temporal dev server.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
@@ -102,6 +102,32 @@ describe('nightlyBackup', () => {
     expect(globals).toMatch(/CREATE ROLE replicator;/);
     expect(globals).not.toMatch(/PASSWORD/);
     expect(webhook.received).toContainEqual(expect.objectContaining({ status: 'succeeded', backupId: backup.backupId, target: 'demo' }));
+  });
+
+  test('directory format dumps with parallel jobs, checksums every file, and restores from S3', async () => {
+    const { result } = await runBackup({ target: 'demo', format: 'directory', jobs: 2 });
+    const m = result.manifest;
+    expect(m).toMatchObject({ format: 'directory', jobs: 2, dumpFile: 'dump.dir' });
+    expect(m.dataFiles.map((f) => f.name)).toContain('dump.dir/toc.dat');
+    expect(m.dataFiles.length).toBeGreaterThan(Object.keys(m.rowCounts).length);
+    const prefix = `${fixture.prefix}/demo/${result.backupId}/`;
+    expect(await listKeys(fixture.config, prefix)).toEqual(
+      [...m.dataFiles.map((f) => prefix + f.name), `${prefix}globals.sql`, `${prefix}manifest.json`].sort(),
+    );
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'pgops-restore-')), 'dump.dir');
+    mkdirSync(dir);
+    for (const f of m.dataFiles) {
+      const file = path.join(dir, path.basename(f.name));
+      await downloadObject(fixture.config, prefix + f.name, file);
+      expect(sha256(file)).toBe(f.sha256);
+    }
+    await withScratchDatabase(fixture.config.targets.primary, async (db, name) => {
+      const t = fixture.target;
+      await execa(path.join(fixture.config.pgBinDir, 'pg_restore'), ['--exit-on-error', '--no-owner', '--jobs=2', `--dbname=${name}`, dir], {
+        env: { PGHOST: t.host, PGPORT: String(t.port), PGUSER: t.user, PGPASSWORD: t.password ?? '' },
+      });
+      expect(await countRows(db)).toEqual(m.rowCounts);
+    });
   });
 
   test('a staged dump corrupted before verify is never uploaded, and the webhook hears of it', async () => {

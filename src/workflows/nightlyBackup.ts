@@ -94,7 +94,13 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
 
   try {
     progress.stage = 'dump';
-    const manifest = await dumpDatabase({ target, backupId, compression: input.compression ?? DEFAULT_COMPRESSION });
+    const manifest = await dumpDatabase({
+      target,
+      backupId,
+      format: input.format ?? 'custom',
+      jobs: input.jobs ?? 2,
+      compression: input.compression ?? DEFAULT_COMPRESSION,
+    });
     progress.dumpedBytes = manifest.sizeBytes;
 
     progress.stage = 'verify';

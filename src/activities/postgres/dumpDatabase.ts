@@ -1,7 +1,8 @@
-// The dump step: pg_dump in custom format, streamed to the staging dir and hashed in the same
-// pass, inside an exported snapshot so the manifest's row counts describe exactly what was dumped.
+// The dump step, inside an exported snapshot so the manifest's row counts describe exactly what
+// was dumped. Custom format streams to the staging dir and is hashed in the same pass; directory
+// format lets pg_dump write one file per table with parallel jobs, then hashes each file.
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, statSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -9,12 +10,15 @@ import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { WorkerConfig } from '../../config';
-import type { BackupManifest, Compression } from '../../types';
+import type { BackupManifest, Compression, DataFile, DumpFormat } from '../../types';
 import { heartbeatWhile, killOnCancel, throttledHeartbeat } from '../heartbeat';
 import {
+  DUMP_DIR,
   DUMP_FILE,
   GLOBALS_FILE,
   assertStagedDumpIntact,
+  digestOfFiles,
+  hashDumpDirectory,
   prepareStagedDir,
   readStagedManifest,
   writeManifest,
@@ -26,6 +30,8 @@ import { countRows } from './rowCounts';
 export interface DumpInput {
   target: string;
   backupId: string;
+  format: DumpFormat;
+  jobs: number;
   compression: Compression;
   includeRolePasswords?: boolean;
 }
@@ -50,6 +56,12 @@ export function dumpActivities(config: WorkerConfig) {
       );
       if (intact) return staged;
     }
+    if (input.format !== 'custom' && input.format !== 'directory') {
+      throw ApplicationFailure.nonRetryable(`format "${input.format}" is not custom or directory`, 'BadInput');
+    }
+    if (!Number.isInteger(input.jobs) || input.jobs < 1 || input.jobs > 64) {
+      throw ApplicationFailure.nonRetryable(`jobs ${input.jobs} must be a whole number from 1 to 64`, 'BadInput');
+    }
     const dir = await prepareStagedDir(config.stagingDir, input.backupId);
     const pgDumpVersion = await pgToolVersion(config, 'pg_dump');
     const startedAt = new Date().toISOString();
@@ -63,8 +75,11 @@ export function dumpActivities(config: WorkerConfig) {
           'PgDumpTooOld',
         );
       }
-      const [dump, rowCounts] = await Promise.all([
-        streamDump(path.join(dir, DUMP_FILE), ['--format=custom', `--compress=${input.compression}`, `--snapshot=${info.snapshot}`]),
+      const common = [`--compress=${input.compression}`, `--snapshot=${info.snapshot}`];
+      const [dataFiles, rowCounts] = await Promise.all([
+        input.format === 'custom'
+          ? streamDump(path.join(dir, DUMP_FILE), ['--format=custom', ...common])
+          : dumpDirectory(path.join(dir, DUMP_DIR), ['--format=directory', `--jobs=${input.jobs}`, ...common]),
         countRows(snapshotHolder),
       ]);
       await snapshotHolder.query('COMMIT');
@@ -78,13 +93,15 @@ export function dumpActivities(config: WorkerConfig) {
         pgDumpVersion,
         startedAt,
         finishedAt: new Date().toISOString(),
-        format: 'custom',
+        format: input.format,
+        jobs: input.format === 'directory' ? input.jobs : 1,
         compression: input.compression,
-        sizeBytes: dump.bytes,
-        sha256: dump.sha256,
+        sizeBytes: dataFiles.reduce((sum, f) => sum + f.sizeBytes, 0),
+        sha256: input.format === 'custom' ? dataFiles[0].sha256 : digestOfFiles(dataFiles),
+        dataFiles,
         databaseSizeBytes: info.databaseSize,
         rowCounts,
-        dumpFile: DUMP_FILE,
+        dumpFile: input.format === 'custom' ? DUMP_FILE : DUMP_DIR,
         globalsFile: GLOBALS_FILE,
         globalsIncludePasswords: input.includeRolePasswords ?? false,
       };
@@ -96,7 +113,30 @@ export function dumpActivities(config: WorkerConfig) {
       await snapshotHolder.end().catch(() => undefined);
     }
 
-    async function streamDump(file: string, args: string[]): Promise<{ sha256: string; bytes: number }> {
+    function pgDumpFailure(err: unknown, stderr: string): Error {
+      if (/compression .* not supported|this build does not support compression/i.test(stderr)) {
+        return ApplicationFailure.nonRetryable(`pg_dump cannot use compression ${input.compression}: ${stderr.trim()}`, 'CompressionUnsupported');
+      }
+      return new Error(`pg_dump of target ${input.target} failed: ${stderr.trim() || (err as Error).message}`, { cause: err });
+    }
+
+    async function dumpDirectory(out: string, args: string[]): Promise<DataFile[]> {
+      await rm(out, { recursive: true, force: true }); // pg_dump -Fd refuses an existing directory
+      const stopHeartbeats = heartbeatWhile(() => ({ stage: 'dump', dumpedBytes: directoryBytes(out) }));
+      try {
+        const child = runPgTool(config, 'pg_dump', [...args, `--file=${out}`], target);
+        killOnCancel(child);
+        await child;
+      } catch (err) {
+        await rm(out, { recursive: true, force: true });
+        throw pgDumpFailure(err, (err as { stderr?: string }).stderr ?? '');
+      } finally {
+        stopHeartbeats();
+      }
+      return hashDumpDirectory(out);
+    }
+
+    async function streamDump(file: string, args: string[]): Promise<DataFile[]> {
       const heartbeat = throttledHeartbeat();
       const hash = createHash('sha256');
       let bytes = 0;
@@ -117,15 +157,12 @@ export function dumpActivities(config: WorkerConfig) {
         await Promise.all([pipeline(child.stdout!, hashing, createWriteStream(file)), child]);
       } catch (err) {
         await rm(file, { force: true });
-        if (/compression .* not supported|this build does not support compression/i.test(stderr)) {
-          throw ApplicationFailure.nonRetryable(`pg_dump cannot use compression ${input.compression}: ${stderr.trim()}`, 'CompressionUnsupported');
-        }
-        throw new Error(`pg_dump of target ${input.target} failed: ${stderr.trim() || (err as Error).message}`, { cause: err });
+        throw pgDumpFailure(err, stderr);
       } finally {
         stopHeartbeats();
       }
       if ((await stat(file)).size !== bytes) throw new Error(`staged dump ${file} is shorter than what pg_dump wrote`);
-      return { sha256: hash.digest('hex'), bytes };
+      return [{ name: path.basename(file), sizeBytes: bytes, sha256: hash.digest('hex') }];
     }
 
     async function dumpGlobals(file: string, withPasswords: boolean): Promise<void> {
@@ -142,6 +179,15 @@ export function dumpActivities(config: WorkerConfig) {
   }
 
   return { dumpDatabase };
+}
+
+/** Bytes written so far below a directory (for progress; a directory pg_dump is still filling). */
+function directoryBytes(dir: string): number {
+  try {
+    return readdirSync(dir).reduce((sum, name) => sum + statSync(path.join(dir, name)).size, 0);
+  } catch {
+    return 0;
+  }
 }
 
 /** Opens a read-only repeatable-read transaction and exports its snapshot for pg_dump to share. */

@@ -2,12 +2,13 @@
 // manifest.json is written last, atomically, so its presence means the staged backup is complete.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, mkdir, readFile, rename, writeFile, constants } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { BackupManifest } from '../../types';
+import type { BackupManifest, DataFile } from '../../types';
 
 export const DUMP_FILE = 'dump.pgdump';
+export const DUMP_DIR = 'dump.dir';
 export const GLOBALS_FILE = 'globals.sql';
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -72,18 +73,42 @@ export async function sha256File(file: string, onBytes?: (bytes: number) => void
   return { sha256: hash.digest('hex'), bytes };
 }
 
-/** Rechecks the staged dump against its manifest; a mismatch is final. */
-export async function assertStagedDumpIntact(stagingDir: string, manifest: BackupManifest, onBytes?: (bytes: number) => void) {
-  const file = path.join(stagedDir(stagingDir, manifest.backupId), manifest.dumpFile);
-  const actual = await sha256File(file, onBytes).catch((err: NodeJS.ErrnoException) => {
-    throw ApplicationFailure.nonRetryable(`staged dump ${file} cannot be read: ${err.code ?? err.message}`, 'BackupCorrupt');
-  });
-  if (actual.sha256 !== manifest.sha256 || actual.bytes !== manifest.sizeBytes) {
-    throw ApplicationFailure.nonRetryable(
-      `staged dump ${file} does not match its manifest: sha256 ${actual.sha256} (${actual.bytes} bytes), ` +
-        `expected ${manifest.sha256} (${manifest.sizeBytes} bytes)`,
-      'BackupCorrupt',
-    );
+/** The files of a directory-format dump, each hashed, in name order; names relative to `dir`'s parent. */
+export async function hashDumpDirectory(dir: string, onBytes?: (bytes: number) => void): Promise<DataFile[]> {
+  const files: DataFile[] = [];
+  let done = 0;
+  for (const name of (await readdir(dir)).sort()) {
+    const { sha256, bytes } = await sha256File(path.join(dir, name), (b) => onBytes?.(done + b));
+    done += bytes;
+    files.push({ name: `${path.basename(dir)}/${name}`, sizeBytes: bytes, sha256 });
   }
-  return file;
+  return files;
+}
+
+/** One checksum for a list of files: SHA-256 over "sha256  size  name" lines. */
+export function digestOfFiles(files: DataFile[]): string {
+  return createHash('sha256')
+    .update(files.map((f) => `${f.sha256}  ${f.sizeBytes}  ${f.name}\n`).join(''))
+    .digest('hex');
+}
+
+/** Rechecks every staged data file against the manifest and returns what pg_restore reads. A mismatch is final. */
+export async function assertStagedDumpIntact(stagingDir: string, manifest: BackupManifest, onBytes?: (bytes: number) => void) {
+  const dir = stagedDir(stagingDir, manifest.backupId);
+  let done = 0;
+  for (const expected of manifest.dataFiles) {
+    const file = path.join(dir, expected.name);
+    const actual = await sha256File(file, (b) => onBytes?.(done + b)).catch((err: NodeJS.ErrnoException) => {
+      throw ApplicationFailure.nonRetryable(`staged dump ${file} cannot be read: ${err.code ?? err.message}`, 'BackupCorrupt');
+    });
+    done += actual.bytes;
+    if (actual.sha256 !== expected.sha256 || actual.bytes !== expected.sizeBytes) {
+      throw ApplicationFailure.nonRetryable(
+        `staged dump ${file} does not match its manifest: sha256 ${actual.sha256} (${actual.bytes} bytes), ` +
+          `expected ${expected.sha256} (${expected.sizeBytes} bytes)`,
+        'BackupCorrupt',
+      );
+    }
+  }
+  return path.join(dir, manifest.dumpFile);
 }

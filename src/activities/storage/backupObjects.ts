@@ -9,9 +9,16 @@ export function backupPrefix(s3: S3Config, target: string, backupId?: string): s
   return backupId ? `${s3.prefix}/${target}/${backupId}/` : `${s3.prefix}/${target}/`;
 }
 
-export function backupKeys(s3: S3Config, target: string, backupId: string) {
-  const prefix = backupPrefix(s3, target, backupId);
-  return { dumpKey: prefix + DUMP_FILE, globalsKey: prefix + GLOBALS_FILE, manifestKey: prefix + MANIFEST_FILE };
+/** Where each part of a backup is stored: the dump (a file, or a directory's prefix), its data objects, globals, manifest. */
+export function backupKeys(s3: S3Config, manifest: Pick<BackupManifest, 'target' | 'backupId' | 'dumpFile' | 'dataFiles'>) {
+  const prefix = backupPrefix(s3, manifest.target, manifest.backupId);
+  const dumpFile = manifest.dumpFile ?? DUMP_FILE;
+  return {
+    dumpKey: prefix + dumpFile,
+    dataKeys: manifest.dataFiles?.map((f) => prefix + f.name) ?? [prefix + dumpFile],
+    globalsKey: prefix + GLOBALS_FILE,
+    manifestKey: prefix + MANIFEST_FILE,
+  };
 }
 
 export async function readManifestObject(s3: S3Client, bucket: string, key: string): Promise<BackupManifest> {
@@ -38,7 +45,7 @@ export async function listCatalog(s3: S3Client, config: S3Config, target?: strin
       finishedAt: m.finishedAt,
       sizeBytes: m.sizeBytes,
       verified: m.verification !== undefined,
-      ...backupKeys(config, m.target, m.backupId),
+      ...backupKeys(config, m),
     });
   }
   return entries.sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));

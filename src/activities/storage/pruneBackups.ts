@@ -37,7 +37,7 @@ export function pruneActivities(config: WorkerConfig) {
       for (const decision of remote.filter((d) => !d.keep)) {
         if (input.dryRun) continue;
         const entry = catalog.find((c) => c.backupId === decision.backupId)!;
-        for (const Key of [entry.dumpKey, entry.globalsKey, entry.manifestKey]) {
+        for (const Key of [...entry.dataKeys, entry.globalsKey, entry.manifestKey]) {
           await s3.send(new DeleteObjectCommand({ Bucket: config.s3.bucket, Key }));
         }
         deletedRemote.push(decision.backupId);

@@ -15,7 +15,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
 import { readFile } from 'node:fs/promises';
 import type { S3Config, WorkerConfig } from '../../config';
-import type { BackupManifest, UploadResult, VerificationResult } from '../../types';
+import type { BackupManifest, DataFile, UploadResult, VerificationResult } from '../../types';
 import { heartbeatWhile, throttledHeartbeat } from '../heartbeat';
 import { assertStagedDumpIntact, requireStagedManifest, stagedDir } from '../staging/stagedBackup';
 import { backupKeys } from './backupObjects';
@@ -52,10 +52,11 @@ async function abortStaleUploads(s3: S3Client, bucket: string, key: string): Pro
   return stale.length;
 }
 
-async function matchesManifest(s3: S3Client, bucket: string, key: string, manifest: BackupManifest): Promise<boolean> {
+/** True when the object is there with the data file's size and SHA-256. */
+async function storedIntact(s3: S3Client, bucket: string, key: string, file: DataFile): Promise<boolean> {
   try {
     const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return head.ContentLength === manifest.sizeBytes && head.Metadata?.sha256 === manifest.sha256;
+    return head.ContentLength === file.sizeBytes && head.Metadata?.sha256 === file.sha256;
   } catch (err) {
     if ((err as { name?: string }).name === 'NotFound') return false;
     throw err;
@@ -63,48 +64,37 @@ async function matchesManifest(s3: S3Client, bucket: string, key: string, manife
 }
 
 export function uploadActivities(config: WorkerConfig) {
+  const Bucket = config.s3.bucket;
+
   async function uploadBackup(input: UploadInput): Promise<UploadResult> {
-    const heartbeat = throttledHeartbeat();
     const staged = await requireStagedManifest(config.stagingDir, input.backupId);
-    const file = await assertStagedDumpIntact(config.stagingDir, staged);
+    await assertStagedDumpIntact(config.stagingDir, staged);
     const manifest: BackupManifest = { ...staged, verification: input.verification };
-    const keys = backupKeys(config.s3, manifest.target, manifest.backupId);
-    const Bucket = config.s3.bucket;
+    const keys = backupKeys(config.s3, manifest);
+    const dir = stagedDir(config.stagingDir, manifest.backupId);
     const s3 = createS3Client(config.s3);
+    const heartbeat = throttledHeartbeat();
+    let uploadedBytes = 0;
+    // Parts can take longer than the heartbeat timeout on a slow link; liveness must not depend on them.
+    const stopHeartbeats = heartbeatWhile(() => ({ stage: 'upload', uploadedBytes }));
     try {
-      // A retry after the data landed (worker killed before the manifest went up) sends nothing again.
-      const reused = await matchesManifest(s3, Bucket, keys.dumpKey, manifest);
-      if (!reused) {
-        await abortStaleUploads(s3, Bucket, keys.dumpKey);
-        const upload = new Upload({
-          client: s3,
-          partSize: PART_SIZE,
-          queueSize: 2,
-          leavePartsOnError: false,
-          params: {
-            Bucket,
-            Key: keys.dumpKey,
-            Body: createReadStream(file, { highWaterMark: 1 << 20 }),
-            ContentType: 'application/octet-stream',
-            Metadata: { sha256: manifest.sha256, 'backup-id': manifest.backupId, target: manifest.target },
-            ...(config.s3.checksumMode === 'when_supported' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
-            ...objectOptions(config.s3),
-          },
-        });
-        let uploadedBytes = 0;
-        upload.on('httpUploadProgress', (p) => heartbeat({ stage: 'upload', uploadedBytes: (uploadedBytes = p.loaded ?? 0) }));
-        // Parts can take longer than the heartbeat timeout on a slow link; liveness must not depend on them.
-        const stopHeartbeats = heartbeatWhile(() => ({ stage: 'upload', uploadedBytes }));
-        try {
-          await upload.done();
-        } finally {
-          stopHeartbeats();
+      let reused = true;
+      for (const [i, file] of manifest.dataFiles.entries()) {
+        const Key = keys.dataKeys[i];
+        const before = uploadedBytes;
+        // A retry after some data landed (worker killed before the manifest went up) does not send it again.
+        if (!(await storedIntact(s3, Bucket, Key, file))) {
+          reused = false;
+          await uploadDataFile(s3, Key, path.join(dir, file.name), file, manifest, (loaded) => {
+            uploadedBytes = before + loaded;
+            heartbeat({ stage: 'upload', uploadedBytes });
+          });
+          if (!(await storedIntact(s3, Bucket, Key, file))) {
+            throw ApplicationFailure.retryable(`uploaded ${Key} does not match the manifest's size and SHA-256`, 'UploadMismatch');
+          }
         }
+        uploadedBytes = before + file.sizeBytes;
       }
-      if (!(await matchesManifest(s3, Bucket, keys.dumpKey, manifest))) {
-        throw ApplicationFailure.retryable(`uploaded ${keys.dumpKey} does not match the manifest's size and SHA-256`, 'UploadMismatch');
-      }
-      const dir = stagedDir(config.stagingDir, manifest.backupId);
       await s3.send(
         new PutObjectCommand({ Bucket, Key: keys.globalsKey, Body: await readFile(path.join(dir, manifest.globalsFile)), ...objectOptions(config.s3) }),
       );
@@ -118,13 +108,42 @@ export function uploadActivities(config: WorkerConfig) {
           ...objectOptions(config.s3),
         }),
       );
-      return { bucket: Bucket, ...keys, bytes: manifest.sizeBytes, reused };
+      return { bucket: Bucket, dumpKey: keys.dumpKey, globalsKey: keys.globalsKey, manifestKey: keys.manifestKey, bytes: manifest.sizeBytes, reused };
     } catch (err) {
       if (err instanceof ApplicationFailure) throw err;
       throw storageFailure(config.s3, err);
     } finally {
+      stopHeartbeats();
       s3.destroy();
     }
+  }
+
+  async function uploadDataFile(
+    s3: S3Client,
+    Key: string,
+    source: string,
+    file: DataFile,
+    manifest: BackupManifest,
+    onProgress: (loaded: number) => void,
+  ): Promise<void> {
+    await abortStaleUploads(s3, Bucket, Key);
+    const upload = new Upload({
+      client: s3,
+      partSize: PART_SIZE,
+      queueSize: 2,
+      leavePartsOnError: false,
+      params: {
+        Bucket,
+        Key,
+        Body: createReadStream(source, { highWaterMark: 1 << 20 }),
+        ContentType: 'application/octet-stream',
+        Metadata: { sha256: file.sha256, 'backup-id': manifest.backupId, target: manifest.target },
+        ...(config.s3.checksumMode === 'when_supported' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
+        ...objectOptions(config.s3),
+      },
+    });
+    upload.on('httpUploadProgress', (p) => onProgress(p.loaded ?? 0));
+    await upload.done();
   }
 
   return { uploadBackup };

@@ -4,7 +4,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { listCatalog } from '../../activities/storage/backupObjects';
 import { createS3Client } from '../../activities/storage/s3Client';
 import { loadWorkerConfig } from '../../config';
-import type { BackupProgress, VerifyLevel } from '../../types';
+import type { BackupProgress, DumpFormat, VerifyLevel } from '../../types';
 import { backupProgress, startBackup } from '../backups';
 import { formatTable } from '../format';
 import { megabytes, UsageError, withTemporal } from './common';
@@ -21,14 +21,23 @@ export async function backupNowCommand(args: string[]): Promise<number> {
       target: { type: 'string', default: 'primary' },
       verify: { type: 'string', default: 'restore' },
       compression: { type: 'string' },
+      format: { type: 'string', default: 'custom' },
+      jobs: { type: 'string', default: '2' },
     },
   });
+  if (values.format !== 'custom' && values.format !== 'directory') throw new UsageError(`--format must be custom or directory, got ${values.format}`);
   if (values.verify !== 'restore' && values.verify !== 'list') throw new UsageError(`--verify must be restore or list, got ${values.verify}`);
   return withTemporal(async (client, config) => {
     const handle = await startBackup(
       client,
       { taskQueue: config.taskQueue },
-      { target: values.target!, verify: values.verify as VerifyLevel, compression: values.compression },
+      {
+        target: values.target!,
+        verify: values.verify as VerifyLevel,
+        compression: values.compression,
+        format: values.format as DumpFormat,
+        jobs: Number(values.jobs),
+      },
     );
     console.error(`started workflow ${handle.workflowId} on task queue ${config.taskQueue}`);
     const tty = process.stderr.isTTY;
