@@ -18,6 +18,7 @@ import { libpqEnv } from '../src/activities/postgres/pgTools';
 import { createS3Client } from '../src/activities/storage/s3Client';
 import { connectClient, startBackup } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/config';
+import type { DumpFormat } from '../src/types';
 import { migrate } from '../src/db/migrate';
 import { seed, seedCounts } from '../src/db/seed';
 import { deletePrefix } from '../test/support/backupFixture';
@@ -109,14 +110,14 @@ function watchPeakRss(pgid: number): { stop: () => { worker: number; group: numb
   return { stop: () => (clearInterval(timer), peak) };
 }
 
-async function nightly(compression: string, env: Record<string, string>, config: ReturnType<typeof loadWorkerConfig>): Promise<Row[]> {
+async function nightly(compression: string, format: DumpFormat, env: Record<string, string>, config: ReturnType<typeof loadWorkerConfig>): Promise<Row[]> {
   const taskQueue = `bench-${randomUUID()}`;
   const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue }, { compiled: true });
   const rss = watchPeakRss(worker.child.pid!);
   const client = await connectClient(config.temporal);
   try {
     const started = Date.now();
-    const handle = await startBackup(client, { taskQueue }, { target: 'bench', compression });
+    const handle = await startBackup(client, { taskQueue }, { target: 'bench', compression, format, jobs: 2 });
     const result = await handle.result();
     const total = seconds(started);
     const peak = rss.stop();
@@ -125,12 +126,12 @@ async function nightly(compression: string, env: Record<string, string>, config:
     const mb = `${(peak.worker / 1e6).toFixed(0)} MB (group with tools ${(peak.group / 1e6).toFixed(0)} MB)`;
     return [
       {
-        name: `nightlyBackup --compression ${compression}${compression === DEFAULT_COMPRESSION ? ' (default)' : ''}, verified`,
+        name: `nightlyBackup --compression ${compression}${format === 'directory' ? ' --format directory --jobs 2' : ''}${compression === DEFAULT_COMPRESSION && format === 'custom' ? ' (default)' : ''}, verified`,
         seconds: total,
         storedBytes: result.manifest.sizeBytes,
         note: `dump ${steps.dumpDatabase.toFixed(1)} s, test restore ${steps.verifyByTestRestore.toFixed(1)} s, upload ${steps.uploadBackup.toFixed(1)} s; worker peak RSS ${mb}`,
       },
-      { name: `  its dump stage (${compression})`, seconds: steps.dumpDatabase, storedBytes: result.manifest.sizeBytes },
+      { name: `  its dump stage (${compression}, ${format})`, seconds: steps.dumpDatabase, storedBytes: result.manifest.sizeBytes },
     ];
   } finally {
     rss.stop();
@@ -188,9 +189,9 @@ async function main(): Promise<void> {
   const dbBytes = await databaseSize(target);
   try {
     const rows: Row[] = [await rawDump(base.pgBinDir, target), await oldScript(base.pgBinDir, target, config)];
-    for (const compression of ['gzip:1', 'gzip:6', 'none']) {
-      rows.push(...(await nightly(compression, env, config)));
-      console.error(`done: nightlyBackup ${compression}`);
+    for (const [compression, format] of [['gzip:1', 'custom'], ['gzip:6', 'custom'], ['none', 'custom'], ['gzip:1', 'directory']] as const) {
+      rows.push(...(await nightly(compression, format, env, config)));
+      console.error(`done: nightlyBackup ${compression} ${format}`);
     }
     const section = report(rows, dbBytes);
     console.log(section);

@@ -47,6 +47,12 @@ export function dumpActivities(config: WorkerConfig) {
         'BadInput',
       );
     }
+    if (input.format !== 'custom' && input.format !== 'directory') {
+      throw ApplicationFailure.nonRetryable(`format "${input.format}" is not custom or directory`, 'BadInput');
+    }
+    if (!Number.isInteger(input.jobs) || input.jobs < 1 || input.jobs > 64) {
+      throw ApplicationFailure.nonRetryable(`jobs ${input.jobs} must be a whole number from 1 to 64`, 'BadInput');
+    }
     // A retry after a crash: a complete, intact staged dump is reused, not dumped again.
     const staged = await readStagedManifest(config.stagingDir, input.backupId);
     if (staged) {
@@ -55,12 +61,6 @@ export function dumpActivities(config: WorkerConfig) {
         () => false,
       );
       if (intact) return staged;
-    }
-    if (input.format !== 'custom' && input.format !== 'directory') {
-      throw ApplicationFailure.nonRetryable(`format "${input.format}" is not custom or directory`, 'BadInput');
-    }
-    if (!Number.isInteger(input.jobs) || input.jobs < 1 || input.jobs > 64) {
-      throw ApplicationFailure.nonRetryable(`jobs ${input.jobs} must be a whole number from 1 to 64`, 'BadInput');
     }
     const dir = await prepareStagedDir(config.stagingDir, input.backupId);
     const pgDumpVersion = await pgToolVersion(config, 'pg_dump');
