@@ -21,7 +21,7 @@ import { loadWorkerConfig, type TargetConfig } from '../src/config';
 import type { DumpFormat } from '../src/types';
 import { migrate } from '../src/db/migrate';
 import { seed, seedCounts } from '../src/db/seed';
-import { deletePrefix } from '../test/support/backupFixture';
+import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { DEFAULT_COMPRESSION } from '../src/backupDefaults';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
@@ -182,9 +182,8 @@ async function main(): Promise<void> {
   await execa('npm', ['run', '--silent', 'build'], { cwd: path.join(__dirname, '..'), stdio: 'inherit' });
   const target = await benchTarget();
   const base = loadWorkerConfig(stackEnv());
-  const url = `postgres://${target.user}:${encodeURIComponent(target.password ?? '')}@${target.host}:${target.port}/${target.database}`;
   const stagingDir = mkdtempSync(path.join(tmpdir(), 'pgops-bench-staging-'));
-  const env = { PGOPS_TARGETS: 'primary,standby,bench', PGOPS_TARGET_BENCH_URL: url, PGOPS_S3_PREFIX: PREFIX, PGOPS_STAGING_DIR: stagingDir };
+  const env = { PGOPS_TARGETS: 'primary,standby,bench', PGOPS_TARGET_BENCH_URL: targetUrl(target), PGOPS_S3_PREFIX: PREFIX, PGOPS_STAGING_DIR: stagingDir };
   const config = loadWorkerConfig({ ...stackEnv(), ...env });
   const dbBytes = await databaseSize(target);
   try {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import execa from 'execa';
 import { backupProgress, connectClient, startBackup } from '../src/client';
-import type { NightlyBackupInput, NightlyBackupResult } from '../src/types';
+import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../src/types';
 import { createBackupFixture, incompleteUploads, listKeys, type BackupFixture } from './support/backupFixture';
 import { REPO_DIR } from './support/stack';
 import { startWorkerProcess, waitUntil, type WorkerProcess } from './support/workerProcess';
@@ -64,29 +64,28 @@ async function expectExactlyOneCompleteBackup(result: NightlyBackupResult) {
   expect(await incompleteUploads(fixture.config, `${fixture.prefix}/`)).toBe(0);
 }
 
+/** Starts a backup, SIGKILLs its worker's whole process group once `underWay` holds, and lets a new worker finish the run. */
+async function killWorkerDuring(step: string, underWay: (p: BackupProgress) => boolean, input: Partial<NightlyBackupInput>) {
+  const taskQueue = `fault-${step}-${randomUUID()}`;
+  const first = await worker(taskQueue);
+  const handle = await start(taskQueue, { verify: 'list', ...input });
+  await waitUntil(`the ${step} to be under way`, async () => underWay(await backupProgress(handle)));
+  await first.kill('SIGKILL');
+  await worker(taskQueue);
+  return { handle, result: await handle.result() };
+}
+
 const stack = (command: string) => execa(path.join(REPO_DIR, 'scripts/stack'), [command]);
 
 describe('nightlyBackup under faults', () => {
   test('SIGKILL of the worker during the dump: a new worker finishes the same run', async () => {
-    const taskQueue = `fault-dump-${randomUUID()}`;
-    const first = await worker(taskQueue);
-    const handle = await start(taskQueue, { compression: 'gzip:9', verify: 'list' });
-    await waitUntil('the dump to be under way', async () => ((await backupProgress(handle)).dumpedBytes ?? 0) > 0);
-    await first.kill('SIGKILL');
-    await worker(taskQueue);
-    const result = await handle.result();
+    const { handle, result } = await killWorkerDuring('dump', (p) => (p.dumpedBytes ?? 0) > 0, { compression: 'gzip:9' });
     expect(await attempts(handle, 'dumpDatabase')).toBe(2);
     await expectExactlyOneCompleteBackup(result);
   });
 
   test('SIGKILL of the worker during the upload: resumes without re-dumping, no orphaned multipart upload', async () => {
-    const taskQueue = `fault-upload-${randomUUID()}`;
-    const first = await worker(taskQueue);
-    const handle = await start(taskQueue, { compression: 'none', verify: 'list' });
-    await waitUntil('the upload to be under way', async () => ((await backupProgress(handle)).uploadedBytes ?? 0) > 0);
-    await first.kill('SIGKILL');
-    await worker(taskQueue);
-    const result = await handle.result();
+    const { handle, result } = await killWorkerDuring('upload', (p) => (p.uploadedBytes ?? 0) > 0, { compression: 'none' });
     expect(await attempts(handle, 'uploadBackup')).toBe(2);
     expect(await attempts(handle, 'dumpDatabase')).toBe(1);
     await expectExactlyOneCompleteBackup(result);

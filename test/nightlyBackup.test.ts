@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
-import execa from 'execa';
 import { createActivities } from '../src/activities';
 import { connectTarget } from '../src/activities/postgres/connection';
+import { runPgTool } from '../src/activities/postgres/pgTools';
 import { countRows } from '../src/activities/postgres/rowCounts';
 import { createS3Client } from '../src/activities/storage/s3Client';
 import { startBackup } from '../src/client';
@@ -91,9 +91,7 @@ describe('nightlyBackup', () => {
     expect(sha256(file)).toBe(m.sha256);
     await withScratchDatabase(fixture.config.targets.primary, async (db, name) => {
       const restoredTarget = { ...fixture.target, database: name };
-      await execa(path.join(fixture.config.pgBinDir, 'pg_restore'), ['--exit-on-error', '--no-owner', `--dbname=${name}`, file], {
-        env: { PGHOST: restoredTarget.host, PGPORT: String(restoredTarget.port), PGUSER: restoredTarget.user, PGPASSWORD: restoredTarget.password ?? '' },
-      });
+      await runPgTool(fixture.config, 'pg_restore', ['--exit-on-error', '--no-owner', `--dbname=${name}`, file], restoredTarget);
       expect(await countRows(db)).toEqual(sourceCounts);
       expect(await schemaOnly(fixture.config, restoredTarget)).toEqual(await schemaOnly(fixture.config, fixture.target));
     });
@@ -122,10 +120,8 @@ describe('nightlyBackup', () => {
       expect(sha256(file)).toBe(f.sha256);
     }
     await withScratchDatabase(fixture.config.targets.primary, async (db, name) => {
-      const t = fixture.target;
-      await execa(path.join(fixture.config.pgBinDir, 'pg_restore'), ['--exit-on-error', '--no-owner', '--jobs=2', `--dbname=${name}`, dir], {
-        env: { PGHOST: t.host, PGPORT: String(t.port), PGUSER: t.user, PGPASSWORD: t.password ?? '' },
-      });
+      const restoredTarget = { ...fixture.target, database: name };
+      await runPgTool(fixture.config, 'pg_restore', ['--exit-on-error', '--no-owner', '--jobs=2', `--dbname=${name}`, dir], restoredTarget);
       expect(await countRows(db)).toEqual(m.rowCounts);
     });
   });

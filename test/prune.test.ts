@@ -25,7 +25,8 @@ async function craftCatalog(): Promise<void> {
     for (let i = 0; i < 60; i++) {
       const finishedAt = new Date(Date.UTC(2026, 10, 27, 3) - i * 86_400_000).toISOString();
       const backupId = `demo-${finishedAt.slice(0, 10)}`;
-      const manifest = { backupId, target: 'demo', finishedAt, sizeBytes: 4, verification: { level: 'restore' } } as BackupManifest;
+      const dataFiles = [{ name: 'dump.pgdump', sizeBytes: 4, sha256: '-' }];
+      const manifest = { backupId, target: 'demo', finishedAt, sizeBytes: 4, dumpFile: 'dump.pgdump', dataFiles, verification: { level: 'restore' } } as BackupManifest;
       const keys = backupKeys(config.s3, manifest);
       await put(keys.dumpKey, 'dump');
       await put(keys.globalsKey, '-- globals');

@@ -80,6 +80,7 @@ describe('CS Arena database', () => {
       await expect(seed(db, { scale: 0.001 })).rejects.toThrow(
         new SeedRefused('the database already holds 20 users; pass --reset to replace its CS Arena data'),
       );
+      await expect(seed(db, { scale: 0.001, ifEmpty: true })).resolves.toBeUndefined();
       await expect(seed(db, { scale: 0.001, reset: true })).resolves.toMatchObject({ users: 20 });
       await expect(seed(db, { scale: 0 })).rejects.toThrow('--scale must be a positive number, got 0');
     });

@@ -1,26 +1,33 @@
-// Heartbeats for long activities, at most one a second however often progress is reported.
+// Heartbeats for long activities. The SDK itself throttles what reaches the server.
 import { Context } from '@temporalio/activity';
-
-export function throttledHeartbeat(intervalMs = 1_000): (details: unknown) => void {
-  let last = 0;
-  return (details) => {
-    const now = Date.now();
-    if (now - last < intervalMs) return;
-    last = now;
-    Context.current().heartbeat(details);
-  };
-}
 
 /** Kills a child process when the activity is cancelled (or its heartbeat times out). */
 export function killOnCancel(child: { kill: (signal?: NodeJS.Signals) => boolean }): void {
   Context.current().cancelled.catch(() => child.kill('SIGTERM'));
 }
 
+export interface Heartbeats {
+  /** Call on progress: heartbeats the latest details at most once a second. */
+  progressed(): void;
+  stop(): void;
+}
+
 /**
- * Heartbeats every `ms` with the latest details until stopped, so a step that makes no visible
- * progress for a while (a lock wait, a slow part) is not mistaken for a dead worker.
+ * Heartbeats the latest details on progress (for `pgops backup now`) and every `keepAliveMs`
+ * regardless, so a step that moves nothing for a while (a lock wait, a slow part) is not
+ * mistaken for a dead worker. Stop it when the step ends.
  */
-export function heartbeatWhile(details: () => unknown, ms = 5_000): () => void {
-  const timer = setInterval(() => Context.current().heartbeat(details()), ms);
-  return () => clearInterval(timer);
+export function heartbeatWhile(details: () => unknown, keepAliveMs = 5_000): Heartbeats {
+  let last = 0;
+  const beat = () => {
+    last = Date.now();
+    Context.current().heartbeat(details());
+  };
+  const timer = setInterval(beat, keepAliveMs);
+  return {
+    progressed: () => {
+      if (Date.now() - last >= 1_000) beat();
+    },
+    stop: () => clearInterval(timer),
+  };
 }

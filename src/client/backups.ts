@@ -56,7 +56,7 @@ function scheduleSpec(options: ScheduleOptions) {
       type: 'startWorkflow' as const,
       workflowType: 'nightlyBackup',
       taskQueue: options.taskQueue,
-      workflowId: `nightly-backup-${options.target}`,
+      workflowId: backupScheduleId(options.target),
       args: [{ ...options.input, target: options.target }],
       typedSearchAttributes: [{ key: PGOPS_TARGET, value: options.target }],
     },

@@ -26,7 +26,8 @@ const USAGE = `usage: pgops <command> [options]
 
 Commands that start workflows need a running worker (pgops worker).`;
 
-async function main([command, sub, ...rest]: string[]): Promise<number> {
+async function main([command, ...args]: string[]): Promise<number> {
+  const [sub, ...rest] = args;
   switch (command) {
     case 'check':
       return checkCommand();
@@ -37,11 +38,11 @@ async function main([command, sub, ...rest]: string[]): Promise<number> {
       if (sub !== 'list') throw new UsageError(`backups needs "list", got ${sub ?? 'nothing'}`);
       return backupsListCommand(rest);
     case 'schedule':
-      return scheduleCommand([sub, ...rest].filter((a) => a !== undefined));
+      return scheduleCommand(args);
     case 'migrate':
-      return migrateCommand([sub, ...rest].filter((a) => a !== undefined));
+      return migrateCommand(args);
     case 'seed':
-      return seedCommand([sub, ...rest].filter((a) => a !== undefined));
+      return seedCommand(args);
     case 'worker':
       runWorkerProcess();
       return new Promise(() => undefined); // the worker exits the process itself

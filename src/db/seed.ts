@@ -152,11 +152,12 @@ export class SeedRefused extends Error {
 
 export async function seed(
   client: Client,
-  options: { scale: number; reset?: boolean; onProgress?: (p: SeedProgress) => void },
-): Promise<SeedCounts & { bytes: number; elapsedMs: number }> {
+  options: { scale: number; reset?: boolean; ifEmpty?: boolean; onProgress?: (p: SeedProgress) => void },
+): Promise<(SeedCounts & { bytes: number; elapsedMs: number }) | undefined> {
   if (!(options.scale > 0)) throw new SeedRefused(`--scale must be a positive number, got ${options.scale}`);
   const counts = seedCounts(options.scale);
   const existing = Number((await client.query('SELECT count(*) AS n FROM users')).rows[0].n);
+  if (existing > 0 && options.ifEmpty && !options.reset) return undefined; // already seeded: left as it is
   if (existing > 0 && !options.reset) {
     throw new SeedRefused(`the database already holds ${existing} users; pass --reset to replace its CS Arena data`);
   }

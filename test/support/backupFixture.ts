@@ -8,8 +8,8 @@ import { DeleteObjectsCommand, GetObjectCommand, ListMultipartUploadsCommand, Li
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import execa from 'execa';
 import { connectTarget } from '../../src/activities/postgres/connection';
+import { runPgTool } from '../../src/activities/postgres/pgTools';
 import { createS3Client } from '../../src/activities/storage/s3Client';
 import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
 import { migrate } from '../../src/db/migrate';
@@ -42,10 +42,9 @@ export async function createBackupFixture(scale: number): Promise<BackupFixture>
 
   const stagingDir = mkdtempSync(path.join(tmpdir(), 'pgops-staging-'));
   const prefix = `test-${id}/backups`;
-  const url = `postgres://${primary.user}:${encodeURIComponent(primary.password ?? '')}@${primary.host}:${primary.port}/${database}`;
   const env = {
     PGOPS_TARGETS: 'primary,standby,demo',
-    PGOPS_TARGET_DEMO_URL: url,
+    PGOPS_TARGET_DEMO_URL: targetUrl({ ...primary, database }),
     PGOPS_S3_PREFIX: prefix,
     PGOPS_STAGING_DIR: stagingDir,
   };
@@ -64,6 +63,11 @@ export async function createBackupFixture(scale: number): Promise<BackupFixture>
       await c.end();
     },
   };
+}
+
+/** The PGOPS_TARGET_<NAME>_URL value that describes `target`, for a worker's environment. */
+export function targetUrl(target: TargetConfig): string {
+  return `postgres://${encodeURIComponent(target.user)}:${encodeURIComponent(target.password ?? '')}@${target.host}:${target.port}/${encodeURIComponent(target.database)}`;
 }
 
 export async function listKeys(config: WorkerConfig, prefix: string): Promise<string[]> {
@@ -119,9 +123,7 @@ export async function downloadObject(config: WorkerConfig, key: string, file: st
 
 /** pg_dump --schema-only without the lines that differ between any two dumps (PG 18's \restrict keys, comments). */
 export async function schemaOnly(config: WorkerConfig, target: TargetConfig): Promise<string> {
-  const { stdout } = await execa(path.join(config.pgBinDir, 'pg_dump'), ['--schema-only', '--no-owner'], {
-    env: { PGHOST: target.host, PGPORT: String(target.port), PGUSER: target.user, PGPASSWORD: target.password ?? '', PGDATABASE: target.database },
-  });
+  const { stdout } = await runPgTool(config, 'pg_dump', ['--schema-only', '--no-owner'], target);
   return stdout
     .split('\n')
     .filter((line) => !/^\\(un)?restrict /.test(line) && !line.startsWith('--'))

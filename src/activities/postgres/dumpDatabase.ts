@@ -11,7 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { WorkerConfig } from '../../config';
 import type { BackupManifest, Compression, DataFile, DumpFormat } from '../../types';
-import { heartbeatWhile, killOnCancel, throttledHeartbeat } from '../heartbeat';
+import { heartbeatWhile, killOnCancel } from '../heartbeat';
 import {
   DUMP_DIR,
   DUMP_FILE,
@@ -122,7 +122,7 @@ export function dumpActivities(config: WorkerConfig) {
 
     async function dumpDirectory(out: string, args: string[]): Promise<DataFile[]> {
       await rm(out, { recursive: true, force: true }); // pg_dump -Fd refuses an existing directory
-      const stopHeartbeats = heartbeatWhile(() => ({ stage: 'dump', dumpedBytes: directoryBytes(out) }));
+      const heartbeats = heartbeatWhile(() => ({ stage: 'dump', dumpedBytes: directoryBytes(out) }));
       try {
         const child = runPgTool(config, 'pg_dump', [...args, `--file=${out}`], target);
         killOnCancel(child);
@@ -131,20 +131,20 @@ export function dumpActivities(config: WorkerConfig) {
         await rm(out, { recursive: true, force: true });
         throw pgDumpFailure(err, (err as { stderr?: string }).stderr ?? '');
       } finally {
-        stopHeartbeats();
+        heartbeats.stop();
       }
       return hashDumpDirectory(out);
     }
 
     async function streamDump(file: string, args: string[]): Promise<DataFile[]> {
-      const heartbeat = throttledHeartbeat();
       const hash = createHash('sha256');
       let bytes = 0;
+      const heartbeats = heartbeatWhile(() => ({ stage: 'dump', dumpedBytes: bytes }));
       const hashing = new Transform({
         transform(chunk: Buffer, _encoding, done) {
           hash.update(chunk);
           bytes += chunk.length;
-          heartbeat({ stage: 'dump', dumpedBytes: bytes });
+          heartbeats.progressed();
           done(null, chunk);
         },
       });
@@ -152,14 +152,13 @@ export function dumpActivities(config: WorkerConfig) {
       killOnCancel(child);
       let stderr = '';
       child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-      const stopHeartbeats = heartbeatWhile(() => ({ stage: 'dump', dumpedBytes: bytes }));
       try {
         await Promise.all([pipeline(child.stdout!, hashing, createWriteStream(file)), child]);
       } catch (err) {
         await rm(file, { force: true });
         throw pgDumpFailure(err, stderr);
       } finally {
-        stopHeartbeats();
+        heartbeats.stop();
       }
       if ((await stat(file)).size !== bytes) throw new Error(`staged dump ${file} is shorter than what pg_dump wrote`);
       return [{ name: path.basename(file), sizeBytes: bytes, sha256: hash.digest('hex') }];

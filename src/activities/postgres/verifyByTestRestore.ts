@@ -3,7 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../config';
 import type { VerificationResult, VerifyLevel } from '../../types';
-import { heartbeatWhile, killOnCancel, throttledHeartbeat } from '../heartbeat';
+import { heartbeatWhile, killOnCancel, type Heartbeats } from '../heartbeat';
 import { assertStagedDumpIntact, requireStagedManifest } from '../staging/stagedBackup';
 import { resolveTarget, withTarget } from './connection';
 import { runPgTool } from './pgTools';
@@ -16,6 +16,13 @@ export interface VerifyInput {
   verifyTarget: string;
 }
 
+/** What the verify step's heartbeats report. */
+interface VerifyProgress {
+  stage: 'verify';
+  hashedBytes: number;
+  restoring?: string;
+}
+
 /** A database name unique to the backup, within PostgreSQL's 63-byte limit. */
 export function scratchDatabaseName(backupId: string): string {
   return `pgops_verify_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`.slice(0, 63);
@@ -23,9 +30,21 @@ export function scratchDatabaseName(backupId: string): string {
 
 export function verifyActivities(config: WorkerConfig) {
   async function verifyByTestRestore(input: VerifyInput): Promise<VerificationResult> {
-    const heartbeat = throttledHeartbeat();
+    const progress: VerifyProgress = { stage: 'verify', hashedBytes: 0 };
+    const heartbeats = heartbeatWhile(() => progress);
+    try {
+      return await verify(input, progress, heartbeats);
+    } finally {
+      heartbeats.stop();
+    }
+  }
+
+  async function verify(input: VerifyInput, progress: VerifyProgress, heartbeats: Heartbeats): Promise<VerificationResult> {
     const manifest = await requireStagedManifest(config.stagingDir, input.backupId);
-    const file = await assertStagedDumpIntact(config.stagingDir, manifest, (bytes) => heartbeat({ stage: 'verify', hashedBytes: bytes }));
+    const file = await assertStagedDumpIntact(config.stagingDir, manifest, (bytes) => {
+      progress.hashedBytes = bytes;
+      heartbeats.progressed();
+    });
     const tocEntries = await listArchive(file);
     const verifiedAt = () => new Date().toISOString();
     if (input.level === 'list') return { level: 'list', verifiedAt: verifiedAt(), tocEntries };
@@ -44,10 +63,9 @@ export function verifyActivities(config: WorkerConfig) {
         'pg_restore',
         ['--exit-on-error', '--no-owner', '--no-privileges', '--jobs=2', `--dbname=${scratch}`, file],
         { ...server, database: scratch },
-        { env: { PGDATABASE: scratch } },
       );
       killOnCancel(restore);
-      const stopHeartbeats = heartbeatWhile(() => ({ stage: 'verify', restoring: scratch }));
+      progress.restoring = scratch;
       try {
         await restore;
       } catch (err) {
@@ -55,8 +73,6 @@ export function verifyActivities(config: WorkerConfig) {
           `test restore of backup ${input.backupId} into ${scratch} on ${input.verifyTarget} failed: ${firstLines((err as { stderr?: string }).stderr)}`,
           'BackupUnrestorable',
         );
-      } finally {
-        stopHeartbeats();
       }
       const restoreMs = Date.now() - started;
       const restored = await withTarget({ ...server, database: scratch }, countRows);

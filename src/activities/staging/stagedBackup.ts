@@ -2,7 +2,7 @@
 // manifest.json is written last, atomically, so its presence means the staged backup is complete.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, constants, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { BackupManifest, DataFile } from '../../types';
@@ -24,8 +24,9 @@ export async function prepareStagedDir(stagingDir: string, backupId: string): Pr
   const dir = stagedDir(stagingDir, backupId);
   try {
     await mkdir(dir, { recursive: true });
-    await access(dir, constants.W_OK);
+    // Root passes access() checks everywhere; only a real write proves the directory takes files.
     await writeFile(path.join(dir, '.write-test'), '');
+    await rm(path.join(dir, '.write-test'));
   } catch (err) {
     throw ApplicationFailure.nonRetryable(
       `staging dir ${stagingDir} is not writable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix PGOPS_STAGING_DIR`,

@@ -3,7 +3,7 @@
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { S3Config } from '../../config';
 import type { BackupManifest, CatalogEntry } from '../../types';
-import { DUMP_FILE, GLOBALS_FILE, MANIFEST_FILE } from '../staging/stagedBackup';
+import { GLOBALS_FILE, MANIFEST_FILE } from '../staging/stagedBackup';
 
 export function backupPrefix(s3: S3Config, target: string, backupId?: string): string {
   return backupId ? `${s3.prefix}/${target}/${backupId}/` : `${s3.prefix}/${target}/`;
@@ -12,10 +12,9 @@ export function backupPrefix(s3: S3Config, target: string, backupId?: string): s
 /** Where each part of a backup is stored: the dump (a file, or a directory's prefix), its data objects, globals, manifest. */
 export function backupKeys(s3: S3Config, manifest: Pick<BackupManifest, 'target' | 'backupId' | 'dumpFile' | 'dataFiles'>) {
   const prefix = backupPrefix(s3, manifest.target, manifest.backupId);
-  const dumpFile = manifest.dumpFile ?? DUMP_FILE;
   return {
-    dumpKey: prefix + dumpFile,
-    dataKeys: manifest.dataFiles?.map((f) => prefix + f.name) ?? [prefix + dumpFile],
+    dumpKey: prefix + manifest.dumpFile,
+    dataKeys: manifest.dataFiles.map((f) => prefix + f.name),
     globalsKey: prefix + GLOBALS_FILE,
     manifestKey: prefix + MANIFEST_FILE,
   };

@@ -8,7 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../config';
 import { planRetention, resolveRetention, RetentionInvalid } from '../../retention';
 import type { PruneResult, RetentionPolicy } from '../../types';
-import { DUMP_FILE, MANIFEST_FILE, readStagedManifest } from '../staging/stagedBackup';
+import { DUMP_DIR, DUMP_FILE, MANIFEST_FILE, readStagedManifest } from '../staging/stagedBackup';
 import { listCatalog } from './backupObjects';
 import { createS3Client, storageFailure } from './s3Client';
 
@@ -34,8 +34,7 @@ export function pruneActivities(config: WorkerConfig) {
       const catalog = await listCatalog(s3, config.s3, input.target);
       const remote = planRetention(catalog, policy);
       const deletedRemote: string[] = [];
-      for (const decision of remote.filter((d) => !d.keep)) {
-        if (input.dryRun) continue;
+      for (const decision of input.dryRun ? [] : remote.filter((d) => !d.keep)) {
         const entry = catalog.find((c) => c.backupId === decision.backupId)!;
         for (const Key of [...entry.dataKeys, entry.globalsKey, entry.manifestKey]) {
           await s3.send(new DeleteObjectCommand({ Bucket: config.s3.bucket, Key }));
@@ -61,7 +60,7 @@ export function pruneActivities(config: WorkerConfig) {
       if (name === currentBackupId) continue;
       const dir = path.join(config.stagingDir, name);
       const files = await readdir(dir).catch(() => [] as string[]);
-      if (!files.includes(MANIFEST_FILE) && !files.includes(DUMP_FILE)) continue; // not a staged backup
+      if (![MANIFEST_FILE, DUMP_FILE, DUMP_DIR].some((f) => files.includes(f))) continue; // not a staged backup
       const manifest = await readStagedManifest(config.stagingDir, name).catch(() => undefined);
       const when = manifest ? Date.parse(manifest.finishedAt) : (await stat(dir)).mtimeMs;
       if (when >= cutoff) continue;

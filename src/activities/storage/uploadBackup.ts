@@ -16,7 +16,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { readFile } from 'node:fs/promises';
 import type { S3Config, WorkerConfig } from '../../config';
 import type { BackupManifest, DataFile, UploadResult, VerificationResult } from '../../types';
-import { heartbeatWhile, throttledHeartbeat } from '../heartbeat';
+import { heartbeatWhile } from '../heartbeat';
 import { assertStagedDumpIntact, requireStagedManifest, stagedDir } from '../staging/stagedBackup';
 import { backupKeys } from './backupObjects';
 import { createS3Client, storageFailure } from './s3Client';
@@ -73,10 +73,9 @@ export function uploadActivities(config: WorkerConfig) {
     const keys = backupKeys(config.s3, manifest);
     const dir = stagedDir(config.stagingDir, manifest.backupId);
     const s3 = createS3Client(config.s3);
-    const heartbeat = throttledHeartbeat();
     let uploadedBytes = 0;
     // Parts can take longer than the heartbeat timeout on a slow link; liveness must not depend on them.
-    const stopHeartbeats = heartbeatWhile(() => ({ stage: 'upload', uploadedBytes }));
+    const heartbeats = heartbeatWhile(() => ({ stage: 'upload', uploadedBytes }));
     try {
       let reused = true;
       for (const [i, file] of manifest.dataFiles.entries()) {
@@ -87,7 +86,7 @@ export function uploadActivities(config: WorkerConfig) {
           reused = false;
           await uploadDataFile(s3, Key, path.join(dir, file.name), file, manifest, (loaded) => {
             uploadedBytes = before + loaded;
-            heartbeat({ stage: 'upload', uploadedBytes });
+            heartbeats.progressed();
           });
           if (!(await storedIntact(s3, Bucket, Key, file))) {
             throw ApplicationFailure.retryable(`uploaded ${Key} does not match the manifest's size and SHA-256`, 'UploadMismatch');
@@ -113,7 +112,7 @@ export function uploadActivities(config: WorkerConfig) {
       if (err instanceof ApplicationFailure) throw err;
       throw storageFailure(config.s3, err);
     } finally {
-      stopHeartbeats();
+      heartbeats.stop();
       s3.destroy();
     }
   }

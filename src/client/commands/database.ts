@@ -1,19 +1,14 @@
 // pgops migrate / seed: act on the CS Arena database directly, with the worker's target settings.
 import { parseArgs } from 'node:util';
 import type { Client as PgClient } from 'pg';
-import { connectTarget, resolveTarget } from '../../activities/postgres/connection';
+import { resolveTarget, withTarget as withTargetConfig } from '../../activities/postgres/connection';
 import { loadWorkerConfig } from '../../config';
 import { migrate } from '../../db/migrate';
 import { seed } from '../../db/seed';
 import { UsageError } from './common';
 
-async function withTarget<T>(targetName: string, work: (client: PgClient) => Promise<T>): Promise<T> {
-  const client = await connectTarget(resolveTarget(loadWorkerConfig(), targetName));
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
+function withTarget<T>(targetName: string, work: (client: PgClient) => Promise<T>): Promise<T> {
+  return withTargetConfig(resolveTarget(loadWorkerConfig(), targetName), work);
 }
 
 export async function migrateCommand(args: string[]): Promise<number> {
@@ -38,10 +33,10 @@ export async function seedCommand(args: string[]): Promise<number> {
   const rate = (bytes: number, ms: number) => `${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`;
   const result = await withTarget(values.target!, async (client) => {
     await migrate(client);
-    if (values['if-empty'] && Number((await client.query('SELECT count(*) AS n FROM users')).rows[0].n) > 0) return undefined;
     return seed(client, {
       scale,
       reset: values.reset,
+      ifEmpty: values['if-empty'],
       onProgress: (p) =>
         process.stderr.write(
           `seed: ${p.matchesDone}/${p.matchesTotal} matches, ${(p.bytesWritten / 1e6).toFixed(0)} MB, ${rate(p.bytesWritten, p.elapsedMs)}\n`,
