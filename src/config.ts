@@ -2,6 +2,8 @@
 // seeded from an env file; a missing or malformed value fails fast with one line naming it.
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseEnvFile } from 'dotenv';
+import { isDuration } from './duration';
+import type { RestorePolicy } from './types';
 
 export type Env = Record<string, string | undefined>;
 
@@ -63,6 +65,7 @@ export interface WorkerConfig {
   /** Where backup failures (and, if asked, successes) are POSTed as JSON. */
   notifyWebhookUrl?: string;
   openai: { apiKey?: string; baseUrl?: string };
+  restore: RestorePolicy;
 }
 
 export const DEFAULT_TASK_QUEUE = 'pgops';
@@ -238,6 +241,19 @@ function loadWebhookUrl(env: Env): string | undefined {
   return url;
 }
 
+/** Who may approve a guarded restore. Lives with the worker so a restore's input cannot loosen it. */
+function loadRestorePolicy(env: Env): RestorePolicy {
+  const approvers = (optional(env, 'PGOPS_RESTORE_APPROVERS') ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  const approvalTimeout = optional(env, 'PGOPS_RESTORE_APPROVAL_TIMEOUT') ?? '24 hours';
+  if (!isDuration(approvalTimeout)) {
+    throw new ConfigError(`PGOPS_RESTORE_APPROVAL_TIMEOUT=${approvalTimeout} is not a duration such as "24 hours" or "30m"`);
+  }
+  return { approvers, twoPersonRule: booleanValue(env, 'PGOPS_RESTORE_TWO_PERSON_RULE', true), approvalTimeout };
+}
+
 export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
   const pgBinDir = required(env, 'PGOPS_PG_BIN_DIR', 'directory of pg_dump/pg_restore/psql matching the servers\' major version');
   if (!existsSync(`${pgBinDir}/pg_dump`)) {
@@ -252,5 +268,6 @@ export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
     shutdownGraceTime: optional(env, 'PGOPS_WORKER_SHUTDOWN_GRACE') ?? '15 minutes',
     notifyWebhookUrl: loadWebhookUrl(env),
     openai: { apiKey: optional(env, 'PGOPS_OPENAI_API_KEY'), baseUrl: optional(env, 'PGOPS_OPENAI_BASE_URL') },
+    restore: loadRestorePolicy(env),
   };
 }

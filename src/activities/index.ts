@@ -1,9 +1,13 @@
 // Every activity the worker registers, built from the worker's configuration.
 import type { WorkerConfig } from '../config';
+import { embeddingActivities } from './embeddings';
 import { webhookActivities } from './notify/webhook';
+import { restoreActivities } from './postgres/restoreDatabase';
 import { dumpActivities } from './postgres/dumpDatabase';
 import { stackProbeActivities } from './postgres/stackProbes';
 import { verifyActivities } from './postgres/verifyByTestRestore';
+import { auditActivities } from './storage/auditLog';
+import { fetchActivities } from './storage/fetchBackup';
 import { pruneActivities } from './storage/pruneBackups';
 import { roundTripActivities } from './storage/roundTripObject';
 import { uploadActivities } from './storage/uploadBackup';
@@ -17,6 +21,10 @@ export function createActivities(config: WorkerConfig) {
     ...uploadActivities(config),
     ...pruneActivities(config),
     ...webhookActivities(config),
+    ...fetchActivities(config),
+    ...restoreActivities(config),
+    ...auditActivities(config),
+    ...embeddingActivities(config),
   };
 }
 

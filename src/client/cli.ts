@@ -7,6 +7,7 @@ import { backupNowCommand, backupsListCommand } from './commands/backup';
 import { checkCommand } from './commands/check';
 import { UsageError } from './commands/common';
 import { migrateCommand, seedCommand } from './commands/database';
+import { restoreCommand } from './commands/restore';
 import { scheduleCommand } from './commands/schedule';
 
 const USAGE = `usage: pgops <command> [options]
@@ -19,6 +20,14 @@ const USAGE = `usage: pgops <command> [options]
   schedule install [--target primary] [--at 03:00] [--timezone Asia/Seoul]
   schedule pause|resume|show [--target primary]
                                    the Temporal Schedule that runs nightlyBackup
+  restore start --mode replace|new-database [--target primary] [--backup latest|ID]
+                [--from TARGET] [--new-database NAME] [--reason TEXT] [--as NAME]
+                [--approval-timeout 24h] [--jobs 2]
+                                   start guardedRestore and print its plan; nothing
+                                   changes until someone approves
+  restore status|approve|reject <workflow-id> [--reason TEXT] [--as NAME]
+  restore cleanup [--target primary] [--database NAME]
+                                   list (or drop one of) the databases restores set aside
   migrate [--target primary]       apply the CS Arena schema migrations
   seed --scale N [--reset | --if-empty] [--target primary]
                                    deterministic demo data (scale 1 ≈ 100 MB)
@@ -39,6 +48,8 @@ async function main([command, ...args]: string[]): Promise<number> {
       return backupsListCommand(rest);
     case 'schedule':
       return scheduleCommand(args);
+    case 'restore':
+      return restoreCommand(args);
     case 'migrate':
       return migrateCommand(args);
     case 'seed':

@@ -21,3 +21,4 @@ export async function runStackCheck(client: Client, options: StartOptions, input
   });
 }
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
+export { startRestore, restoreStatus, restorePlan, decideRestore, DecisionRefused } from './restores';

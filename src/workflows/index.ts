@@ -1,3 +1,4 @@
 // Every workflow the worker registers.
 export { stackCheck } from './stackCheck';
 export { nightlyBackup } from './nightlyBackup';
+export { guardedRestore } from './guardedRestore';

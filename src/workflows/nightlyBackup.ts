@@ -1,64 +1,13 @@
 // nightlyBackup: the runbook that replaces `pg_dump | gzip` in cron. A backup counts only once
 // it has been restored: dump → verify (test restore) → upload → prune, and a webhook on failure.
-import type { Duration } from '@temporalio/common';
-import {
-  ActivityFailure,
-  ApplicationFailure,
-  defineQuery,
-  proxyActivities,
-  setHandler,
-  upsertSearchAttributes,
-  uuid4,
-  workflowInfo,
-} from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ApplicationFailure, defineQuery, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { DEFAULT_COMPRESSION } from '../backupDefaults';
 import { resolveRetention, RetentionInvalid } from '../retention';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../searchAttributes';
 import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
+import { backupActivities, causeMessage, newBackupId, TARGET_NAME } from './common';
 
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
-
-/**
- * Dump and test restore of a few GB take minutes; at 100× they take hours, so start-to-close is
- * generous and heartbeats are what notice a dead worker. S3 outages and throttling (503 SlowDown)
- * are waited out: many upload attempts with capped backoff.
- */
-function backupActivities(heartbeatTimeout: Duration) {
-  const { dumpDatabase, verifyByTestRestore } = proxyActivities<Activities>({
-    startToCloseTimeout: '6 hours',
-    heartbeatTimeout,
-    retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 5 },
-  });
-  const { uploadBackup } = proxyActivities<Activities>({
-    startToCloseTimeout: '6 hours',
-    heartbeatTimeout,
-    retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 30 },
-  });
-  const { pruneBackups } = proxyActivities<Activities>({
-    startToCloseTimeout: '15 minutes',
-    retry: { initialInterval: '10 seconds', maximumInterval: '2 minutes', maximumAttempts: 5 },
-  });
-  const { notifyWebhook } = proxyActivities<Activities>({
-    startToCloseTimeout: '30 seconds',
-    retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
-  });
-  return { dumpDatabase, verifyByTestRestore, uploadBackup, pruneBackups, notifyWebhook };
-}
-
-const TARGET_NAME = /^[a-z][a-z0-9_-]*$/;
-
-
-/** "primary-20261127T030000Z-1a2b3c": sortable, unique, and the same on replay. */
-function newBackupId(target: string): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return `${target}-${stamp}-${uuid4().slice(0, 6)}`;
-}
-
-function causeMessage(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
 
 function validate(input: NightlyBackupInput): void {
   if (!input || typeof input.target !== 'string' || !TARGET_NAME.test(input.target)) {

@@ -95,7 +95,11 @@ export function digestOfFiles(files: DataFile[]): string {
 
 /** Rechecks every staged data file against the manifest and returns what pg_restore reads. A mismatch is final. */
 export async function assertStagedDumpIntact(stagingDir: string, manifest: BackupManifest, onBytes?: (bytes: number) => void) {
-  const dir = stagedDir(stagingDir, manifest.backupId);
+  return assertDumpFilesIntact(stagedDir(stagingDir, manifest.backupId), manifest, onBytes);
+}
+
+/** The same check for a backup's files in any folder (a restore fetches them into its own). */
+export async function assertDumpFilesIntact(dir: string, manifest: BackupManifest, onBytes?: (bytes: number) => void) {
   let done = 0;
   for (const expected of manifest.dataFiles) {
     const file = path.join(dir, expected.name);

@@ -1,0 +1,241 @@
+// The database side of a guarded restore. Everything happens in a staging database first; the
+// target is touched only by the swap, which is two renames in one transaction.
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
+import type { TargetConfig, WorkerConfig } from '../../config';
+import type { BackupManifest, RestoreMode, RestorePlan, RestorePolicy, StagingRestoreResult, SwapResult } from '../../types';
+import { heartbeatWhile, killOnCancel } from '../heartbeat';
+import { ensureFetched } from '../storage/fetchBackup';
+import { resolveTarget, withTarget } from './connection';
+import { runPgTool } from './pgTools';
+import { countRows, listTables } from './rowCounts';
+import { compareCounts } from './verifyByTestRestore';
+
+export interface PlanRestoreInput {
+  restoreId: string;
+  target: string;
+  mode: RestoreMode;
+  newDatabase?: string;
+  /** UTC "YYYYMMDDHHMMSS" from the workflow, for names that are the same on every retry. */
+  stamp: string;
+  manifest: BackupManifest;
+}
+
+export interface StagingInput {
+  restoreId: string;
+  target: string;
+  manifest: BackupManifest;
+  /** Mode `replace`: the database being replaced, whose owner the staging copy takes. */
+  replacing?: string;
+  jobs: number;
+}
+
+export interface SwapInput {
+  restoreId: string;
+  target: string;
+  mode: RestoreMode;
+  database: string;
+  stamp: string;
+  tableCount: number;
+}
+
+const MAX_NAME = 63;
+const DATABASE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** The staging copy's name, the same on every retry of the restore. */
+export function stagingDatabaseName(restoreId: string): string {
+  return `pgops_restore_${restoreId.replace(/-/g, '_')}`.slice(0, MAX_NAME);
+}
+
+export function preRestoreDatabaseName(database: string, stamp: string): string {
+  const suffix = `_pre_restore_${stamp}`;
+  return database.slice(0, MAX_NAME - suffix.length) + suffix;
+}
+
+/** The server's maintenance database: databases are created, renamed and dropped from there. */
+function maintenance(target: TargetConfig): TargetConfig {
+  return { ...target, database: 'postgres' };
+}
+
+async function databaseExists(c: Client, name: string): Promise<boolean> {
+  const { rowCount } = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+  return rowCount === 1;
+}
+
+export function restoreActivities(config: WorkerConfig) {
+  async function restorePolicy(): Promise<RestorePolicy> {
+    return config.restore;
+  }
+
+  async function planRestore(input: PlanRestoreInput): Promise<RestorePlan> {
+    const target = resolveTarget(config, input.target);
+    const database = input.mode === 'replace' ? target.database : (input.newDatabase ?? `${target.database}_restored_${input.stamp}`.slice(0, MAX_NAME));
+    if (!DATABASE_NAME.test(database)) {
+      throw ApplicationFailure.nonRetryable(`"${database}" is not a database name pgops will create (lowercase letters, digits, _; at most 63)`, 'BadInput');
+    }
+    const { manifest } = input;
+    const plan: RestorePlan = {
+      backupId: manifest.backupId,
+      backupTakenAt: manifest.finishedAt,
+      backupAgeSeconds: Math.round((Date.now() - Date.parse(manifest.finishedAt)) / 1000),
+      backupSizeBytes: manifest.sizeBytes,
+      target: input.target,
+      mode: input.mode,
+      database,
+      stagingDatabase: stagingDatabaseName(input.restoreId),
+      backupRowCounts: manifest.rowCounts,
+      differences: [],
+    };
+    await withTarget(maintenance(target), async (c) => {
+      const exists = await databaseExists(c, database);
+      if (input.mode === 'new-database' && exists) {
+        throw ApplicationFailure.nonRetryable(`database ${database} already exists on target ${input.target}'s server; choose another --new-database`, 'RestoreRefused');
+      }
+      if (input.mode === 'replace' && !exists) {
+        throw ApplicationFailure.nonRetryable(
+          `target ${input.target}'s database ${database} does not exist, so there is nothing to replace; restore with mode new-database --new-database ${database}`,
+          'RestoreRefused',
+        );
+      }
+      if (input.mode === 'replace') {
+        const { rows } = await c.query<{ size: string; connections: string }>(
+          `SELECT pg_database_size($1) AS size,
+                  (SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()) AS connections`,
+          [database],
+        );
+        const rowCounts = await withTarget(target, countRows);
+        plan.current = { sizeBytes: Number(rows[0].size), activeConnections: Number(rows[0].connections), rowCounts };
+        plan.differences = compareCounts(rowCounts, manifest.rowCounts).map((d) => d.replace('manifest', 'now').replace('restored', 'backup'));
+      }
+    });
+    return plan;
+  }
+
+  /** pg_restore into a fresh staging database, then the manifest's row counts must match. */
+  async function restoreIntoStaging(input: StagingInput): Promise<StagingRestoreResult> {
+    const target = resolveTarget(config, input.target);
+    const staging = stagingDatabaseName(input.restoreId);
+    const dumpPath = await ensureFetched(config, input.restoreId, input.manifest);
+    const heartbeats = heartbeatWhile(() => ({ stage: 'restore', database: staging }));
+    const started = Date.now();
+    try {
+      await withTarget(maintenance(target), async (c) => {
+        // A copy left by a killed attempt (its pg_restore may still be running) goes first.
+        await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(staging)} WITH (FORCE)`);
+        const owner = input.replacing ? await databaseOwner(c, input.replacing) : undefined;
+        await c.query(`CREATE DATABASE ${c.escapeIdentifier(staging)} TEMPLATE template0${owner ? ` OWNER ${c.escapeIdentifier(owner)}` : ''}`);
+      });
+      const restore = runPgTool(
+        config,
+        'pg_restore',
+        ['--exit-on-error', `--jobs=${input.jobs}`, `--dbname=${staging}`, dumpPath],
+        { ...target, database: staging },
+      );
+      killOnCancel(restore);
+      try {
+        await restore;
+      } catch (err) {
+        const stderr = (err as { stderr?: string }).stderr ?? (err as Error).message;
+        throw ApplicationFailure.nonRetryable(
+          `pg_restore of backup ${input.manifest.backupId} into ${staging} failed: ${stderr.trim().split('\n').slice(0, 3).join(' | ')}` +
+            (/role .* does not exist/.test(stderr) ? ` (create the missing roles from the backup's ${input.manifest.globalsFile} first)` : ''),
+          'RestoreFailed',
+        );
+      }
+      const restored = await withTarget({ ...target, database: staging }, countRows);
+      const differences = compareCounts(input.manifest.rowCounts, restored);
+      if (differences.length > 0) {
+        throw ApplicationFailure.nonRetryable(`restored copy ${staging} does not match backup ${input.manifest.backupId}: ${differences.slice(0, 5).join('; ')}`, 'RestoreIncomplete');
+      }
+      return { stagingDatabase: staging, restoreMs: Date.now() - started, tablesCompared: Object.keys(restored).length };
+    } catch (err) {
+      await dropStaging(target, staging).catch(() => undefined);
+      throw err;
+    } finally {
+      heartbeats.stop();
+    }
+  }
+
+  async function dropStagingDatabase(input: { restoreId: string; target: string }): Promise<void> {
+    await dropStaging(resolveTarget(config, input.target), stagingDatabaseName(input.restoreId));
+  }
+
+  async function dropStaging(target: TargetConfig, staging: string): Promise<void> {
+    await withTarget(maintenance(target), (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(staging)} WITH (FORCE)`));
+  }
+
+  /**
+   * Puts the restored copy in place. Mode `replace`: refuse new connections to the target,
+   * terminate the ones it has, then rename target → pre-restore and staging → target in one
+   * transaction. A retry finds either nothing done or everything done, never half.
+   */
+  async function swapIntoPlace(input: SwapInput): Promise<SwapResult> {
+    const target = resolveTarget(config, input.target);
+    const staging = stagingDatabaseName(input.restoreId);
+    const { database } = input;
+    const result = await withTarget(maintenance(target), async (c) => {
+      const id = (name: string) => c.escapeIdentifier(name);
+      const stagingExists = await databaseExists(c, staging);
+      if (input.mode === 'new-database') {
+        if (!stagingExists && (await databaseExists(c, database))) return { database, downtimeMs: 0, terminatedConnections: 0 };
+        await c.query(`ALTER DATABASE ${id(staging)} RENAME TO ${id(database)}`);
+        return { database, downtimeMs: 0, terminatedConnections: 0 };
+      }
+      const preRestore = preRestoreDatabaseName(database, input.stamp);
+      if (!stagingExists) {
+        if ((await databaseExists(c, preRestore)) && (await databaseExists(c, database))) {
+          return { database, preRestoreDatabase: preRestore, downtimeMs: 0, terminatedConnections: 0 }; // swapped by an earlier attempt
+        }
+        throw ApplicationFailure.nonRetryable(`staging database ${staging} is gone; nothing was swapped`, 'StagingMissing');
+      }
+      const started = Date.now();
+      await c.query(`ALTER DATABASE ${id(database)} ALLOW_CONNECTIONS false`);
+      try {
+        const terminated = await terminateConnections(c, database);
+        await c.query('BEGIN');
+        await c.query(`ALTER DATABASE ${id(database)} RENAME TO ${id(preRestore)}`);
+        await c.query(`ALTER DATABASE ${id(staging)} RENAME TO ${id(database)}`);
+        await c.query('COMMIT');
+        // The restored copy was created accepting connections; the old one stays closed so nothing writes to it by mistake.
+        return { database, preRestoreDatabase: preRestore, downtimeMs: Date.now() - started, terminatedConnections: terminated };
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        await c.query(`ALTER DATABASE ${id(database)} ALLOW_CONNECTIONS true`).catch(() => undefined);
+        throw err;
+      }
+    });
+    await verifyInPlace(target, database, input.tableCount);
+    return result;
+  }
+
+  /** The database now answers under its name and holds as many tables as the backup. */
+  async function verifyInPlace(target: TargetConfig, database: string, tableCount: number): Promise<void> {
+    const tables = await withTarget({ ...target, database }, async (c) => (await listTables(c)).length);
+    if (tables !== tableCount) {
+      throw ApplicationFailure.nonRetryable(`after the swap ${database} has ${tables} tables, the backup had ${tableCount}`, 'SwapUnverified');
+    }
+  }
+
+  return { restorePolicy, planRestore, restoreIntoStaging, dropStagingDatabase, swapIntoPlace };
+}
+
+async function databaseOwner(c: Client, database: string): Promise<string | undefined> {
+  const { rows } = await c.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [database]);
+  return rows[0]?.owner;
+}
+
+/** Terminates every session on the database and waits until they are gone (at most ~30 s). */
+async function terminateConnections(c: Client, database: string): Promise<number> {
+  let terminated = 0;
+  for (let attempt = 0; attempt < 30; attempt++) {
+    const { rows } = await c.query<{ n: string; left: string }>(
+      `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 1000)) AS n, count(*) AS left
+         FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+      [database],
+    );
+    terminated += Number(rows[0].n);
+    if (Number(rows[0].left) === 0) return terminated;
+  }
+  throw ApplicationFailure.retryable(`sessions on ${database} would not terminate`, 'SessionsRemain');
+}
+

@@ -1,0 +1,50 @@
+// Starting, watching and deciding guarded restores, for the CLI and for operators' own tooling.
+import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { PGOPS_TARGET } from '../searchAttributes';
+import type { GuardedRestoreInput, GuardedRestoreResult, RestoreDecisionRequest, RestorePlan, RestoreStatus } from '../types';
+
+export type RestoreHandle = WorkflowHandle<(input: GuardedRestoreInput) => Promise<GuardedRestoreResult>>;
+
+export async function startRestore(
+  client: Client,
+  options: { taskQueue: string; workflowId?: string },
+  input: GuardedRestoreInput,
+): Promise<RestoreHandle> {
+  return client.workflow.start('guardedRestore', {
+    taskQueue: options.taskQueue,
+    workflowId: options.workflowId ?? `restore-${input.target}-${new Date().toISOString().replace(/[-:.]/g, '')}`,
+    args: [input],
+    typedSearchAttributes: [{ key: PGOPS_TARGET, value: input.target }],
+  });
+}
+
+export function restoreStatus(client: Client, workflowId: string): Promise<RestoreStatus> {
+  return client.workflow.getHandle(workflowId).query<RestoreStatus>('status');
+}
+
+export function restorePlan(client: Client, workflowId: string): Promise<RestorePlan | undefined> {
+  return client.workflow.getHandle(workflowId).query<RestorePlan | undefined>('plan');
+}
+
+/** Why a decision was refused, as the workflow's decision rule put it. */
+export class DecisionRefused extends Error {
+  override name = 'DecisionRefused';
+}
+
+/**
+ * Sends an approve/reject as a Workflow Update: the workflow's validator answers at once, and a
+ * refused decision never reaches history. Throws DecisionRefused with the rule's reason.
+ */
+export async function decideRestore(
+  client: Client,
+  workflowId: string,
+  decision: 'approve' | 'reject',
+  request: RestoreDecisionRequest,
+): Promise<RestoreStatus> {
+  try {
+    return await client.workflow.getHandle(workflowId).executeUpdate<RestoreStatus, [RestoreDecisionRequest]>(decision, { args: [request] });
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) throw new DecisionRefused(err.cause?.message ?? err.message);
+    throw err;
+  }
+}

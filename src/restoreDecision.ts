@@ -1,0 +1,43 @@
+// The one rule that decides whether an approve/reject may act on a guarded restore. Signals and
+// updates both go through it: Temporal authorises per namespace, not per handler, so who may
+// approve is enforced here, inside the workflow, against the worker's policy.
+import type { RestoreDecisionRequest, RestorePolicy } from './types';
+
+export type DecisionKind = 'approve' | 'reject';
+
+export interface DecisionContext {
+  policy: RestorePolicy;
+  requestedBy: string;
+  /** A decision already taken: the first one stands. */
+  decided: boolean;
+  /** Decisions are only taken while the workflow waits for one. */
+  awaiting: boolean;
+}
+
+export type DecisionVerdict = { ok: true; request: RestoreDecisionRequest } | { ok: false; why: string };
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
+
+export function judgeDecision(kind: DecisionKind, payload: unknown, ctx: DecisionContext): DecisionVerdict {
+  const request = payload as Partial<RestoreDecisionRequest> | undefined;
+  if (!request || typeof request !== 'object') return { ok: false, why: `${kind} needs {approver, reason}, got ${describe(payload)}` };
+  const { approver, reason } = request;
+  if (typeof approver !== 'string' || !NAME.test(approver)) {
+    return { ok: false, why: `${kind}: approver must be a name (letters, digits, . _ @ + -), got ${describe(approver)}` };
+  }
+  if (typeof reason !== 'string' || reason.trim() === '') return { ok: false, why: `${kind} by ${approver}: a reason is required` };
+  if (ctx.decided) return { ok: false, why: `${kind} by ${approver}: this restore has already been decided` };
+  if (!ctx.awaiting) return { ok: false, why: `${kind} by ${approver}: this restore is not waiting for a decision` };
+  if (ctx.policy.approvers.length > 0 && !ctx.policy.approvers.includes(approver)) {
+    return { ok: false, why: `${kind} by ${approver}: not in the approvers allowed by the worker's PGOPS_RESTORE_APPROVERS` };
+  }
+  if (kind === 'approve' && ctx.policy.twoPersonRule && approver === ctx.requestedBy) {
+    return { ok: false, why: `approve by ${approver}: the two-person rule forbids approving your own restore` };
+  }
+  return { ok: true, request: { approver, reason: reason.trim() } };
+}
+
+function describe(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
