@@ -1,0 +1,169 @@
+// guardedRestore under real faults: the worker SIGKILLed during pg_restore, and an application
+// writing to the target through the swap.
+import { randomUUID } from 'node:crypto';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { Client as PgClient } from 'pg';
+import { withTarget } from '../src/activities/postgres/connection';
+import { connectClient, decideRestore, restoreStatus, startBackup, startRestore } from '../src/client';
+import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../src/config';
+import type { GuardedRestoreInput, RestoreStatus } from '../src/types';
+import { createBackupFixture, type BackupFixture } from './support/backupFixture';
+import { databasesLike, dropDatabase, fingerprint } from './support/databaseFingerprint';
+import { stackEnv } from './support/stack';
+import { startWorkerProcess, waitUntil, type WorkerProcess } from './support/workerProcess';
+
+let fixture: BackupFixture;
+let config: WorkerConfig;
+let client: Client;
+let backupId: string;
+const workers: WorkerProcess[] = [];
+const taskQueue = `restore-faults-${randomUUID()}`;
+
+async function worker(): Promise<WorkerProcess> {
+  const w = await startWorkerProcess({ ...fixture.env, PGOPS_TASK_QUEUE: taskQueue });
+  workers.push(w);
+  return w;
+}
+
+beforeAll(async () => {
+  // Large enough (~100 MB) that pg_restore runs for seconds, so the kill lands inside it.
+  fixture = await createBackupFixture(1);
+  await withTarget(fixture.target, (c) => c.query('CREATE TABLE app_writes (id bigserial PRIMARY KEY, phase text NOT NULL, at timestamptz NOT NULL DEFAULT now())'));
+  config = loadWorkerConfig({ ...stackEnv(), ...fixture.env });
+  client = await connectClient(config.temporal);
+  await worker();
+  const backup = await startBackup(client, { taskQueue, workflowId: `restore-faults-backup-${randomUUID()}` }, { target: 'demo', verify: 'list' });
+  backupId = (await backup.result()).backupId;
+}, 300_000);
+
+afterAll(async () => {
+  for (const w of workers) await w.kill('SIGKILL');
+  await client?.connection.close();
+  for (const name of await databasesLike(fixture.target, `${fixture.target.database}_pre_restore_%`)) await dropDatabase(fixture.target, name);
+  await fixture?.cleanup();
+});
+
+function restore(input: Partial<GuardedRestoreInput> = {}) {
+  return startRestore(
+    client,
+    { taskQueue, workflowId: `restore-fault-${randomUUID()}` },
+    { target: 'demo', backup: backupId, mode: 'replace', requestedBy: 'alice', heartbeatTimeout: '5 seconds', ...input },
+  );
+}
+
+function status(handle: WorkflowHandle): Promise<RestoreStatus> {
+  return restoreStatus(client, handle.workflowId);
+}
+
+async function pgRestoreRunningOn(database: string): Promise<boolean> {
+  return withTarget({ ...fixture.target, database: 'postgres' }, async (c) => {
+    const { rowCount } = await c.query(`SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pg_restore' AND state = 'active'`, [database]);
+    return (rowCount ?? 0) > 0;
+  });
+}
+
+async function startedAttempts(handle: WorkflowHandle, activityType: string): Promise<number> {
+  const events = (await handle.fetchHistory()).events!;
+  const scheduled = new Set(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((e) => String(e.eventId)));
+  const started = events.filter((e) => scheduled.has(String(e.activityTaskStartedEventAttributes?.scheduledEventId)));
+  return Math.max(0, ...started.map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 0));
+}
+
+test('SIGKILL of the worker during pg_restore: a new worker restores again, the target untouched until the swap', async () => {
+  const before = await fingerprint(config, fixture.target);
+  const handle = await restore();
+  const planned = await (async () => {
+    let s: RestoreStatus | undefined;
+    await waitUntil('the plan', async () => (s = await status(handle)).plan !== undefined, 120_000);
+    return s!;
+  })();
+  const staging = planned.plan!.stagingDatabase;
+  await waitUntil(`pg_restore into ${staging}`, () => pgRestoreRunningOn(staging), 120_000);
+  await workers.shift()!.kill('SIGKILL');
+  expect(await fingerprint(config, fixture.target)).toEqual(before);
+
+  await worker();
+  await waitUntil('the staging copy on the new worker', async () => (await status(handle)).stagingReady, 300_000);
+  expect(await startedAttempts(handle, 'restoreIntoStaging')).toBeGreaterThanOrEqual(2);
+  expect(await fingerprint(config, fixture.target)).toEqual(before);
+
+  await decideRestore(client, handle.workflowId, 'approve', { approver: 'bob', reason: 'recovering from the kill' });
+  const result = await handle.result();
+  expect(result.outcome).toBe('restored');
+  const manifestCounts = (await status(handle)).plan!.backupRowCounts;
+  expect((await fingerprint(config, fixture.target)).rows).toEqual(manifestCounts);
+  expect(await databasesLike(fixture.target, 'pgops_restore_%')).toEqual([]);
+});
+
+/** An application that inserts a row every 20 ms and reconnects whenever its connection dies. */
+function startApplication(target: TargetConfig) {
+  const log: { phase: string; ok: boolean; at: number }[] = [];
+  let phase = 'before';
+  let running = true;
+  let db: PgClient | undefined;
+  const loop = (async () => {
+    while (running) {
+      try {
+        if (!db) {
+          db = new PgClient({ host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, connectionTimeoutMillis: 2_000 });
+          db.on('error', () => undefined);
+          await db.connect();
+        }
+        await db.query('INSERT INTO app_writes (phase) VALUES ($1)', [phase]);
+        log.push({ phase, ok: true, at: Date.now() });
+      } catch {
+        log.push({ phase, ok: false, at: Date.now() });
+        await db?.end().catch(() => undefined);
+        db = undefined;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await db?.end().catch(() => undefined);
+  })();
+  return {
+    log,
+    setPhase: (p: string) => (phase = p),
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+test('an application writing through the swap is disconnected cleanly and reconnects to the restored database', async () => {
+  const app = startApplication(fixture.target);
+  try {
+    const handle = await restore();
+    await waitUntil('the staging copy', async () => (await status(handle)).stagingReady, 300_000);
+    await waitUntil('the application to write', async () => app.log.filter((l) => l.ok).length > 10);
+    app.setPhase('swap');
+    await decideRestore(client, handle.workflowId, 'approve', { approver: 'bob', reason: 'swap under load' });
+    const result = await handle.result();
+    await waitUntil('the application to write after the swap', async () => app.log.filter((l) => l.ok && l.at > Date.now() - 200).length > 0, 30_000);
+    app.setPhase('after');
+    await waitUntil('writes after the swap', async () => app.log.filter((l) => l.ok && l.phase === 'after').length > 5, 30_000);
+    await app.stop();
+
+    const failures = app.log.filter((l) => !l.ok);
+    expect(failures.length).toBeGreaterThan(0); // its session was terminated at the swap
+    const firstFailure = failures[0].at;
+    const lastOkBefore = Math.max(...app.log.filter((l) => l.ok && l.at < firstFailure).map((l) => l.at));
+    const firstOkAfter = Math.min(...app.log.filter((l) => l.ok && l.at > firstFailure).map((l) => l.at));
+    console.log(
+      `swap downtime: workflow measured ${result.downtimeMs} ms (${JSON.stringify(result.durationsMs)}); ` +
+        `the application saw ${firstOkAfter - lastOkBefore} ms between writes and ${failures.length} failed attempt(s)`,
+    );
+    // The restored database took the writes that came after; the set-aside one kept those before.
+    const counts = (target: TargetConfig) =>
+      withTarget(target, async (c) => Object.fromEntries((await c.query<{ phase: string; n: string }>('SELECT phase, count(*) AS n FROM app_writes GROUP BY 1')).rows.map((r) => [r.phase, Number(r.n)])));
+    const restored = await counts(fixture.target);
+    expect(restored.after).toBeGreaterThan(5);
+    expect(restored.before).toBeUndefined(); // the backup was taken before the application wrote
+    await withTarget({ ...fixture.target, database: 'postgres' }, (c) => c.query(`ALTER DATABASE ${result.preRestoreDatabase} ALLOW_CONNECTIONS true`));
+    const setAside = await counts({ ...fixture.target, database: result.preRestoreDatabase! });
+    expect(setAside.before).toBeGreaterThan(10);
+    expect(setAside.after).toBeUndefined();
+  } finally {
+    await app.stop();
+  }
+});
