@@ -51,14 +51,16 @@ export function targetFailure(target: TargetConfig, err: unknown): Error {
   }
 }
 
-export async function connectTarget(target: TargetConfig): Promise<Client> {
+/** `timeoutMs` bounds the connection and each query: a failover's probes must not hang on a frozen server. */
+export async function connectTarget(target: TargetConfig, options: { timeoutMs?: number } = {}): Promise<Client> {
   const client = new Client({
     host: target.host,
     port: target.port,
     user: target.user,
     password: target.password,
     database: target.database,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    connectionTimeoutMillis: options.timeoutMs ?? CONNECT_TIMEOUT_MS,
+    ...(options.timeoutMs ? { query_timeout: options.timeoutMs } : {}),
     application_name: 'pgops',
   });
   // Errors after connect (server killed mid-query) surface through the query; don't crash the worker.
@@ -73,8 +75,12 @@ export async function connectTarget(target: TargetConfig): Promise<Client> {
 }
 
 /** Runs `work` with a fresh connection to the target and always closes it. */
-export async function withTarget<T>(target: TargetConfig, work: (client: Client) => Promise<T>): Promise<T> {
-  const client = await connectTarget(target);
+export async function withTarget<T>(
+  target: TargetConfig,
+  work: (client: Client) => Promise<T>,
+  options: { timeoutMs?: number } = {},
+): Promise<T> {
+  const client = await connectTarget(target, options);
   try {
     return await work(client);
   } catch (err) {

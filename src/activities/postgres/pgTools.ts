@@ -5,7 +5,12 @@ import execa from 'execa';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TargetConfig, WorkerConfig } from '../../config';
 
-export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl';
+export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl' | 'pg_controldata';
+
+export interface PgToolOptions extends execa.Options {
+  /** Run as this OS user (through runuser): server-side tools must act as the owner of the data directory. */
+  runAs?: string;
+}
 
 export function pgToolPath(config: WorkerConfig, tool: PgTool): string {
   return path.join(config.pgBinDir, tool);
@@ -23,14 +28,16 @@ export function libpqEnv(target: TargetConfig): Record<string, string> {
   };
 }
 
-export function runPgTool(config: WorkerConfig, tool: PgTool, args: string[], target?: TargetConfig, options: execa.Options = {}) {
-  return execa(pgToolPath(config, tool), args, {
+export function runPgTool(config: WorkerConfig, tool: PgTool, args: string[], target?: TargetConfig, options: PgToolOptions = {}) {
+  const { runAs, ...execaOptions } = options;
+  const [command, argv] = runAs ? ['runuser', ['-u', runAs, '--', pgToolPath(config, tool), ...args]] : [pgToolPath(config, tool), args];
+  return execa(command, argv, {
     // execa's cleanup hooks SIGTERM through signal-exit, which kills the child and re-raises the
     // signal: a deploy's SIGTERM would kill a running dump at once and the worker with it, before
     // Temporal's graceful shutdown could let the dump finish. Children end with their activity.
     cleanup: false,
-    ...options,
-    env: { ...(target ? libpqEnv(target) : {}), ...options.env },
+    ...execaOptions,
+    env: { ...(target ? libpqEnv(target) : {}), ...execaOptions.env },
   });
 }
 

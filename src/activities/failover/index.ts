@@ -1,0 +1,26 @@
+// The failover and rejoin activities, and the audit record of a failover.
+import type { WorkerConfig } from '../../config';
+import type { FailoverResult } from '../../failoverTypes';
+import { appendAuditRecord } from '../storage/auditLog';
+import { clusterActivities } from './cluster';
+import { confirmAndChooseActivities } from './confirmAndChoose';
+import { fenceAndPromoteActivities } from './fenceAndPromote';
+import { rejoinActivities } from './rejoin';
+import { repointActivities } from './repoint';
+import { switchoverActivities } from './switchover';
+
+export function failoverActivities(config: WorkerConfig) {
+  /** Appends the failover's record to the audit trail in S3 (once, however often retried). */
+  async function recordFailoverAudit(result: FailoverResult): Promise<string> {
+    return appendAuditRecord(config, 'failovers', result.workflowId, result, result.finishedAt);
+  }
+  return {
+    ...clusterActivities(config),
+    ...confirmAndChooseActivities(config),
+    ...fenceAndPromoteActivities(config),
+    ...switchoverActivities(config),
+    ...repointActivities(config),
+    ...rejoinActivities(config),
+    recordFailoverAudit,
+  };
+}

@@ -1,0 +1,161 @@
+// rejoinAsStandby's steps: rewind the old primary onto the new primary's timeline (or clone it
+// afresh when rewinding cannot work), configure it to stream, start it, confirm it streams.
+import { appendFileSync, chownSync, existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { ClusterConfig, TargetConfig, WorkerConfig } from '../../config';
+import type { RejoinResult } from '../../failoverTypes';
+import { heartbeatWhile } from '../heartbeat';
+import { withTarget } from '../postgres/connection';
+import { clusterNode, resolveCluster } from './cluster';
+import { runServerTool, serverControl, startServer, stopServer } from './serverControl';
+import { readPosition } from './walPositions';
+
+const STREAMING_WITHIN_MS = 60_000;
+
+export function slotName(node: string): string {
+  return `pgops_${node.replace(/[^a-z0-9_]/g, '_')}`;
+}
+
+/** A libpq keyword value, quoted as conninfo wants it. */
+function conninfoValue(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+function replicationRole(cluster: ClusterConfig): { user: string; password?: string } {
+  if (!cluster.replication) {
+    throw ApplicationFailure.nonRetryable(
+      `cluster ${cluster.name} has no replication role: set PGOPS_CLUSTER_${cluster.name.toUpperCase()}_REPLICATION_USER (and _PASSWORD)`,
+      'ReplicationRoleMissing',
+    );
+  }
+  return cluster.replication;
+}
+
+function ownedLikeDataDir(dataDir: string, file: string): void {
+  const { uid, gid } = statSync(dataDir);
+  chownSync(file, uid, gid);
+}
+
+export function rejoinActivities(config: WorkerConfig) {
+  function nodes(input: { cluster: string; node: string; newPrimary: string }) {
+    const cluster = resolveCluster(config, input.cluster);
+    if (input.node === input.newPrimary) throw ApplicationFailure.nonRetryable(`node and newPrimary are both "${input.node}"`, 'BadInput');
+    return { cluster, node: clusterNode(config, cluster, input.node), newPrimary: clusterNode(config, cluster, input.newPrimary) };
+  }
+
+  /** Streams from the new primary through a slot of its own, so the new primary keeps the WAL it needs. */
+  async function ensureSlot(newPrimary: TargetConfig, node: string): Promise<void> {
+    await withTarget(newPrimary, async (client) => {
+      const { rows } = await client.query<{ in_recovery: boolean }>('SELECT pg_is_in_recovery() AS in_recovery');
+      if (rows[0].in_recovery) throw ApplicationFailure.nonRetryable(`${newPrimary.name} is in recovery: it is not a primary to rejoin`, 'NotAPrimary');
+      await client.query(
+        'SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)',
+        [slotName(node)],
+      );
+    });
+  }
+
+  function writeStandbyConfig(cluster: ClusterConfig, node: TargetConfig, newPrimary: TargetConfig): void {
+    const { dataDir } = serverControl(node);
+    const role = replicationRole(cluster);
+    const conninfo = [
+      `host=${conninfoValue(newPrimary.host)}`,
+      `port=${newPrimary.port}`,
+      `user=${conninfoValue(role.user)}`,
+      ...(role.password ? [`password=${conninfoValue(role.password)}`] : []),
+      `application_name=${conninfoValue(node.name)}`,
+    ].join(' ');
+    const autoConf = `${dataDir}/postgresql.auto.conf`;
+    // Later lines win: these override whatever pg_rewind copied from the new primary.
+    appendFileSync(
+      autoConf,
+      `# written by pgops rejoinAsStandby\nprimary_conninfo = '${conninfo.replace(/'/g, "''")}'\nprimary_slot_name = '${slotName(node.name)}'\nport = ${node.port}\n`,
+    );
+    ownedLikeDataDir(dataDir, autoConf);
+    writeFileSync(`${dataDir}/standby.signal`, '');
+    ownedLikeDataDir(dataDir, `${dataDir}/standby.signal`);
+  }
+
+  /**
+   * Stops the node, then pg_rewind from the new primary. When the rewind fails and base backups
+   * are allowed, the old data directory is moved aside (never deleted) and cloned afresh.
+   */
+  async function rewindOrRebuild(input: { cluster: string; node: string; newPrimary: string; allowBaseBackup: boolean; workflowId: string }) {
+    let step = 'stopping';
+    const heartbeats = heartbeatWhile(() => step);
+    try {
+      return await rewindOrRebuildSteps(input, (now) => (step = now));
+    } finally {
+      heartbeats.stop();
+    }
+  }
+
+  async function rewindOrRebuildSteps(
+    input: { cluster: string; node: string; newPrimary: string; allowBaseBackup: boolean; workflowId: string },
+    stepTo: (step: string) => void,
+  ): Promise<{ method: RejoinResult['method']; rewindError?: string; keptOldDataDir?: string }> {
+    const { cluster, node, newPrimary } = nodes(input);
+    const { dataDir } = serverControl(node);
+    const role = replicationRole(cluster);
+    await ensureSlot(newPrimary, node.name);
+    await stopServer(config, node, 'fast');
+    stepTo('pg_rewind');
+    const rewind = await runServerTool(
+      config,
+      node,
+      'pg_rewind',
+      ['-D', dataDir, `--source-server=dbname=${conninfoValue(newPrimary.database)}`],
+      { timeoutMs: 30 * 60_000, withLibpqEnv: newPrimary },
+    );
+    if (rewind.exitCode === 0) {
+      writeStandbyConfig(cluster, node, newPrimary);
+      return { method: 'pg_rewind' };
+    }
+    const rewindError = (rewind.all ?? '').trim().split('\n').slice(-2).join(' | ');
+    if (!input.allowBaseBackup) {
+      throw ApplicationFailure.nonRetryable(`pg_rewind of ${node.name} failed and base backups are not allowed: ${rewindError}`, 'RewindFailed');
+    }
+    const keptOldDataDir = `${dataDir}.before-rejoin-${input.workflowId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    if (!existsSync(keptOldDataDir)) renameSync(dataDir, keptOldDataDir);
+    else rmSync(dataDir, { recursive: true, force: true }); // a partial clone from an earlier attempt
+    stepTo('pg_basebackup');
+    const clone = await runServerTool(
+      config,
+      node,
+      'pg_basebackup',
+      ['-D', dataDir, '-X', 'stream', '-S', slotName(node.name), '--checkpoint=fast', '-R'],
+      { timeoutMs: 6 * 60 * 60_000, withLibpqEnv: { ...newPrimary, user: role.user, password: role.password, database: 'postgres' } },
+    );
+    if (clone.exitCode !== 0) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw ApplicationFailure.retryable(`pg_basebackup of ${node.name} from ${newPrimary.name} failed: ${clone.all}`, 'BaseBackupFailed');
+    }
+    writeStandbyConfig(cluster, node, newPrimary);
+    return { method: 'pg_basebackup', rewindError, keptOldDataDir };
+  }
+
+  async function startAsStandby(input: { cluster: string; node: string; newPrimary: string }): Promise<string> {
+    const { node } = nodes(input);
+    await startServer(config, node);
+    return `started ${node.name}`;
+  }
+
+  /** Waits until the node is in recovery and its WAL receiver streams. */
+  async function confirmStreaming(input: { cluster: string; node: string; newPrimary: string }): Promise<Pick<RejoinResult, 'receiverStatus'>> {
+    const { node } = nodes(input);
+    const started = Date.now();
+    let last = 'no answer';
+    while (Date.now() - started < STREAMING_WITHIN_MS) {
+      Context.current().heartbeat(last);
+      const position = await readPosition(node, 3_000);
+      if (position.reachable && position.inRecovery && position.receiverStatus === 'streaming') return { receiverStatus: 'streaming' };
+      last = position.error ?? `in recovery ${position.inRecovery}, receiver ${position.receiverStatus ?? 'not running'}`;
+      await sleep(250);
+    }
+    throw ApplicationFailure.retryable(`${node.name} does not stream from the new primary after ${STREAMING_WITHIN_MS / 1000} s: ${last}`, 'NotStreaming');
+  }
+
+  return { rewindOrRebuild, startAsStandby, confirmStreaming };
+}

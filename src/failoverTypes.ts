@@ -1,0 +1,192 @@
+// Types shared by the failover workflows, their activities and clients. Workflows import these as types only.
+import type { FailoverPolicy } from './config';
+import type { TargetName } from './types';
+
+export type { FailoverPolicy };
+
+/** `failover`: the primary is presumed dead. `switchover`: a planned move with a clean shutdown, no data loss. */
+export type FailoverMode = 'failover' | 'switchover';
+
+export interface FailoverInput {
+  /** A cluster configured on the worker (PGOPS_CLUSTERS). */
+  cluster: string;
+  mode?: FailoverMode;
+  reason?: string;
+  requestedBy?: string;
+}
+
+/** What a workflow may know of a cluster: names, capabilities and policy, never credentials. */
+export interface ClusterView {
+  cluster: string;
+  primary: TargetName;
+  standbys: TargetName[];
+  /** host:port of the app-facing endpoint, if configured. */
+  endpoint?: string;
+  repoint: 'pgbouncer' | 'command' | 'none';
+  fenceCommand: boolean;
+  /** Nodes on the worker's machine that pgops can stop, start and rebuild. */
+  controlledNodes: TargetName[];
+  policy: FailoverPolicy;
+}
+
+export interface PrimaryProbe {
+  at: string;
+  ok: boolean;
+  ms: number;
+  error?: string;
+}
+
+/** One standby as read in one bounded round: where its WAL stands and whether it still hears a primary. */
+export interface StandbyPosition {
+  node: TargetName;
+  reachable: boolean;
+  inRecovery?: boolean;
+  receiveLsn?: string;
+  replayLsn?: string;
+  replayPaused?: boolean;
+  /** pg_stat_wal_receiver.status; absent when no receiver runs. */
+  receiverStatus?: string;
+  /** Milliseconds since the WAL receiver last heard from its primary. */
+  receiverSilentMs?: number;
+  timeline?: number;
+  error?: string;
+}
+
+export interface FailureConfirmation {
+  failed: boolean;
+  reason: string;
+  probes: PrimaryProbe[];
+  standbys: StandbyPosition[];
+}
+
+export interface CandidateChoice {
+  candidate: TargetName;
+  receiveLsn: string;
+  replayLsn: string;
+  /** Received WAL not replayed after the bounded wait, plus, in switchover, WAL the primary wrote but the candidate lacks. */
+  lagBytes: number;
+  waitedMs: number;
+  /** Switchover: whether the candidate received past the old primary's shutdown checkpoint. */
+  receivedShutdownCheckpoint?: boolean;
+  standbys: StandbyPosition[];
+}
+
+export interface FenceResult {
+  node: TargetName;
+  actions: string[];
+  confirmed: boolean;
+  detail: string;
+}
+
+export interface PromotionResult {
+  node: TargetName;
+  timelineBefore: number;
+  timelineAfter: number;
+  /** Current WAL position right after promotion. */
+  lsn: string;
+  /** Received WAL the candidate had when promoted: what survives of the old timeline. */
+  promotedFromLsn: string;
+  testWrite: string;
+}
+
+export interface RepointResult {
+  method: 'pgbouncer' | 'command' | 'none';
+  detail: string;
+  /** The server port a write through the endpoint landed on (checked to be the new primary's). */
+  endpointServerPort?: number;
+  verifiedWrite: boolean;
+}
+
+export interface SwitchoverStop {
+  /** The old primary's shutdown checkpoint: the candidate must have received past it. */
+  checkpointLsn: string;
+  pausedEndpoint: boolean;
+}
+
+export interface FailoverApproval {
+  operator: string;
+  /** Accept a candidate beyond the lag limit. */
+  forcePromotion?: boolean;
+  /** The operator vouches that the old primary is fenced (powered off, isolated). */
+  fencingConfirmed?: boolean;
+  note?: string;
+}
+
+export type FailoverStage =
+  | 'confirming'
+  | 'choosing'
+  | 'awaiting-approval'
+  | 'stopping-primary'
+  | 'fencing'
+  | 'promoting'
+  | 'repointing'
+  | 'recording'
+  | 'done'
+  | 'cancelled'
+  | 'failed';
+
+export interface StepTiming {
+  step: string;
+  startedAt: string;
+  ms: number;
+  outcome: string;
+}
+
+export interface FailoverStatus {
+  cluster: string;
+  mode: FailoverMode;
+  stage: FailoverStage;
+  oldPrimary: TargetName;
+  candidate?: TargetName;
+  /** What the workflow waits for from an operator, if anything. */
+  waitingFor?: 'approval' | 'forced-promotion' | 'fencing-confirmation';
+  refusal?: string;
+  steps: StepTiming[];
+}
+
+export interface FailoverResult {
+  outcome: 'promoted' | 'cancelled';
+  cluster: string;
+  mode: FailoverMode;
+  workflowId: string;
+  oldPrimary: TargetName;
+  newPrimary?: TargetName;
+  reason?: string;
+  requestedBy?: string;
+  confirmation?: FailureConfirmation;
+  switchover?: SwitchoverStop;
+  choice?: CandidateChoice;
+  /** Bytes behind when promoted; 0 is guaranteed in switchover. */
+  lagBytesAtPromotion?: number;
+  forced: boolean;
+  approvals: FailoverApproval[];
+  fence?: FenceResult;
+  promotion?: PromotionResult;
+  repoint?: RepointResult;
+  steps: StepTiming[];
+  startedAt: string;
+  finishedAt: string;
+  totalMs: number;
+  auditKey?: string;
+}
+
+export interface RejoinInput {
+  cluster: string;
+  /** The old primary, to become a standby. */
+  node: TargetName;
+  /** The primary it will stream from. */
+  newPrimary: TargetName;
+  /** Fall back to a fresh pg_basebackup when pg_rewind cannot work (default true). */
+  allowBaseBackup?: boolean;
+}
+
+export interface RejoinResult {
+  node: TargetName;
+  newPrimary: TargetName;
+  method: 'pg_rewind' | 'pg_basebackup';
+  rewindError?: string;
+  /** Where the replaced data directory was moved when a base backup was needed. */
+  keptOldDataDir?: string;
+  receiverStatus: string;
+  steps: StepTiming[];
+}

@@ -1,0 +1,249 @@
+// failoverPromotion: the "automatic failover script" as a runbook whose every step is checked,
+// recorded and safe to retry. confirm the failure → choose the candidate → (approval) → fence the
+// old primary → promote → repoint clients → record. `switchover` replaces the confirmation with a
+// clean stop of the primary and promotes only a standby that received its shutdown checkpoint.
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  condition,
+  defineQuery,
+  defineSignal,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type {
+  ClusterView,
+  FailoverApproval,
+  FailoverInput,
+  FailoverResult,
+  FailoverStage,
+  FailoverStatus,
+  StepTiming,
+} from '../failoverTypes';
+
+export const failoverStatusQuery = defineQuery<FailoverStatus>('status');
+export const approveFailoverSignal = defineSignal<[FailoverApproval]>('approve');
+
+const CLUSTER_NAME = /^[a-z][a-z0-9_-]*$/;
+
+/** Timeouts follow the cluster's policy: a probe window of minutes must not be cut short. */
+function failoverActivities(view: ClusterView) {
+  const quick = proxyActivities<Activities>({
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
+  });
+  const { confirmPrimaryFailure } = proxyActivities<Activities>({
+    startToCloseTimeout: view.policy.confirmWindowMs + 60_000,
+    heartbeatTimeout: '15 seconds',
+    retry: { initialInterval: '1 second', maximumAttempts: 3 },
+  });
+  const { chooseCandidate } = proxyActivities<Activities>({
+    startToCloseTimeout: view.policy.replayCatchUpMs + 60_000,
+    heartbeatTimeout: '15 seconds',
+    retry: { initialInterval: '1 second', maximumInterval: '5 seconds', maximumAttempts: 5 },
+  });
+  const serverSteps = proxyActivities<Activities>({
+    startToCloseTimeout: '3 minutes',
+    heartbeatTimeout: '30 seconds',
+    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
+  });
+  const { recordFailoverAudit } = proxyActivities<Activities>({
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 20 },
+  });
+  return {
+    confirmPrimaryFailure,
+    chooseCandidate,
+    fenceOldPrimary: serverSteps.fenceOldPrimary,
+    promoteCandidate: quick.promoteCandidate,
+    repointClients: serverSteps.repointClients,
+    stopPrimaryForSwitchover: serverSteps.stopPrimaryForSwitchover,
+    resumeOldPrimary: serverSteps.resumeOldPrimary,
+    recordFailoverAudit,
+  };
+}
+
+const { describeCluster } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumAttempts: 5 },
+});
+
+function causeMessage(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function validate(input: FailoverInput): void {
+  if (!input || typeof input.cluster !== 'string' || !CLUSTER_NAME.test(input.cluster)) {
+    throw ApplicationFailure.nonRetryable(`input.cluster must name a configured cluster (e.g. "main"), got ${JSON.stringify(input?.cluster)}`, 'BadInput');
+  }
+  if (input.mode !== undefined && input.mode !== 'failover' && input.mode !== 'switchover') {
+    throw ApplicationFailure.nonRetryable(`input.mode must be "failover" or "switchover", got ${JSON.stringify(input.mode)}`, 'BadInput');
+  }
+}
+
+export async function failoverPromotion(input: FailoverInput): Promise<FailoverResult> {
+  validate(input);
+  const mode = input.mode ?? 'failover';
+  const view = await describeCluster(input.cluster);
+  const acts = failoverActivities(view);
+  const startedAt = new Date().toISOString();
+  const status: FailoverStatus = { cluster: view.cluster, mode, stage: 'confirming', oldPrimary: view.primary, steps: [] };
+  const result: FailoverResult = {
+    outcome: 'cancelled',
+    cluster: view.cluster,
+    mode,
+    workflowId: workflowInfo().workflowId,
+    oldPrimary: view.primary,
+    reason: input.reason,
+    requestedBy: input.requestedBy,
+    forced: false,
+    approvals: [],
+    steps: status.steps,
+    startedAt,
+    finishedAt: startedAt,
+    totalMs: 0,
+  };
+  setHandler(failoverStatusQuery, () => status);
+
+  const received: FailoverApproval[] = [];
+  setHandler(approveFailoverSignal, (approval) => {
+    if (approval && typeof approval.operator === 'string' && approval.operator.trim() !== '') received.push(approval);
+  });
+
+  /** Waits for an operator's signal that satisfies `accepts`; false when the policy's timeout passes first. */
+  async function operator(waitingFor: NonNullable<FailoverStatus['waitingFor']>, accepts: (a: FailoverApproval) => boolean): Promise<boolean> {
+    status.waitingFor = waitingFor;
+    const started = Date.now();
+    const found = await condition(() => received.some(accepts), view.policy.approvalTimeoutMs);
+    status.waitingFor = undefined;
+    const approval = received.find(accepts);
+    if (found && approval) result.approvals.push(approval);
+    status.steps.push({ step: `operator: ${waitingFor}`, startedAt: new Date(started).toISOString(), ms: Date.now() - started, outcome: found ? `by ${approval?.operator}` : 'timed out' });
+    return found;
+  }
+
+  async function step<T>(stage: FailoverStage, name: string, run: () => Promise<T>, outcome: (r: T) => string = () => 'ok'): Promise<T> {
+    status.stage = stage;
+    const started = Date.now();
+    const timing: StepTiming = { step: name, startedAt: new Date(started).toISOString(), ms: 0, outcome: 'running' };
+    status.steps.push(timing);
+    try {
+      const value = await run();
+      timing.outcome = outcome(value);
+      return value;
+    } catch (err) {
+      timing.outcome = `failed: ${causeMessage(err)}`;
+      throw err;
+    } finally {
+      timing.ms = Date.now() - started;
+    }
+  }
+
+  async function finish(stage: 'done' | 'cancelled'): Promise<FailoverResult> {
+    status.stage = 'recording';
+    result.finishedAt = new Date().toISOString();
+    result.totalMs = Date.now() - Date.parse(startedAt);
+    result.auditKey = await acts.recordFailoverAudit(result);
+    status.stage = stage;
+    return result;
+  }
+
+  /** Ends the run with nothing promoted; the old primary comes back if a switchover stopped it. */
+  async function refuse(type: string, message: string): Promise<never> {
+    if (result.switchover) await step('failed', 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line);
+    status.stage = 'failed';
+    status.refusal = message;
+    throw ApplicationFailure.nonRetryable(message, type);
+  }
+
+  // 1. confirm the failure, or stop the primary cleanly for a planned switchover
+  if (mode === 'failover') {
+    const confirmation = await step('confirming', 'confirm failure', () =>
+      acts.confirmPrimaryFailure({ cluster: view.cluster, primary: view.primary, standbys: view.standbys }),
+      (c) => c.reason,
+    );
+    result.confirmation = confirmation;
+    if (!confirmation.failed) {
+      result.reason = confirmation.reason;
+      return finish('cancelled');
+    }
+  } else {
+    result.switchover = await step('stopping-primary', 'stop primary cleanly', () =>
+      acts.stopPrimaryForSwitchover({ cluster: view.cluster, primary: view.primary }),
+      (s) => `shutdown checkpoint at ${s.checkpointLsn}${s.pausedEndpoint ? ', endpoint paused' : ''}`,
+    );
+  }
+
+  // 2. choose the candidate
+  let choice;
+  try {
+    choice = await step('choosing', 'choose candidate', () =>
+      acts.chooseCandidate({ cluster: view.cluster, standbys: view.standbys, mustHaveReceived: result.switchover?.checkpointLsn }),
+      (c) => `${c.candidate} at ${c.receiveLsn}, ${c.lagBytes} bytes behind`,
+    );
+  } catch (err) {
+    return refuse('NoCandidate', `failover of ${view.cluster}: no standby to promote: ${causeMessage(err)}`);
+  }
+  result.choice = choice;
+  status.candidate = choice.candidate;
+  if (result.switchover && !choice.receivedShutdownCheckpoint) {
+    return refuse(
+      'SwitchoverAborted',
+      `switchover of ${view.cluster} aborted: ${choice.candidate} received WAL to ${choice.receiveLsn}, not past the shutdown checkpoint ${result.switchover.checkpointLsn}`,
+    );
+  }
+  if (!result.switchover && choice.lagBytes > view.policy.maxLagBytes) {
+    status.refusal = `${choice.candidate} is ${choice.lagBytes} bytes behind, more than the ${view.policy.maxLagBytes} allowed: promote only if an operator forces it`;
+    status.stage = 'awaiting-approval';
+    if (!(await operator('forced-promotion', (a) => a.forcePromotion === true))) {
+      return refuse('LagTooHigh', `failover of ${view.cluster} refused: ${status.refusal}; no forced promotion was approved`);
+    }
+    result.forced = true;
+    status.refusal = undefined;
+  }
+
+  // 3. approval gate
+  if (view.policy.approval === 'manual' && !result.forced) {
+    status.stage = 'awaiting-approval';
+    if (!(await operator('approval', () => true))) {
+      return refuse('NotApproved', `failover of ${view.cluster} to ${choice.candidate} was not approved in time`);
+    }
+  }
+
+  // 4. fence the old primary
+  const fence = await step('fencing', 'fence old primary', () =>
+    acts.fenceOldPrimary({ cluster: view.cluster, node: view.primary, newPrimary: choice.candidate }),
+    (f) => f.detail,
+  );
+  result.fence = fence;
+  if (!fence.confirmed && view.policy.fencingRequired) {
+    status.refusal = `fencing of ${view.primary} is not confirmed: ${fence.detail}`;
+    status.stage = 'awaiting-approval';
+    if (!(await operator('fencing-confirmation', (a) => a.fencingConfirmed === true))) {
+      return refuse('FencingUnconfirmed', `failover of ${view.cluster} stopped: ${status.refusal}; no operator confirmed it`);
+    }
+    status.refusal = undefined;
+  }
+
+  // 5. promote
+  const timelineBefore = choice.standbys.find((s) => s.node === choice.candidate)?.timeline ?? 0;
+  result.lagBytesAtPromotion = choice.lagBytes;
+  result.promotion = await step('promoting', 'promote', () =>
+    acts.promoteCandidate({ cluster: view.cluster, node: choice.candidate, timelineBefore, workflowId: result.workflowId }),
+    (p) => `${p.node} on timeline ${p.timelineAfter} (was ${p.timelineBefore})`,
+  );
+  result.newPrimary = choice.candidate;
+  result.outcome = 'promoted';
+
+  // 6. repoint clients
+  result.repoint = await step('repointing', 'repoint clients', () =>
+    acts.repointClients({ cluster: view.cluster, oldPrimary: view.primary, newPrimary: choice.candidate, workflowId: result.workflowId }),
+    (r) => `${r.method}: ${r.detail}${r.verifiedWrite ? '; write through the endpoint landed on the new primary' : ''}`,
+  );
+
+  // 7. record
+  return finish('done');
+}
