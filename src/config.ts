@@ -2,6 +2,7 @@
 // seeded from an env file; a missing or malformed value fails fast with one line naming it.
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseEnvFile } from 'dotenv';
+import { msToNumber } from '@temporalio/common/lib/time';
 import { isDuration } from './duration';
 import type { RestorePolicy } from './types';
 
@@ -30,6 +31,15 @@ export interface TargetConfig {
   database: string;
   /** The variable this target came from, so errors can tell the operator what to fix. */
   source: string;
+  /** Present when the server runs on the worker's machine and pgops may stop, start and rebuild it. */
+  server?: ServerControl;
+}
+
+/** A PostgreSQL server on this machine: its data directory, and the OS user its files belong to. */
+export interface ServerControl {
+  dataDir: string;
+  /** pg_ctl, pg_rewind and pg_basebackup run as this user (via runuser) when the worker runs as root. */
+  osUser?: string;
 }
 
 /** How the SDK computes request checksums: some S3-compatible stores reject the AWS defaults. */
@@ -66,6 +76,7 @@ export interface WorkerConfig {
   notifyWebhookUrl?: string;
   openai: { apiKey?: string; baseUrl?: string };
   restore: RestorePolicy;
+  clusters: Record<string, ClusterConfig>;
 }
 
 export const DEFAULT_TASK_QUEUE = 'pgops';
@@ -146,8 +157,7 @@ function targetVariable(name: string): string {
   return `PGOPS_TARGET_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_URL`;
 }
 
-function parseTarget(env: Env, name: string): TargetConfig {
-  const variable = targetVariable(name);
+function parseTarget(env: Env, name: string, variable = targetVariable(name)): TargetConfig {
   const raw = required(env, variable, `connection URL of target "${name}" (postgres://user:password@host:port/database)`);
   let url: URL;
   try {
@@ -170,7 +180,20 @@ function parseTarget(env: Env, name: string): TargetConfig {
     password: url.password ? decodeURIComponent(url.password) : undefined,
     database,
     source: variable,
+    server: loadServerControl(env, name),
   };
+}
+
+function loadServerControl(env: Env, name: string): ServerControl | undefined {
+  const prefix = targetVariable(name).replace(/_URL$/, '');
+  const dataDir = optional(env, `${prefix}_DATA_DIR`);
+  const osUser = optional(env, `${prefix}_OS_USER`);
+  if (dataDir === undefined) {
+    if (osUser !== undefined) throw new ConfigError(`${prefix}_OS_USER is set but ${prefix}_DATA_DIR is not: name the server's data directory`);
+    return undefined;
+  }
+  if (!dataDir.startsWith('/')) throw new ConfigError(`${prefix}_DATA_DIR=${dataDir} must be an absolute path`);
+  return { dataDir, osUser };
 }
 
 function loadTargets(env: Env): Record<string, TargetConfig> {
@@ -254,20 +277,140 @@ function loadRestorePolicy(env: Env): RestorePolicy {
   return { approvers, twoPersonRule: booleanValue(env, 'PGOPS_RESTORE_TWO_PERSON_RULE', true), approvalTimeout };
 }
 
+// ---------------------------------------------------------------- clusters (failover)
+
+export type FailoverApprovalMode = 'automatic' | 'manual';
+
+/** How cautious a failover is. Workflows read it through the describeCluster activity. */
+export interface FailoverPolicy {
+  /** How long the primary is probed before it counts as failed. */
+  confirmWindowMs: number;
+  probeIntervalMs: number;
+  /** Connect + SELECT 1 must answer within this. */
+  probeTimeoutMs: number;
+  /** Refuse a candidate further behind than this unless an operator forces it (Patroni's maximum_lag_on_failover). */
+  maxLagBytes: number;
+  /** How long replay may take to catch up with what the candidate received. */
+  replayCatchUpMs: number;
+  approval: FailoverApprovalMode;
+  /** How long a waiting failover waits for an operator's signal before giving up with nothing promoted. */
+  approvalTimeoutMs: number;
+  /** Without confirmed fencing of the old primary, stop and ask an operator. */
+  fencingRequired: boolean;
+}
+
+/** A primary and its standbys, the app-facing endpoint in front of them, and the hooks that act on the world. */
+export interface ClusterConfig {
+  name: string;
+  primary: string;
+  standbys: string[];
+  /** Where the app connects (PgBouncer, HAProxy, a DNS name): failover verifies a write through it. */
+  endpoint?: TargetConfig;
+  /** The PgBouncer ini the default repoint hook rewrites (then RELOAD on its admin console). */
+  pgbouncerIni?: string;
+  /** Argument arrays; {cluster}, {old_primary}, {new_primary}, {new_host}, {new_port}, {old_host}, {old_port} are filled in. */
+  fenceCommand?: string[];
+  repointCommand?: string[];
+  /** The role a rejoined standby streams as. */
+  replication?: { user: string; password?: string };
+  policy: FailoverPolicy;
+}
+
+function clusterVariable(cluster: string, setting: string): string {
+  return `PGOPS_CLUSTER_${cluster.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_${setting}`;
+}
+
+function durationMs(env: Env, name: string, fallback: string): number {
+  const value = optional(env, name) ?? fallback;
+  if (!isDuration(value)) throw new ConfigError(`${name}=${value} is not a duration such as "6s" or "1 minute"`);
+  return msToNumber(value as Parameters<typeof msToNumber>[0]);
+}
+
+function commandArray(env: Env, name: string): string[] | undefined {
+  const value = optional(env, name);
+  if (value === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((a) => typeof a === 'string' && a !== '')) {
+    throw new ConfigError(`${name} must be a JSON array of arguments, e.g. ["/usr/local/bin/fence","{old_host}"] (no shell strings)`);
+  }
+  return parsed as string[];
+}
+
+function loadCluster(env: Env, name: string, targets: Record<string, TargetConfig>): ClusterConfig {
+  const v = (setting: string) => clusterVariable(name, setting);
+  const node = (variable: string, nodeName: string) => {
+    if (!targets[nodeName]) throw new ConfigError(`${variable}: "${nodeName}" is not a configured target (PGOPS_TARGETS: ${Object.keys(targets).join(', ')})`);
+    return nodeName;
+  };
+  const primary = node(v('PRIMARY'), required(env, v('PRIMARY'), `the target that is cluster "${name}"'s primary`));
+  const standbys = required(env, v('STANDBYS'), `comma-separated targets that stream from cluster "${name}"'s primary`)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => node(v('STANDBYS'), s));
+  if (standbys.includes(primary)) throw new ConfigError(`${v('STANDBYS')} lists the primary "${primary}" itself`);
+  const endpointUrl = optional(env, v('ENDPOINT_URL'));
+  const maxLag = optional(env, v('MAX_LAG_BYTES')) ?? String(1024 * 1024);
+  if (!/^\d+$/.test(maxLag)) throw new ConfigError(`${v('MAX_LAG_BYTES')}=${maxLag} is not a whole number of bytes`);
+  const approval = optional(env, v('APPROVAL')) ?? 'automatic';
+  if (approval !== 'automatic' && approval !== 'manual') throw new ConfigError(`${v('APPROVAL')}=${approval} must be automatic or manual`);
+  const replicationUser = optional(env, v('REPLICATION_USER'));
+  const policy: FailoverPolicy = {
+    confirmWindowMs: durationMs(env, v('CONFIRM_WINDOW'), '6s'),
+    probeIntervalMs: durationMs(env, v('PROBE_INTERVAL'), '1s'),
+    probeTimeoutMs: durationMs(env, v('PROBE_TIMEOUT'), '1s'),
+    maxLagBytes: Number(maxLag),
+    replayCatchUpMs: durationMs(env, v('REPLAY_CATCHUP_TIMEOUT'), '10s'),
+    approval,
+    approvalTimeoutMs: durationMs(env, v('APPROVAL_TIMEOUT'), '1 hour'),
+    fencingRequired: booleanValue(env, v('FENCING_REQUIRED'), true),
+  };
+  if (policy.probeIntervalMs > policy.confirmWindowMs) {
+    throw new ConfigError(`${v('PROBE_INTERVAL')} is longer than ${v('CONFIRM_WINDOW')}: the window would hold a single probe`);
+  }
+  return {
+    name,
+    primary,
+    standbys,
+    endpoint: endpointUrl === undefined ? undefined : parseTarget(env, `${name}-endpoint`, v('ENDPOINT_URL')),
+    pgbouncerIni: optional(env, v('PGBOUNCER_INI')),
+    fenceCommand: commandArray(env, v('FENCE_COMMAND')),
+    repointCommand: commandArray(env, v('REPOINT_COMMAND')),
+    replication: replicationUser ? { user: replicationUser, password: optional(env, v('REPLICATION_PASSWORD')) } : undefined,
+    policy,
+  };
+}
+
+function loadClusters(env: Env, targets: Record<string, TargetConfig>): Record<string, ClusterConfig> {
+  const clusters: Record<string, ClusterConfig> = {};
+  for (const name of (optional(env, 'PGOPS_CLUSTERS') ?? '').split(',').map((n) => n.trim()).filter(Boolean)) {
+    if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new ConfigError(`PGOPS_CLUSTERS: "${name}" is not a valid cluster name (lowercase letters, digits, _ and -)`);
+    clusters[name] = loadCluster(env, name, targets);
+  }
+  return clusters;
+}
+
 export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
   const pgBinDir = required(env, 'PGOPS_PG_BIN_DIR', 'directory of pg_dump/pg_restore/psql matching the servers\' major version');
   if (!existsSync(`${pgBinDir}/pg_dump`)) {
     throw new ConfigError(`PGOPS_PG_BIN_DIR=${pgBinDir} has no pg_dump in it`);
   }
+  const targets = loadTargets(env);
   return {
     temporal: loadTemporalConfig(env),
     pgBinDir,
-    targets: loadTargets(env),
+    targets,
     s3: loadS3(env),
     stagingDir: optional(env, 'PGOPS_STAGING_DIR') ?? '/var/tmp/pgops-staging',
     shutdownGraceTime: optional(env, 'PGOPS_WORKER_SHUTDOWN_GRACE') ?? '15 minutes',
     notifyWebhookUrl: loadWebhookUrl(env),
     openai: { apiKey: optional(env, 'PGOPS_OPENAI_API_KEY'), baseUrl: optional(env, 'PGOPS_OPENAI_BASE_URL') },
     restore: loadRestorePolicy(env),
+    clusters: loadClusters(env, targets),
   };
 }

@@ -1,6 +1,7 @@
 // Every activity the worker registers, built from the worker's configuration.
 import type { WorkerConfig } from '../config';
 import { embeddingActivities } from './embeddings';
+import { failoverActivities } from './failover';
 import { webhookActivities } from './notify/webhook';
 import { restoreActivities } from './postgres/restoreDatabase';
 import { dumpActivities } from './postgres/dumpDatabase';
@@ -25,6 +26,7 @@ export function createActivities(config: WorkerConfig) {
     ...restoreActivities(config),
     ...auditActivities(config),
     ...embeddingActivities(config),
+    ...failoverActivities(config),
   };
 }
 
