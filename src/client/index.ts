@@ -5,6 +5,7 @@ import type { StackCheckInput, StackCheckReport } from '../types';
 export { connectClient, TemporalUnreachable } from '../temporal/connection';
 export { loadTemporalConfig } from '../config';
 export type * from '../types';
+export type * from '../failoverTypes';
 
 export interface StartOptions {
   taskQueue: string;
@@ -22,3 +23,4 @@ export async function runStackCheck(client: Client, options: StartOptions, input
 }
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
 export { startRestore, restoreStatus, restorePlan, decideRestore, DecisionRefused } from './restores';
+export { startFailover, failoverHandle, failoverStatus, approveFailover, startRejoin, failoverWorkflowId } from './failovers';

@@ -2,3 +2,5 @@
 export { stackCheck } from './stackCheck';
 export { nightlyBackup } from './nightlyBackup';
 export { guardedRestore } from './guardedRestore';
+export { failoverPromotion } from './failoverPromotion';
+export { rejoinAsStandby } from './rejoinAsStandby';
