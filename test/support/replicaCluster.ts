@@ -1,0 +1,161 @@
+// An isolated primary + streaming standby + PgBouncer per test file (scripts/replica-cluster), so
+// failover tests can kill servers without touching the shared stack's. Nodes are targets pg1
+// (first primary) and pg2 (first standby); the cluster's roles are given per worker config.
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import execa from 'execa';
+import type { Client as PgClient } from 'pg';
+import { connectTarget } from '../../src/activities/postgres/connection';
+import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
+import { REPO_DIR, stackEnv } from './stack';
+
+export type NodeName = 'pg1' | 'pg2';
+
+export interface ReplicaCluster {
+  name: string;
+  ports: { pg1: number; pg2: number; pgbouncer: number };
+  dataDir: Record<NodeName, string>;
+  /** Worker environment with `primary` as the cluster's primary and the other node its standby. */
+  env(primary: NodeName, extra?: Record<string, string>): Record<string, string>;
+  config(primary: NodeName, extra?: Record<string, string>): WorkerConfig;
+  target(node: NodeName | 'endpoint'): TargetConfig;
+  connect(node: NodeName | 'endpoint'): Promise<PgClient>;
+  sql<T = Record<string, unknown>>(node: NodeName | 'endpoint', text: string, values?: unknown[]): Promise<T[]>;
+  postmasterPid(node: NodeName): number;
+  signal(node: NodeName, signal: NodeJS.Signals): void;
+  start(node: NodeName): Promise<void>;
+  down(): Promise<void>;
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** Builds the cluster on basePort..basePort+2 (refused if any is taken). `extraConf` goes into both servers' config. */
+export async function createReplicaCluster(name: string, basePort: number, extraConf = ''): Promise<ReplicaCluster> {
+  const ports = { pg1: basePort, pg2: basePort + 1, pgbouncer: basePort + 2 };
+  for (const port of Object.values(ports)) {
+    if (!(await portFree(port))) throw new Error(`port ${port} for test cluster ${name} is taken (a leftover cluster? see /var/lib/pgops/test-*)`);
+  }
+  const root = `/var/lib/pgops/test-${name}-${process.pid}`;
+  const scriptEnv = {
+    PGOPS_PG_ROOT: root,
+    PGOPS_PRIMARY_PORT: String(ports.pg1),
+    PGOPS_STANDBY_PORT: String(ports.pg2),
+    PGOPS_PGBOUNCER_PORT: String(ports.pgbouncer),
+    PGOPS_PG_EXTRA_CONF: extraConf,
+  };
+  const script = path.join(REPO_DIR, 'scripts/replica-cluster');
+  const up = await execa(script, ['up'], { env: scriptEnv, reject: false, all: true });
+  if (up.exitCode !== 0) {
+    await execa(script, ['down'], { env: scriptEnv, reject: false });
+    throw new Error(`scripts/replica-cluster up failed:\n${up.all}`);
+  }
+  const info = Object.fromEntries(
+    up.stdout
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  const dataDir = { pg1: info.PRIMARY_DIR, pg2: info.STANDBY_DIR };
+  const url = (port: number) => `postgres://${info.SUPERUSER}:${info.PASSWORD}@127.0.0.1:${port}/${info.DATABASE}`;
+  const v = `PGOPS_CLUSTER_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+
+  const env = (primary: NodeName, extra: Record<string, string> = {}): Record<string, string> => ({
+    ...(stackEnv() as Record<string, string>),
+    PGOPS_TARGETS: 'pg1,pg2',
+    PGOPS_TARGET_PG1_URL: url(ports.pg1),
+    PGOPS_TARGET_PG1_DATA_DIR: dataDir.pg1,
+    PGOPS_TARGET_PG1_OS_USER: info.PG_USER,
+    PGOPS_TARGET_PG2_URL: url(ports.pg2),
+    PGOPS_TARGET_PG2_DATA_DIR: dataDir.pg2,
+    PGOPS_TARGET_PG2_OS_USER: info.PG_USER,
+    PGOPS_CLUSTERS: name,
+    [`${v}_PRIMARY`]: primary,
+    [`${v}_STANDBYS`]: primary === 'pg1' ? 'pg2' : 'pg1',
+    [`${v}_ENDPOINT_URL`]: url(ports.pgbouncer),
+    [`${v}_PGBOUNCER_INI`]: info.PGBOUNCER_INI,
+    [`${v}_REPLICATION_USER`]: info.REPLICATION_USER,
+    [`${v}_REPLICATION_PASSWORD`]: info.REPLICATION_PASSWORD,
+    [`${v}_CONFIRM_WINDOW`]: '4s',
+    [`${v}_REPLAY_CATCHUP_TIMEOUT`]: '3s',
+    ...extra,
+  });
+  const config = (primary: NodeName, extra?: Record<string, string>) => loadWorkerConfig({ ...env(primary, extra), PGOPS_ENV_FILE: '/dev/null' });
+  const targets = config('pg1');
+  const target = (node: NodeName | 'endpoint') => (node === 'endpoint' ? targets.clusters[name].endpoint! : targets.targets[node]);
+  const connect = (node: NodeName | 'endpoint') => connectTarget(target(node), { timeoutMs: 3_000 });
+  const asPgUser = (args: string[]) => execa('runuser', ['-u', info.PG_USER, '--', ...args], { all: true });
+
+  return {
+    name,
+    ports,
+    dataDir,
+    env,
+    config,
+    target,
+    connect,
+    async sql<T>(node: NodeName | 'endpoint', text: string, values?: unknown[]) {
+      const client = await connect(node);
+      try {
+        return (await client.query(text, values)).rows as T[];
+      } finally {
+        await client.end();
+      }
+    },
+    postmasterPid: (node) => Number(readFileSync(path.join(dataDir[node], 'postmaster.pid'), 'utf8').split('\n')[0]),
+    signal(node, signal) {
+      process.kill(this.postmasterPid(node), signal);
+    },
+    async start(node) {
+      await asPgUser([path.join(info.PG_BIN, 'pg_ctl'), '-D', dataDir[node], '-l', `${dataDir[node]}.log`, '-o', `-p ${ports[node]}`, '-w', 'start']);
+    },
+    async down() {
+      await execa(script, ['down'], { env: scriptEnv, reject: false });
+    },
+  };
+}
+
+/** Inserts rows through `node` as fast as it answers, remembering each id whose commit was acknowledged. */
+export function startWriter(cluster: ReplicaCluster, node: NodeName | 'endpoint', table: string) {
+  const acknowledged: number[] = [];
+  const errors: string[] = [];
+  let running = true;
+  let lastAckAt = Date.now();
+  let longestGapMs = 0;
+  const done = (async () => {
+    let client: PgClient | undefined;
+    let id = 1;
+    while (running) {
+      try {
+        client ??= await cluster.connect(node);
+        await client.query(`INSERT INTO ${table} (id) VALUES ($1) ON CONFLICT DO NOTHING`, [id]);
+        acknowledged.push(id);
+        const now = Date.now();
+        longestGapMs = Math.max(longestGapMs, now - lastAckAt);
+        lastAckAt = now;
+        id++;
+      } catch (err) {
+        errors.push((err as Error).message);
+        void client?.end().catch(() => undefined);
+        client = undefined;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    void client?.end().catch(() => undefined);
+  })();
+  return {
+    acknowledged,
+    errors,
+    longestGapMs: () => longestGapMs,
+    async stop() {
+      running = false;
+      await done;
+    },
+  };
+}
