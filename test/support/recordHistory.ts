@@ -2,7 +2,8 @@
 // Run after an intentional workflow change, naming the workflows to re-record (default: all):
 //   npx tsx test/support/recordHistory.ts [stackCheck] [nightlyBackup] ...
 import type { Client } from '@temporalio/client';
-import { runStackCheck, startBackup } from '../../src/client';
+import { withTarget } from '../../src/activities/postgres/connection';
+import { restoreStatus, runStackCheck, startBackup, startRestore } from '../../src/client';
 import { saveHistory } from './histories';
 import { stackConfig, withWorker } from './stack';
 
@@ -15,6 +16,17 @@ const RECORDERS: Record<string, Recorder> = {
   },
   nightlyBackup: async (client, taskQueue, workflowId) => {
     await (await startBackup(client, { taskQueue, workflowId }, { target: 'primary', verify: 'list' })).result();
+  },
+  // A restore beside csarena of a fresh backup, with one refused and one accepted approval.
+  guardedRestore: async (client, taskQueue, workflowId) => {
+    await (await startBackup(client, { taskQueue, workflowId: `${workflowId}-backup` }, { target: 'primary', verify: 'list' })).result();
+    const newDatabase = `csarena_record_${Date.now()}`;
+    const handle = await startRestore(client, { taskQueue, workflowId }, { target: 'primary', backup: 'latest', mode: 'new-database', newDatabase, requestedBy: 'recorder' });
+    while ((await restoreStatus(client, workflowId)).stage !== 'awaiting-approval') await new Promise((r) => setTimeout(r, 200));
+    await handle.signal('approve', { approver: 'recorder', reason: 'refused: two-person rule' });
+    await handle.signal('approve', { approver: 'second-operator', reason: 'recording a replay history' });
+    await handle.result();
+    await withTarget({ ...stackConfig().targets.primary, database: 'postgres' }, (c) => c.query(`DROP DATABASE ${newDatabase} WITH (FORCE)`));
   },
 };
 
@@ -37,6 +49,6 @@ async function main(names: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: Error) => {
-  console.error(err.message);
+  console.error(err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message);
   process.exit(1);
 });

@@ -38,6 +38,8 @@ export async function listCatalog(s3: S3Client, config: S3Config, target?: strin
   const entries: CatalogEntry[] = [];
   for (const key of manifestKeys) {
     const m = await readManifestObject(s3, config.bucket, key);
+    // A manifest pgops cannot read is left out: nothing is restored from it or pruned because of it.
+    if (!isReadableManifest(m)) continue;
     entries.push({
       backupId: m.backupId,
       target: m.target,
@@ -48,4 +50,15 @@ export async function listCatalog(s3: S3Client, config: S3Config, target?: strin
     });
   }
   return entries.sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
+}
+
+/** Has every field the catalog, restores and prune rely on (manifests from early builds lack dataFiles). */
+function isReadableManifest(m: Partial<BackupManifest>): m is BackupManifest {
+  return (
+    typeof m.backupId === 'string' &&
+    typeof m.target === 'string' &&
+    typeof m.finishedAt === 'string' &&
+    typeof m.dumpFile === 'string' &&
+    Array.isArray(m.dataFiles)
+  );
 }
