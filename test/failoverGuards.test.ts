@@ -34,7 +34,7 @@ describe('failoverPromotion guards and switchover', () => {
       const handle = await startFailover(client, { taskQueue, workflowId: `fo-bad-${randomUUID()}` }, { cluster: 'nope' });
       const err = await handle.result().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WorkflowFailedError);
-      expect(String((err as WorkflowFailedError).cause?.cause?.message)).toMatch(/^unknown cluster "nope" \(configured in PGOPS_CLUSTERS: fo-guard\)$/);
+      expect(((err as WorkflowFailedError).cause?.cause as Error | undefined)?.message).toMatch(/^unknown cluster "nope" \(configured in PGOPS_CLUSTERS: fo-guard\)$/);
     });
     expect(await inRecovery('pg1')).toBe(false);
     expect(await inRecovery('pg2')).toBe(true);

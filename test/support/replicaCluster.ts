@@ -90,6 +90,7 @@ export async function createReplicaCluster(name: string, basePort: number, extra
   const targets = config('pg1');
   const target = (node: NodeName | 'endpoint') => (node === 'endpoint' ? targets.clusters[name].endpoint! : targets.targets[node]);
   const connect = (node: NodeName | 'endpoint') => connectTarget(target(node), { timeoutMs: 3_000 });
+  const postmasterPid = (node: NodeName) => Number(readFileSync(path.join(dataDir[node], 'postmaster.pid'), 'utf8').split('\n')[0]);
   const asPgUser = (args: string[]) => execa('runuser', ['-u', info.PG_USER, '--', ...args], { all: true });
 
   return {
@@ -108,10 +109,8 @@ export async function createReplicaCluster(name: string, basePort: number, extra
         await client.end();
       }
     },
-    postmasterPid: (node) => Number(readFileSync(path.join(dataDir[node], 'postmaster.pid'), 'utf8').split('\n')[0]),
-    signal(node, signal) {
-      process.kill(this.postmasterPid(node), signal);
-    },
+    postmasterPid,
+    signal: (node, signal) => process.kill(postmasterPid(node), signal),
     async start(node) {
       await asPgUser([path.join(info.PG_BIN, 'pg_ctl'), '-D', dataDir[node], '-l', `${dataDir[node]}.log`, '-o', `-p ${ports[node]}`, '-w', 'start']);
     },
