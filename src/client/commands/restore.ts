@@ -96,7 +96,7 @@ async function decideCommand(decision: 'approve' | 'reject', args: string[]): Pr
   return withTemporal(async (client) => {
     try {
       const status = await decideRestore(client, workflowId, decision, { approver: operator(values.as), reason: values.reason! });
-      console.log(`${decision} accepted for ${workflowId}; the restore is now ${status.stage}`);
+      console.log(`${decision} by ${status.decision?.approver} accepted for ${workflowId}; follow it with: pgops restore status ${workflowId}`);
       return 0;
     } catch (err) {
       if (err instanceof DecisionRefused) {
@@ -158,6 +158,6 @@ export function describePlan(plan: RestorePlan): string {
       ? `replaces database ${plan.database} on target ${plan.target}: ${megabytes(plan.current?.sizeBytes)}, ${plan.current?.activeConnections ?? 0} active connection(s) to be terminated at the swap`
       : `restores beside it as new database ${plan.database} on target ${plan.target}'s server`,
     '',
-    formatTable(['table', plan.mode === 'replace' ? 'rows now' : '-', 'rows in backup'], rows),
+    formatTable(['table', 'rows now', 'rows in backup'], rows),
   ].join('\n');
 }
