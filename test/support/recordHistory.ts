@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import { withTarget } from '../../src/activities/postgres/connection';
 import { restoreStatus, runStackCheck, startBackup, startRestore } from '../../src/client';
 import { saveHistory } from './histories';
+import { recordFailover } from './replicaCluster';
 import { stackConfig, withWorker } from './stack';
 
 type Recorder = (client: Client, taskQueue: string, workflowId: string) => Promise<void>;
@@ -28,6 +29,9 @@ const RECORDERS: Record<string, Recorder> = {
     await handle.result();
     await withTarget({ ...stackConfig().targets.primary, database: 'postgres' }, (c) => c.query(`DROP DATABASE ${newDatabase} WITH (FORCE)`));
   },
+  // On an isolated primary + standby of their own: the primary SIGKILLed, then the old primary rejoined.
+  failoverPromotion: (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'failoverPromotion'),
+  rejoinAsStandby: (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'rejoinAsStandby'),
 };
 
 async function main(names: string[]): Promise<void> {

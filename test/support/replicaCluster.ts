@@ -8,7 +8,9 @@ import execa from 'execa';
 import type { Client as PgClient } from 'pg';
 import { connectTarget } from '../../src/activities/postgres/connection';
 import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
-import { REPO_DIR, stackEnv } from './stack';
+import type { Client as TemporalClient } from '@temporalio/client';
+import { startFailover, startRejoin } from '../../src/client';
+import { REPO_DIR, stackEnv, withWorker } from './stack';
 
 export type NodeName = 'pg1' | 'pg2';
 
@@ -157,4 +159,24 @@ export function startWriter(cluster: ReplicaCluster, node: NodeName | 'endpoint'
       await done;
     },
   };
+}
+
+/**
+ * For the history recorder: on a cluster of its own, SIGKILL the primary and run failoverPromotion
+ * under `workflowId`, or (`rejoin`) do that first and then record rejoinAsStandby of the old primary.
+ */
+export async function recordFailover(client: TemporalClient, workflowId: string, workflow: 'failoverPromotion' | 'rejoinAsStandby'): Promise<void> {
+  const cluster = await createReplicaCluster(`record-${workflow.toLowerCase()}`, 56130);
+  try {
+    await withWorker(cluster.config('pg1'), async ({ taskQueue }) => {
+      cluster.signal('pg1', 'SIGKILL');
+      const failoverId = workflow === 'failoverPromotion' ? workflowId : `${workflowId}-failover`;
+      await (await startFailover(client, { taskQueue, workflowId: failoverId }, { cluster: cluster.name, reason: 'recording a replay history' })).result();
+      if (workflow === 'rejoinAsStandby') {
+        await (await startRejoin(client, { taskQueue, workflowId }, { cluster: cluster.name, node: 'pg1', newPrimary: 'pg2' })).result();
+      }
+    });
+  } finally {
+    await cluster.down();
+  }
 }
