@@ -2,11 +2,12 @@
 // mid-upload. Each ends with exactly one complete backup and no multipart upload left behind.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import execa from 'execa';
 import { backupProgress, connectClient, startBackup } from '../src/client';
 import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../src/types';
 import { createBackupFixture, incompleteUploads, listKeys, type BackupFixture } from './support/backupFixture';
+import { activityAttempts as attempts, activityCompletions as completions } from './support/histories';
 import { REPO_DIR } from './support/stack';
 import { startWorkerProcess, waitUntil, type WorkerProcess } from './support/workerProcess';
 
@@ -33,29 +34,6 @@ async function worker(taskQueue: string, options: { compiled?: boolean } = {}): 
 
 async function start(taskQueue: string, input: Partial<NightlyBackupInput> = {}) {
   return startBackup(client, { taskQueue, workflowId: `fault-${randomUUID()}` }, { target: 'demo', heartbeatTimeout: '5 seconds', ...input });
-}
-
-/** The named activity's started and completed events in the run's history. */
-async function activityEvents(handle: WorkflowHandle, activityType: string) {
-  const events = (await handle.fetchHistory()).events!;
-  const scheduled = new Set(
-    events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((e) => String(e.eventId)),
-  );
-  const of = (id: unknown) => scheduled.has(String(id));
-  return {
-    started: events.filter((e) => of(e.activityTaskStartedEventAttributes?.scheduledEventId)),
-    completed: events.filter((e) => of(e.activityTaskCompletedEventAttributes?.scheduledEventId)),
-  };
-}
-
-/** The highest attempt number the named activity was started with. */
-async function attempts(handle: WorkflowHandle, activityType: string): Promise<number> {
-  const { started } = await activityEvents(handle, activityType);
-  return Math.max(0, ...started.map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 0));
-}
-
-async function completions(handle: WorkflowHandle, activityType: string): Promise<number> {
-  return (await activityEvents(handle, activityType)).completed.length;
 }
 
 async function expectExactlyOneCompleteBackup(result: NightlyBackupResult) {

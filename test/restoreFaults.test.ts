@@ -9,6 +9,7 @@ import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../src/c
 import type { GuardedRestoreInput, RestoreStatus } from '../src/types';
 import { createBackupFixture, type BackupFixture } from './support/backupFixture';
 import { databasesLike, dropDatabase, fingerprint } from './support/databaseFingerprint';
+import { activityAttempts } from './support/histories';
 import { stackEnv } from './support/stack';
 import { startWorkerProcess, waitUntil, type WorkerProcess } from './support/workerProcess';
 
@@ -62,13 +63,6 @@ async function pgRestoreRunningOn(database: string): Promise<boolean> {
   });
 }
 
-async function startedAttempts(handle: WorkflowHandle, activityType: string): Promise<number> {
-  const events = (await handle.fetchHistory()).events!;
-  const scheduled = new Set(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((e) => String(e.eventId)));
-  const started = events.filter((e) => scheduled.has(String(e.activityTaskStartedEventAttributes?.scheduledEventId)));
-  return Math.max(0, ...started.map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 0));
-}
-
 test('SIGKILL of the worker during pg_restore: a new worker restores again, the target untouched until the swap', async () => {
   const before = await fingerprint(config, fixture.target);
   const handle = await restore();
@@ -84,7 +78,7 @@ test('SIGKILL of the worker during pg_restore: a new worker restores again, the 
 
   await worker();
   await waitUntil('the staging copy on the new worker', async () => (await status(handle)).stagingReady, 300_000);
-  expect(await startedAttempts(handle, 'restoreIntoStaging')).toBeGreaterThanOrEqual(2);
+  expect(await activityAttempts(handle, 'restoreIntoStaging')).toBeGreaterThanOrEqual(2);
   expect(await fingerprint(config, fixture.target)).toEqual(before);
 
   await decideRestore(client, handle.workflowId, 'approve', { approver: 'bob', reason: 'recovering from the kill' });

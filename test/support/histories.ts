@@ -2,7 +2,7 @@
 // current workflow code against. Re-record with: npx tsx test/support/recordHistory.ts
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import { historyFromJSON, historyToJSON, type History } from '@temporalio/common/lib/proto-utils';
 
 export const HISTORIES_DIR = path.resolve(__dirname, '../histories');
@@ -21,4 +21,27 @@ export async function saveHistory(client: Client, workflowId: string, name: stri
   const file = path.join(HISTORIES_DIR, `${name}.json`);
   writeFileSync(file, historyToJSON(await fetchHistory(client, workflowId)));
   return file;
+}
+
+/** The named activity's started and completed events in a run's history. */
+async function activityEvents(handle: WorkflowHandle, activityType: string) {
+  const events = (await handle.fetchHistory()).events!;
+  const scheduled = new Set(
+    events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((e) => String(e.eventId)),
+  );
+  const of = (id: unknown) => scheduled.has(String(id));
+  return {
+    started: events.filter((e) => of(e.activityTaskStartedEventAttributes?.scheduledEventId)),
+    completed: events.filter((e) => of(e.activityTaskCompletedEventAttributes?.scheduledEventId)),
+  };
+}
+
+/** The highest attempt number the named activity was started with (0 when it never started). */
+export async function activityAttempts(handle: WorkflowHandle, activityType: string): Promise<number> {
+  const { started } = await activityEvents(handle, activityType);
+  return Math.max(0, ...started.map((e) => e.activityTaskStartedEventAttributes!.attempt ?? 0));
+}
+
+export async function activityCompletions(handle: WorkflowHandle, activityType: string): Promise<number> {
+  return (await activityEvents(handle, activityType)).completed.length;
 }
