@@ -7,6 +7,7 @@ import { backupNowCommand, backupsListCommand } from './commands/backup';
 import { checkCommand } from './commands/check';
 import { UsageError } from './commands/common';
 import { migrateCommand, seedCommand } from './commands/database';
+import { failoverCommand, rejoinCommand } from './commands/failover';
 import { restoreCommand } from './commands/restore';
 import { scheduleCommand } from './commands/schedule';
 
@@ -28,6 +29,13 @@ const USAGE = `usage: pgops <command> [options]
   restore status|approve|reject <workflow-id> [--reason TEXT] [--as NAME]
   restore cleanup [--target primary] [--database NAME]
                                    list (or drop one of) the databases restores set aside
+  failover start [--cluster main] [--mode failover|switchover] [--reason TEXT] [--detach]
+                                   run failoverPromotion: confirm, choose, fence, promote, repoint
+  failover status [--cluster main] stage, steps and what it waits for
+  failover approve [--cluster main] [--force] [--fencing-confirmed] [--as NAME] [--note TEXT]
+                                   the approve signal (--force accepts a lagging candidate)
+  rejoin --node OLD --new-primary NEW [--cluster main] [--no-base-backup]
+                                   turn the old primary into a streaming standby (pg_rewind)
   migrate [--target primary]       apply the CS Arena schema migrations
   seed --scale N [--reset | --if-empty] [--target primary]
                                    deterministic demo data (scale 1 ≈ 100 MB)
@@ -50,6 +58,10 @@ async function main([command, ...args]: string[]): Promise<number> {
       return scheduleCommand(args);
     case 'restore':
       return restoreCommand(args);
+    case 'failover':
+      return failoverCommand(args);
+    case 'rejoin':
+      return rejoinCommand(args);
     case 'migrate':
       return migrateCommand(args);
     case 'seed':

@@ -159,6 +159,14 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     throw ApplicationFailure.nonRetryable(message, type);
   }
 
+  async function approvalGate(before: string): Promise<void> {
+    if (view.policy.approval !== 'manual') return;
+    status.stage = 'awaiting-approval';
+    if (!(await operator('approval', () => true))) {
+      await refuse('NotApproved', `${mode} of ${view.cluster} was not approved in time (needed before ${before})`);
+    }
+  }
+
   // 1. confirm the failure, or stop the primary cleanly for a planned switchover
   if (mode === 'failover') {
     const confirmation = await step('confirming', 'confirm failure', () =>
@@ -171,6 +179,8 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
       return finish('cancelled');
     }
   } else {
+    // A planned move is approved before the primary stops: clients must not wait on a person.
+    await approvalGate('the primary stops');
     result.switchover = await step('stopping-primary', 'stop primary cleanly', () =>
       acts.stopPrimaryForSwitchover({ cluster: view.cluster, primary: view.primary }),
       (s) => `shutdown checkpoint at ${s.checkpointLsn}${s.pausedEndpoint ? ', endpoint paused' : ''}`,
@@ -205,13 +215,8 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     status.refusal = undefined;
   }
 
-  // 3. approval gate
-  if (view.policy.approval === 'manual' && !result.forced) {
-    status.stage = 'awaiting-approval';
-    if (!(await operator('approval', () => true))) {
-      return refuse('NotApproved', `failover of ${view.cluster} to ${choice.candidate} was not approved in time`);
-    }
-  }
+  // 3. approval gate (a forcing approval counts; a switchover was approved before it began)
+  if (mode === 'failover' && !result.forced) await approvalGate(`${choice.candidate} is promoted`);
 
   // 4. fence the old primary
   const fence = await step('fencing', 'fence old primary', () =>

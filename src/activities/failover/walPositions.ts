@@ -61,7 +61,8 @@ const POSITION_SQL = `
          pg_last_wal_receive_lsn()::text AS receive_lsn,
          pg_last_wal_replay_lsn()::text AS replay_lsn,
          CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS replay_paused,
-         (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline,
+         greatest((SELECT timeline_id FROM pg_control_checkpoint()),
+                  (SELECT min_recovery_end_timeline FROM pg_control_recovery())) AS checkpoint_timeline,
          r.status AS receiver_status,
          r.received_tli,
          (extract(epoch FROM clock_timestamp() - r.last_msg_receipt_time) * 1000)::bigint AS receiver_silent_ms
@@ -90,7 +91,8 @@ export async function readPosition(target: TargetConfig, timeoutMs: number): Pro
       replayPaused: row.replay_paused ?? undefined,
       receiverStatus: row.receiver_status ?? undefined,
       receiverSilentMs: row.receiver_silent_ms === null ? undefined : Number(row.receiver_silent_ms),
-      timeline: row.received_tli ?? row.checkpoint_timeline,
+      // The receiver knows the live timeline; without one, pg_control's latest is the best record.
+      timeline: Math.max(row.received_tli ?? 0, row.checkpoint_timeline),
     };
   } catch (err) {
     return { node: target.name, reachable: false, error: (err as Error).message.split('\n')[0] };

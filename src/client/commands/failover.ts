@@ -1,0 +1,119 @@
+// pgops failover start|status|approve and pgops rejoin.
+import { userInfo } from 'node:os';
+import { parseArgs } from 'node:util';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { FailoverMode, FailoverResult, FailoverStatus } from '../../failoverTypes';
+import { approveFailover, failoverHandle, failoverStatus, startFailover, startRejoin } from '../failovers';
+import { formatTable } from '../format';
+import { UsageError, withTemporal } from './common';
+
+function statusLines(s: FailoverStatus): string {
+  const head =
+    `failover of ${s.cluster} (${s.mode}): ${s.stage}` +
+    `${s.candidate ? `, candidate ${s.candidate}` : ''}${s.waitingFor ? `, waiting for ${s.waitingFor}` : ''}` +
+    `${s.refusal ? `\n  ${s.refusal}` : ''}`;
+  return `${head}\n${formatTable(['step', 'ms', 'outcome'], s.steps.map((t) => [t.step, String(t.ms), t.outcome]))}`;
+}
+
+function resultLines(r: FailoverResult): string {
+  if (r.outcome === 'cancelled') return `no promotion: ${r.reason}\naudit: ${r.auditKey}`;
+  return (
+    `promoted ${r.newPrimary} (was standby of ${r.oldPrimary}) on timeline ${r.promotion?.timelineAfter}; ` +
+    `lag at promotion ${r.lagBytesAtPromotion} bytes${r.forced ? ' (forced)' : ''}\n` +
+    `fence: ${r.fence?.detail}\nrepoint: ${r.repoint?.detail}\n` +
+    `${formatTable(['step', 'ms', 'outcome'], r.steps.map((t) => [t.step, String(t.ms), t.outcome]))}\n` +
+    `total ${r.totalMs} ms; audit: ${r.auditKey}`
+  );
+}
+
+async function startCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      cluster: { type: 'string', default: 'main' },
+      mode: { type: 'string', default: 'failover' },
+      reason: { type: 'string' },
+      as: { type: 'string', default: userInfo().username },
+      detach: { type: 'boolean', default: false },
+    },
+  });
+  if (values.mode !== 'failover' && values.mode !== 'switchover') throw new UsageError(`--mode must be failover or switchover, got ${values.mode}`);
+  return withTemporal(async (client, config) => {
+    const handle = await startFailover(
+      client,
+      { taskQueue: config.taskQueue },
+      { cluster: values.cluster!, mode: values.mode as FailoverMode, reason: values.reason, requestedBy: values.as },
+    );
+    console.error(`started workflow ${handle.workflowId}; follow with: pgops failover status --cluster ${values.cluster}`);
+    if (values.detach) return 0;
+    try {
+      console.log(resultLines(await handle.result()));
+      return 0;
+    } catch (err) {
+      if (err instanceof WorkflowFailedError) {
+        console.error(`pgops: ${err.cause?.message ?? err.message}`);
+        return 1;
+      }
+      throw err;
+    }
+  });
+}
+
+export async function failoverCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'start') return startCommand(rest);
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      cluster: { type: 'string', default: 'main' },
+      as: { type: 'string', default: userInfo().username },
+      force: { type: 'boolean', default: false },
+      'fencing-confirmed': { type: 'boolean', default: false },
+      note: { type: 'string' },
+    },
+  });
+  return withTemporal(async (client) => {
+    const handle = failoverHandle(client, values.cluster!);
+    if (sub === 'status') {
+      console.log(statusLines(await failoverStatus(handle)));
+      return 0;
+    }
+    if (sub === 'approve') {
+      await approveFailover(handle, { operator: values.as!, forcePromotion: values.force, fencingConfirmed: values['fencing-confirmed'], note: values.note });
+      console.log(`approval sent to ${handle.workflowId}`);
+      return 0;
+    }
+    throw new UsageError(`failover needs start, status or approve, got ${sub ?? 'nothing'}`);
+  });
+}
+
+export async function rejoinCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      cluster: { type: 'string', default: 'main' },
+      node: { type: 'string' },
+      'new-primary': { type: 'string' },
+      'no-base-backup': { type: 'boolean', default: false },
+    },
+  });
+  if (!values.node || !values['new-primary']) throw new UsageError('rejoin needs --node OLD_PRIMARY and --new-primary NODE');
+  return withTemporal(async (client, config) => {
+    const handle = await startRejoin(
+      client,
+      { taskQueue: config.taskQueue },
+      { cluster: values.cluster!, node: values.node!, newPrimary: values['new-primary']!, allowBaseBackup: !values['no-base-backup'] },
+    );
+    try {
+      const r = await handle.result();
+      console.log(`${r.node} streams from ${r.newPrimary} (${r.method}${r.rewindError ? `; rewind failed: ${r.rewindError}` : ''}${r.keptOldDataDir ? `; old data kept in ${r.keptOldDataDir}` : ''})`);
+      return 0;
+    } catch (err) {
+      if (err instanceof WorkflowFailedError) {
+        console.error(`pgops: ${err.cause?.message ?? err.message}`);
+        return 1;
+      }
+      throw err;
+    }
+  });
+}
