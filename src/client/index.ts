@@ -6,6 +6,7 @@ export { connectClient, TemporalUnreachable } from '../temporal/connection';
 export { loadTemporalConfig } from '../config';
 export type * from '../types';
 export type * from '../failoverTypes';
+export type * from '../embeddingTypes';
 
 export interface StartOptions {
   taskQueue: string;
@@ -24,3 +25,14 @@ export async function runStackCheck(client: Client, options: StartOptions, input
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
 export { startRestore, restoreStatus, restorePlan, decideRestore, DecisionRefused } from './restores';
 export { startFailover, failoverHandle, failoverStatus, approveFailover, startRejoin, failoverWorkflowId } from './failovers';
+export {
+  startEmbeddingBackfill,
+  embeddingBackfillHandle,
+  embeddingBackfillId,
+  embeddingProgress,
+  pauseEmbeddingBackfill,
+  resumeEmbeddingBackfill,
+  findSimilarQuestions,
+  findDuplicateQuestion,
+  EmbeddingInputInvalid,
+} from './embeddings';

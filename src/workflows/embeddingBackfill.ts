@@ -6,6 +6,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  ContinueAsNew,
   continueAsNew,
   defineQuery,
   defineSignal,
@@ -147,12 +148,6 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
   /** Set from the API's x-ratelimit-* headers: no new request before this time. */
   let holdUntil = 0;
 
-  if (!carry) {
-    const prepared = await activities.prepareEmbeddingBackfill(spec);
-    progress.total = prepared.rowsNeedingWork;
-  }
-  progress.stage = 'embedding';
-
   const queue: EmbeddingBatchPlan[] = [];
   let afterKey = carry?.afterKey;
   let exhausted = false;
@@ -187,6 +182,11 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
   const drain = () => condition(() => progress.batchesInFlight === 0);
 
   try {
+    if (!carry) {
+      const prepared = await activities.prepareEmbeddingBackfill(spec);
+      progress.total = prepared.rowsNeedingWork;
+    }
+    progress.stage = 'embedding';
     for (;;) {
       if (failure) throw failure;
       if (queue.length === 0 && !exhausted) {
@@ -246,6 +246,7 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
     progress.stage = 'done';
     return { progress, indexBuilt };
   } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       progress.stage = 'cancelled';
       await CancellationScope.nonCancellable(drain);
