@@ -116,7 +116,7 @@ describe('failoverPromotion guards and switchover', () => {
     expect(present).toBe(acked.length);
     expect(await inRecovery('pg1')).toBe(false);
     console.log(
-      `switchover under load: ${acked.length} acknowledged, 0 lost, longest gap between acknowledged writes ${writer.longestGapMs()} ms, ` +
+      `switchover under load: ${acked.length} acknowledged, 0 lost, longest gap between acknowledged writes ${writer.longestGap().ms} ms, ` +
         `${writer.errors.length} failed attempts; steps ${JSON.stringify(result.steps.map((s) => [s.step, s.ms]))}`,
     );
   });

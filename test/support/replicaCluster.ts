@@ -125,10 +125,9 @@ export async function createReplicaCluster(name: string, basePort: number, extra
 /** Inserts rows through `node` as fast as it answers, remembering each id whose commit was acknowledged. */
 export function startWriter(cluster: ReplicaCluster, node: NodeName | 'endpoint', table: string) {
   const acknowledged: number[] = [];
+  const acknowledgedAt: number[] = [];
   const errors: string[] = [];
   let running = true;
-  let lastAckAt = Date.now();
-  let longestGapMs = 0;
   const done = (async () => {
     let client: PgClient | undefined;
     let id = 1;
@@ -137,9 +136,7 @@ export function startWriter(cluster: ReplicaCluster, node: NodeName | 'endpoint'
         client ??= await cluster.connect(node);
         await client.query(`INSERT INTO ${table} (id) VALUES ($1) ON CONFLICT DO NOTHING`, [id]);
         acknowledged.push(id);
-        const now = Date.now();
-        longestGapMs = Math.max(longestGapMs, now - lastAckAt);
-        lastAckAt = now;
+        acknowledgedAt.push(Date.now());
         id++;
       } catch (err) {
         errors.push((err as Error).message);
@@ -153,7 +150,18 @@ export function startWriter(cluster: ReplicaCluster, node: NodeName | 'endpoint'
   return {
     acknowledged,
     errors,
-    longestGapMs: () => longestGapMs,
+    /**
+     * The longest wait between two acknowledged writes among gaps ending after `sinceMs`, and when
+     * it ended: the outage as the application saw it (a write in flight at a kill may still be acknowledged).
+     */
+    longestGap(sinceMs = 0): { ms: number; endedAt: number } {
+      let longest = { ms: 0, endedAt: 0 };
+      for (let i = 1; i < acknowledgedAt.length; i++) {
+        const ms = acknowledgedAt[i] - acknowledgedAt[i - 1];
+        if (acknowledgedAt[i] > sinceMs && ms > longest.ms) longest = { ms, endedAt: acknowledgedAt[i] };
+      }
+      return longest;
+    },
     async stop() {
       running = false;
       await done;

@@ -33,8 +33,9 @@ export function confirmAndChooseActivities(config: WorkerConfig) {
           standbys: await readPositions(standbys, probeTimeoutMs),
         };
       }
+      // Probes at 0, interval, …, window: the last one comes a whole window after the first.
       const next = started + probes.length * probeIntervalMs;
-      if (next - started >= confirmWindowMs) break;
+      if (next - started > confirmWindowMs) break;
       await sleep(Math.max(0, next - Date.now()));
     }
     const positions = await readPositions(standbys, probeTimeoutMs);
