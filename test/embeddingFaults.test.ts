@@ -1,0 +1,154 @@
+// The embedding backfill under faults: an API that answers 429 (with Retry-After), 500 and
+// too slowly; a worker SIGKILLed mid-run; a cancellation mid-run. Each ends with every row's
+// vector right (or, cancelled, every batch in flight written), and little sent twice.
+import { randomUUID } from 'node:crypto';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { connectClient, startEmbeddingBackfill } from '../src/client';
+import type { EmbeddingBackfillInput, EmbeddingBatchPlan } from '../src/embeddingTypes';
+import { createEmbeddingFixture, storedEmbeddings, wrongVectors, type EmbeddingFixture } from './support/embeddingFixture';
+import { activityAttempts } from './support/histories';
+import { withWorker } from './support/stack';
+import { startWorkerProcess, waitUntil, type WorkerProcess } from './support/workerProcess';
+
+const ROWS = 1_200;
+let fixture: EmbeddingFixture;
+let client: Client;
+const workers: WorkerProcess[] = [];
+
+beforeAll(async () => {
+  fixture = await createEmbeddingFixture(ROWS);
+  client = await connectClient(fixture.config.temporal);
+}, 60_000);
+
+afterAll(async () => {
+  for (const w of workers) await w.kill('SIGKILL');
+  await client?.connection.close();
+  await fixture?.cleanup();
+});
+
+beforeEach(() => fixture.server.reset());
+
+/** Each test fills a column of its own, in few dimensions: faults, not vector sizes, are under test here. */
+function input(column: string, extra: EmbeddingBackfillInput = {}): EmbeddingBackfillInput {
+  return { target: fixture.targetName, embeddingColumn: column, dimensions: 64, batchSize: 20, ...extra };
+}
+
+async function embeddedRows(column: string): Promise<number> {
+  return Number((await fixture.db.query(`SELECT count(*) AS n FROM questions WHERE ${column} IS NOT NULL`)).rows[0].n);
+}
+
+/** Texts the API embedded (and answered with 200) more than once. */
+function embeddedTwice(): number {
+  return [...fixture.server.embeddedCount.values()].filter((n) => n > 1).length;
+}
+
+/** When the workflow dispatched each batch (scheduled events; retries are not new dispatches), with its estimated tokens. */
+async function dispatches(handle: WorkflowHandle): Promise<{ at: number; tokens: number }[]> {
+  const events = (await handle.fetchHistory()).events!;
+  return events
+    .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'embedBatch')
+    .map((e) => {
+      const request = defaultPayloadConverter.fromPayload<{ batch: EmbeddingBatchPlan }>(e.activityTaskScheduledEventAttributes!.input!.payloads![0]);
+      return { at: Number(e.eventTime!.seconds) * 1000 + Math.floor((e.eventTime!.nanos ?? 0) / 1e6), tokens: request.batch.estimatedTokens };
+    });
+}
+
+/** The largest sum of `amount` over any window of `windowMs`. */
+function busiestWindow(points: { at: number; amount: number }[], windowMs: number): number {
+  let best = 0;
+  for (const start of points) {
+    best = Math.max(best, points.filter((p) => p.at >= start.at && p.at < start.at + windowMs).reduce((sum, p) => sum + p.amount, 0));
+  }
+  return best;
+}
+
+describe('embeddingBackfill under faults', () => {
+  test('429s with Retry-After, 500s and a timed-out request: the run completes within its budget, at most one batch embedded twice', async () => {
+    const rpm = 240;
+    const tpm = 240_000;
+    fixture.server.faultPlan = (n) => {
+      if (n === 5) return { kind: 'timeout', holdMs: 2_500 };
+      if (n % 7 === 0) return { kind: '429', retryAfterMs: 700 };
+      if (n % 11 === 0) return { kind: '500' };
+      return undefined;
+    };
+    const { handle, result } = await withWorker(fixture.config, async ({ client: workerClient, taskQueue }) => {
+      const handle = await startEmbeddingBackfill(
+        workerClient,
+        { taskQueue },
+        input('embedding_faults', { batchesInFlight: 3, requestsPerMinute: rpm, tokensPerMinute: tpm, requestTimeoutMs: 1_000 }),
+      );
+      return { handle: client.workflow.getHandle(handle.workflowId), result: await handle.result() };
+    });
+
+    expect(result.progress).toMatchObject({ stage: 'done', done: ROWS, errors: 0 });
+    expect(wrongVectors(await storedEmbeddings(fixture.db, 'embedding_faults'), 64)).toEqual([]);
+    const statuses = fixture.server.log.map((r) => r.status);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(3);
+    expect(statuses.filter((s) => s === 500).length).toBeGreaterThan(3);
+    expect(result.progress.rateLimitedMs).toBeGreaterThan(0);
+    // Only the batch whose answer came too late was sent again after the server had embedded it.
+    expect(embeddedTwice()).toBeGreaterThan(0);
+    expect(embeddedTwice()).toBeLessThanOrEqual(20);
+
+    // The budget: a bucket of one second's worth, refilled at the per-minute rate. Over any 10 s,
+    // at most 10 s of rate plus that second's burst (plus one for when events are stamped).
+    const sent = await dispatches(handle);
+    expect(sent.length).toBeGreaterThanOrEqual(ROWS / 20);
+    expect(busiestWindow(sent.map((d) => ({ at: d.at, amount: 1 })), 10_000)).toBeLessThanOrEqual((rpm / 60) * 11 + 1);
+    const largestBatch = Math.max(...sent.map((d) => d.tokens));
+    expect(busiestWindow(sent.map((d) => ({ at: d.at, amount: d.tokens })), 10_000)).toBeLessThanOrEqual((tpm / 60) * 10 + Math.max(tpm / 60, largestBatch) + largestBatch);
+    // ...and it is a budget, not a suggestion: 60 batches at 4 a second cannot take less than ~14 s.
+    expect(sent[sent.length - 1].at - sent[0].at).toBeGreaterThanOrEqual(((sent.length - rpm / 60) / (rpm / 60)) * 1000 - 500);
+  }, 120_000);
+
+  test('SIGKILL of the worker mid-run: a new worker finishes the same run, no row missing, no batch lost', async () => {
+    fixture.server.latencyMs = 150;
+    const taskQueue = `emb-kill-${randomUUID()}`;
+    const start = async () => {
+      const w = await startWorkerProcess({ ...fixture.env, PGOPS_TASK_QUEUE: taskQueue });
+      workers.push(w);
+      return w;
+    };
+    const first = await start();
+    const handle = await startEmbeddingBackfill(client, { taskQueue }, input('embedding_kill', { batchesInFlight: 3, heartbeatTimeout: '5 seconds' }));
+    await waitUntil('a quarter of the rows to be embedded', async () => (await embeddedRows('embedding_kill')) >= ROWS / 4);
+    await first.kill('SIGKILL');
+    const writtenBeforeKill = await embeddedRows('embedding_kill');
+    expect(writtenBeforeKill).toBeLessThan(ROWS);
+    await start();
+    const result = await handle.result();
+
+    expect(wrongVectors(await storedEmbeddings(fixture.db, 'embedding_kill'), 64)).toEqual([]);
+    expect(result.progress.errors).toBe(0);
+    // Every row was embedded by exactly one recorded batch, or found already written by a retry.
+    expect(result.progress.done + result.progress.skipped).toBeGreaterThanOrEqual(ROWS);
+    // The batches in flight at the kill were retried; nothing else was sent twice.
+    expect(await activityAttempts(handle, 'embedBatch')).toBeGreaterThan(1);
+    expect(embeddedTwice()).toBeLessThanOrEqual(3 * 20);
+  }, 240_000);
+
+  test('cancellation lets the batches in flight finish and be written, then ends the run', async () => {
+    fixture.server.latencyMs = 400;
+    await withWorker(fixture.config, async ({ client, taskQueue }) => {
+      const handle = await startEmbeddingBackfill(client, { taskQueue }, input('embedding_cancel', { batchesInFlight: 3 }));
+      await waitUntil('the first batch to be written', async () => (await embeddedRows('embedding_cancel')) > 0);
+      await handle.cancel();
+      await expect(handle.result()).rejects.toThrow(/cancel/i);
+      const events = (await handle.fetchHistory()).events!;
+      const batchIds = new Set(
+        events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'embedBatch').map((e) => String(e.eventId)),
+      );
+      const scheduled = batchIds.size;
+      const of = (id: unknown) => batchIds.has(String(id));
+      // No batch was asked to stop; every one dispatched completed.
+      expect(events.some((e) => of(e.activityTaskCancelRequestedEventAttributes?.scheduledEventId))).toBe(false);
+      expect(events.filter((e) => of(e.activityTaskCompletedEventAttributes?.scheduledEventId))).toHaveLength(scheduled);
+      const written = await embeddedRows('embedding_cancel');
+      expect(written).toBe(scheduled * 20);
+      expect(written).toBeLessThan(ROWS);
+      expect(fixture.server.log.filter((r) => r.status === 200).length).toBe(scheduled);
+    });
+  }, 60_000);
+});
