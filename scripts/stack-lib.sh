@@ -97,7 +97,10 @@ install_pgbouncer() {
   local tmp="$PGBOUNCER_INSTALL.tmp" missing
   rm -rf "$tmp"
   mkdir -p "$tmp/debs" "$tmp/lib"
-  (cd "$tmp/debs" && apt-get download "pgbouncer=$PGBOUNCER_VERSION" "libc-ares2=$CARES_VERSION") >"$PGOPS_CACHE/pgbouncer.install.log" 2>&1 \
+  # A fresh machine may have empty package lists: refresh them once and try again.
+  (cd "$tmp/debs" && { apt-get download "pgbouncer=$PGBOUNCER_VERSION" "libc-ares2=$CARES_VERSION" \
+    || { apt-get update && apt-get download "pgbouncer=$PGBOUNCER_VERSION" "libc-ares2=$CARES_VERSION"; }; }) \
+    >"$PGOPS_CACHE/pgbouncer.install.log" 2>&1 \
     || die "apt-get download of pgbouncer=$PGBOUNCER_VERSION failed, see $PGOPS_CACHE/pgbouncer.install.log"
   for deb in "$tmp"/debs/*.deb; do dpkg -x "$deb" "$tmp/root"; done
   cp "$tmp/root/usr/sbin/pgbouncer" "$tmp/pgbouncer.bin"

@@ -145,7 +145,10 @@ export interface FailoverStatus {
 }
 
 export interface FailoverResult {
-  outcome: 'promoted' | 'cancelled';
+  /** `failed` appears only in the audit record of a run that failed. */
+  outcome: 'promoted' | 'cancelled' | 'failed';
+  /** Why a failed run failed (audit record only). */
+  error?: string;
   cluster: string;
   mode: FailoverMode;
   workflowId: string;

@@ -167,88 +167,114 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     }
   }
 
-  // 1. confirm the failure, or stop the primary cleanly for a planned switchover
-  if (mode === 'failover') {
-    const confirmation = await step('confirming', 'confirm failure', () =>
-      acts.confirmPrimaryFailure({ cluster: view.cluster, primary: view.primary, standbys: view.standbys }),
-      (c) => c.reason,
-    );
-    result.confirmation = confirmation;
-    if (!confirmation.failed) {
-      result.reason = confirmation.reason;
-      return finish('cancelled');
+  /** The runbook proper; a failure of any step is recorded before the run fails. */
+  async function runbook(): Promise<FailoverResult> {
+    // 1. confirm the failure, or stop the primary cleanly for a planned switchover
+    if (mode === 'failover') {
+      const confirmation = await step('confirming', 'confirm failure', () =>
+        acts.confirmPrimaryFailure({ cluster: view.cluster, primary: view.primary, standbys: view.standbys }),
+        (c) => c.reason,
+      );
+      result.confirmation = confirmation;
+      if (!confirmation.failed) {
+        result.reason = confirmation.reason;
+        return finish('cancelled');
+      }
+    } else {
+      // A planned move is approved before the primary stops: clients must not wait on a person.
+      await approvalGate('the primary stops');
+      try {
+        result.switchover = await step('stopping-primary', 'stop primary cleanly', () =>
+          acts.stopPrimaryForSwitchover({ cluster: view.cluster, primary: view.primary }),
+          (s) => `shutdown checkpoint at ${s.checkpointLsn}${s.pausedEndpoint ? ', endpoint paused' : ''}`,
+        );
+      } catch (err) {
+        // Undo a half-done stop: the primary up again, the endpoint no longer paused.
+        await step('failed', 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line).catch(() => undefined);
+        throw err;
+      }
     }
-  } else {
-    // A planned move is approved before the primary stops: clients must not wait on a person.
-    await approvalGate('the primary stops');
-    result.switchover = await step('stopping-primary', 'stop primary cleanly', () =>
-      acts.stopPrimaryForSwitchover({ cluster: view.cluster, primary: view.primary }),
-      (s) => `shutdown checkpoint at ${s.checkpointLsn}${s.pausedEndpoint ? ', endpoint paused' : ''}`,
+
+    // 2. choose the candidate
+    let choice;
+    try {
+      choice = await step('choosing', 'choose candidate', () =>
+        acts.chooseCandidate({ cluster: view.cluster, standbys: view.standbys, mustHaveReceived: result.switchover?.checkpointLsn }),
+        (c) => `${c.candidate} at ${c.receiveLsn}, ${c.lagBytes} bytes behind`,
+      );
+    } catch (err) {
+      return refuse('NoCandidate', `failover of ${view.cluster}: no standby to promote: ${causeMessage(err)}`);
+    }
+    result.choice = choice;
+    status.candidate = choice.candidate;
+    if (result.switchover && !choice.receivedShutdownCheckpoint) {
+      return refuse(
+        'SwitchoverAborted',
+        `switchover of ${view.cluster} aborted: ${choice.candidate} received WAL to ${choice.receiveLsn}, not past the shutdown checkpoint ${result.switchover.checkpointLsn}`,
+      );
+    }
+    if (!result.switchover && choice.lagBytes > view.policy.maxLagBytes) {
+      status.refusal = `${choice.candidate} is ${choice.lagBytes} bytes behind, more than the ${view.policy.maxLagBytes} allowed: promote only if an operator forces it`;
+      status.stage = 'awaiting-approval';
+      if (!(await operator('forced-promotion', (a) => a.forcePromotion === true))) {
+        return refuse('LagTooHigh', `failover of ${view.cluster} refused: ${status.refusal}; no forced promotion was approved`);
+      }
+      result.forced = true;
+      status.refusal = undefined;
+    }
+
+    // 3. approval gate (a forcing approval counts; a switchover was approved before it began)
+    if (mode === 'failover' && !result.forced) await approvalGate(`${choice.candidate} is promoted`);
+
+    // 4. fence the old primary
+    const fence = await step('fencing', 'fence old primary', () =>
+      acts.fenceOldPrimary({ cluster: view.cluster, node: view.primary, newPrimary: choice.candidate }),
+      (f) => f.detail,
     );
+    result.fence = fence;
+    if (!fence.confirmed && view.policy.fencingRequired) {
+      status.refusal = `fencing of ${view.primary} is not confirmed: ${fence.detail}`;
+      status.stage = 'awaiting-approval';
+      if (!(await operator('fencing-confirmation', (a) => a.fencingConfirmed === true))) {
+        return refuse('FencingUnconfirmed', `failover of ${view.cluster} stopped: ${status.refusal}; no operator confirmed it`);
+      }
+      status.refusal = undefined;
+    }
+
+    // 5. promote
+    const timelineBefore = choice.standbys.find((s) => s.node === choice.candidate)?.timeline ?? 0;
+    result.lagBytesAtPromotion = choice.lagBytes;
+    result.promotion = await step('promoting', 'promote', () =>
+      acts.promoteCandidate({ cluster: view.cluster, node: choice.candidate, timelineBefore, workflowId: result.workflowId }),
+      (p) => `${p.node} on timeline ${p.timelineAfter} (was ${p.timelineBefore})`,
+    );
+    result.newPrimary = choice.candidate;
+    result.outcome = 'promoted';
+
+    // 6. repoint clients
+    result.repoint = await step('repointing', 'repoint clients', () =>
+      acts.repointClients({ cluster: view.cluster, oldPrimary: view.primary, newPrimary: choice.candidate, workflowId: result.workflowId }),
+      (r) => `${r.method}: ${r.detail}${r.verifiedWrite ? '; write through the endpoint landed on the new primary' : ''}`,
+    );
+
+    // 7. record
+    return finish('done');
   }
 
-  // 2. choose the candidate
-  let choice;
   try {
-    choice = await step('choosing', 'choose candidate', () =>
-      acts.chooseCandidate({ cluster: view.cluster, standbys: view.standbys, mustHaveReceived: result.switchover?.checkpointLsn }),
-      (c) => `${c.candidate} at ${c.receiveLsn}, ${c.lagBytes} bytes behind`,
-    );
+    return await runbook();
   } catch (err) {
-    return refuse('NoCandidate', `failover of ${view.cluster}: no standby to promote: ${causeMessage(err)}`);
-  }
-  result.choice = choice;
-  status.candidate = choice.candidate;
-  if (result.switchover && !choice.receivedShutdownCheckpoint) {
-    return refuse(
-      'SwitchoverAborted',
-      `switchover of ${view.cluster} aborted: ${choice.candidate} received WAL to ${choice.receiveLsn}, not past the shutdown checkpoint ${result.switchover.checkpointLsn}`,
-    );
-  }
-  if (!result.switchover && choice.lagBytes > view.policy.maxLagBytes) {
-    status.refusal = `${choice.candidate} is ${choice.lagBytes} bytes behind, more than the ${view.policy.maxLagBytes} allowed: promote only if an operator forces it`;
-    status.stage = 'awaiting-approval';
-    if (!(await operator('forced-promotion', (a) => a.forcePromotion === true))) {
-      return refuse('LagTooHigh', `failover of ${view.cluster} refused: ${status.refusal}; no forced promotion was approved`);
+    if (!(err instanceof ApplicationFailure || err instanceof ActivityFailure)) throw err; // a bug: let the workflow task retry
+    status.stage = 'failed';
+    result.error = causeMessage(err);
+    result.finishedAt = new Date().toISOString();
+    result.totalMs = Date.now() - Date.parse(startedAt);
+    try {
+      result.auditKey = await acts.recordFailoverAudit({ ...result, outcome: 'failed' });
+    } catch {
+      // The failover's own failure is what the operator must see.
     }
-    result.forced = true;
-    status.refusal = undefined;
+    if (err instanceof ApplicationFailure) throw err;
+    throw ApplicationFailure.nonRetryable(`${mode} of ${view.cluster} failed: ${result.error}`, 'FailoverFailed');
   }
-
-  // 3. approval gate (a forcing approval counts; a switchover was approved before it began)
-  if (mode === 'failover' && !result.forced) await approvalGate(`${choice.candidate} is promoted`);
-
-  // 4. fence the old primary
-  const fence = await step('fencing', 'fence old primary', () =>
-    acts.fenceOldPrimary({ cluster: view.cluster, node: view.primary, newPrimary: choice.candidate }),
-    (f) => f.detail,
-  );
-  result.fence = fence;
-  if (!fence.confirmed && view.policy.fencingRequired) {
-    status.refusal = `fencing of ${view.primary} is not confirmed: ${fence.detail}`;
-    status.stage = 'awaiting-approval';
-    if (!(await operator('fencing-confirmation', (a) => a.fencingConfirmed === true))) {
-      return refuse('FencingUnconfirmed', `failover of ${view.cluster} stopped: ${status.refusal}; no operator confirmed it`);
-    }
-    status.refusal = undefined;
-  }
-
-  // 5. promote
-  const timelineBefore = choice.standbys.find((s) => s.node === choice.candidate)?.timeline ?? 0;
-  result.lagBytesAtPromotion = choice.lagBytes;
-  result.promotion = await step('promoting', 'promote', () =>
-    acts.promoteCandidate({ cluster: view.cluster, node: choice.candidate, timelineBefore, workflowId: result.workflowId }),
-    (p) => `${p.node} on timeline ${p.timelineAfter} (was ${p.timelineBefore})`,
-  );
-  result.newPrimary = choice.candidate;
-  result.outcome = 'promoted';
-
-  // 6. repoint clients
-  result.repoint = await step('repointing', 'repoint clients', () =>
-    acts.repointClients({ cluster: view.cluster, oldPrimary: view.primary, newPrimary: choice.candidate, workflowId: result.workflowId }),
-    (r) => `${r.method}: ${r.detail}${r.verifiedWrite ? '; write through the endpoint landed on the new primary' : ''}`,
-  );
-
-  // 7. record
-  return finish('done');
 }

@@ -1,5 +1,5 @@
 // What every CLI command shares: one-line errors, and a Temporal client that is always closed.
-import type { Client } from '@temporalio/client';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { loadTemporalConfig, type TemporalConfig } from '../../config';
 import { connectClient } from '../../temporal/connection';
 
@@ -15,6 +15,20 @@ export async function withTemporal<T>(work: (client: Client, config: TemporalCon
     return await work(client, config);
   } finally {
     await client.connection.close();
+  }
+}
+
+/** Prints a workflow's result; a failed workflow is one line on stderr and exit code 1. */
+export async function printOutcome<T>(result: Promise<T>, describe: (value: T) => string): Promise<number> {
+  try {
+    console.log(describe(await result));
+    return 0;
+  } catch (err) {
+    if (err instanceof WorkflowFailedError) {
+      console.error(`pgops: ${err.cause?.message ?? err.message}`);
+      return 1;
+    }
+    throw err;
   }
 }
 

@@ -1,11 +1,10 @@
 // pgops failover start|status|approve and pgops rejoin.
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
-import { WorkflowFailedError } from '@temporalio/client';
 import type { FailoverMode, FailoverResult, FailoverStatus } from '../../failoverTypes';
 import { approveFailover, failoverHandle, failoverStatus, startFailover, startRejoin } from '../failovers';
 import { formatTable } from '../format';
-import { UsageError, withTemporal } from './common';
+import { printOutcome, UsageError, withTemporal } from './common';
 
 function statusLines(s: FailoverStatus): string {
   const head =
@@ -45,17 +44,7 @@ async function startCommand(args: string[]): Promise<number> {
       { cluster: values.cluster!, mode: values.mode as FailoverMode, reason: values.reason, requestedBy: values.as },
     );
     console.error(`started workflow ${handle.workflowId}; follow with: pgops failover status --cluster ${values.cluster}`);
-    if (values.detach) return 0;
-    try {
-      console.log(resultLines(await handle.result()));
-      return 0;
-    } catch (err) {
-      if (err instanceof WorkflowFailedError) {
-        console.error(`pgops: ${err.cause?.message ?? err.message}`);
-        return 1;
-      }
-      throw err;
-    }
+    return values.detach ? 0 : printOutcome(handle.result(), resultLines);
   });
 }
 
@@ -104,16 +93,11 @@ export async function rejoinCommand(args: string[]): Promise<number> {
       { taskQueue: config.taskQueue },
       { cluster: values.cluster!, node: values.node!, newPrimary: values['new-primary']!, allowBaseBackup: !values['no-base-backup'] },
     );
-    try {
-      const r = await handle.result();
-      console.log(`${r.node} streams from ${r.newPrimary} (${r.method}${r.rewindError ? `; rewind failed: ${r.rewindError}` : ''}${r.keptOldDataDir ? `; old data kept in ${r.keptOldDataDir}` : ''})`);
-      return 0;
-    } catch (err) {
-      if (err instanceof WorkflowFailedError) {
-        console.error(`pgops: ${err.cause?.message ?? err.message}`);
-        return 1;
-      }
-      throw err;
-    }
+    return printOutcome(
+      handle.result(),
+      (r) =>
+        `${r.node} streams from ${r.newPrimary} (${r.method}${r.rewindError ? `; rewind failed: ${r.rewindError}` : ''}` +
+        `${r.keptOldDataDir ? `; old data kept in ${r.keptOldDataDir}` : ''})`,
+    );
   });
 }
