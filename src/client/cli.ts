@@ -3,6 +3,7 @@ import { ConfigError } from '../config';
 import { SeedRefused } from '../db/seed';
 import { TemporalUnreachable } from '../temporal/connection';
 import { runWorkerProcess } from '../worker';
+import { backfillCommand } from './commands/backfill';
 import { backupNowCommand, backupsListCommand } from './commands/backup';
 import { checkCommand } from './commands/check';
 import { UsageError } from './commands/common';
@@ -36,6 +37,12 @@ const USAGE = `usage: pgops <command> [options]
                                    the approve signal (--force accepts a lagging candidate)
   rejoin --node OLD --new-primary NEW [--cluster main] [--no-base-backup]
                                    turn the old primary into a streaming standby (pg_rewind)
+  backfill start [--target primary] [--table questions] [--column embedding] [--text content]
+                 [--model text-embedding-3-small] [--dimensions 1536] [--batch-size 512]
+                 [--in-flight 2] [--rpm N] [--tpm N] [--index] [--detach]
+                                   embed every row of a table (or attach to the running
+                                   backfill of that table) and follow its progress
+  backfill status|pause|resume [--target primary] [--table questions] [--column embedding]
   migrate [--target primary]       apply the CS Arena schema migrations
   seed --scale N [--reset | --if-empty] [--target primary]
                                    deterministic demo data (scale 1 ≈ 100 MB)
@@ -62,6 +69,8 @@ async function main([command, ...args]: string[]): Promise<number> {
       return failoverCommand(args);
     case 'rejoin':
       return rejoinCommand(args);
+    case 'backfill':
+      return backfillCommand(args);
     case 'migrate':
       return migrateCommand(args);
     case 'seed':

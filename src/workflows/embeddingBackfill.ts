@@ -237,6 +237,7 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
     }
 
     progress.total = progress.done + progress.errors + progress.skipped;
+    progress.rowsPerSecond = Math.round((progress.done / Math.max(1, activeNow() / 1000)) * 10) / 10;
     let indexBuilt: EmbeddingBackfillResult['indexBuilt'];
     if (spec.index) {
       progress.stage = 'indexing';

@@ -2,13 +2,15 @@
 // a target of its own (so the backfill's workflow id is the test's alone), and a local
 // OpenAI-compatible embeddings server. Nothing it does touches csarena.
 import { randomUUID } from 'node:crypto';
+import type { Client as TemporalClient } from '@temporalio/client';
 import type { Client } from 'pg';
 import { connectTarget } from '../../src/activities/postgres/connection';
 import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
+import { startEmbeddingBackfill } from '../../src/client/embeddings';
 import { migrate } from '../../src/db/migrate';
 import { fakeEmbedding, startFakeEmbeddingsServer, type FakeEmbeddingsServer } from '../../src/dev/fakeEmbeddingsServer';
 import { targetUrl } from './backupFixture';
-import { stackEnv } from './stack';
+import { stackEnv, withWorker } from './stack';
 
 export interface EmbeddingFixture {
   /** The target name of the scratch database, e.g. "emb_1a2b3c4d". */
@@ -101,4 +103,30 @@ export function wrongVectors(rows: StoredEmbedding[], dimensions: number, tolera
     if (row.embedding.some((x, i) => Math.abs(x - expected[i]) > tolerance)) wrong.push(row.id);
   }
   return wrong;
+}
+
+/**
+ * For the replay test's history: a backfill of 300 rows in a scratch database, paced by a
+ * requests-per-minute budget (timers), paused and resumed once, with a worker of its own that sees
+ * the scratch target and a local embeddings API.
+ */
+export async function recordEmbeddingBackfill(client: TemporalClient, workflowId: string): Promise<void> {
+  const fixture = await createEmbeddingFixture(300, { latencyMs: 30 });
+  try {
+    await withWorker(fixture.config, async ({ taskQueue }) => {
+      const handle = await startEmbeddingBackfill(client, { taskQueue, workflowId }, {
+        target: fixture.targetName,
+        embeddingColumn: 'embedding_small',
+        dimensions: 16,
+        batchSize: 25,
+        requestsPerMinute: 240,
+      });
+      await handle.signal('pause');
+      await new Promise((r) => setTimeout(r, 500));
+      await handle.signal('resume');
+      await handle.result();
+    });
+  } finally {
+    await fixture.cleanup();
+  }
 }

@@ -4,6 +4,7 @@
 import type { Client } from '@temporalio/client';
 import { withTarget } from '../../src/activities/postgres/connection';
 import { restoreStatus, runStackCheck, startBackup, startRestore } from '../../src/client';
+import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';
 import { recordFailover } from './replicaCluster';
 import { stackConfig, withWorker } from './stack';
@@ -32,6 +33,8 @@ const RECORDERS: Record<string, Recorder> = {
   // On an isolated primary + standby of their own: the primary SIGKILLed, then the old primary rejoined.
   failoverPromotion: (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'failoverPromotion'),
   rejoinAsStandby: (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'rejoinAsStandby'),
+  // On a scratch database with a local embeddings API, and a worker that sees both.
+  embeddingBackfill: (client, _taskQueue, workflowId) => recordEmbeddingBackfill(client, workflowId),
 };
 
 async function main(names: string[]): Promise<void> {
