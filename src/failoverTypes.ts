@@ -161,6 +161,13 @@ export interface FailoverResult {
   choice?: CandidateChoice;
   /** Bytes behind when promoted; 0 is guaranteed in switchover. */
   lagBytesAtPromotion?: number;
+  /**
+   * Commits in the old primary's WAL after the point the new primary's history starts: lost by
+   * the failover (with synchronous replication none of them was acknowledged). Counted with
+   * pg_waldump when pgops controls the old primary's server; absent otherwise.
+   */
+  lostCommits?: number;
+  lostCommitsDetail?: string;
   forced: boolean;
   approvals: FailoverApproval[];
   fence?: FenceResult;

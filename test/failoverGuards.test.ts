@@ -120,4 +120,37 @@ describe('failoverPromotion guards and switchover', () => {
         `${writer.errors.length} failed attempts; steps ${JSON.stringify(result.steps.map((s) => [s.step, s.ms]))}`,
     );
   });
+
+  test('async replication: commits the standby never received are lost, and the failover counts them', async () => {
+    // pg1 is the primary after the switchover; the old primary pg2 was stopped cleanly: rejoin it.
+    const rejoin = await withWorker(cluster.config('pg1'), async ({ client, taskQueue }) =>
+      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg2', newPrimary: 'pg1' })).result(),
+    );
+    expect(rejoin.receiverStatus).toBe('streaming');
+    await cluster.sql('pg1', 'CREATE TABLE async_lost (id int PRIMARY KEY)');
+    await waitUntil('the table to reach the standby', async () => (await cluster.sql('pg2', `SELECT to_regclass('async_lost') IS NOT NULL AS ok`))[0].ok === true);
+    // Freeze the WAL sender, so these commits are acknowledged (async) but never leave pg1.
+    const [{ pid: walSender }] = await cluster.sql<{ pid: number }>('pg1', 'SELECT pid FROM pg_stat_replication');
+    process.kill(walSender, 'SIGSTOP');
+    const ids = Array.from({ length: 10 }, (_, i) => i + 1);
+    for (const id of ids) await cluster.sql('pg1', 'INSERT INTO async_lost (id) VALUES ($1)', [id]);
+    process.kill(walSender, 'SIGKILL');
+    cluster.signal('pg1', 'SIGKILL');
+
+    const result = await withWorker(cluster.config('pg1'), async ({ client, taskQueue }) =>
+      (await startFailover(client, { taskQueue, workflowId: `fo-async-${randomUUID()}` }, { cluster: cluster.name })).result(),
+    );
+    expect(result).toMatchObject({ outcome: 'promoted', newPrimary: 'pg2', lagBytesAtPromotion: 0 });
+    const present = Number((await cluster.sql<{ n: string }>('pg2', 'SELECT count(*) AS n FROM async_lost'))[0].n);
+    expect(present).toBe(0);
+    console.log(`async loss: ${ids.length} acknowledged commits lost, workflow reports: ${result.lostCommitsDetail}`);
+    expect(result.lostCommits).toBeGreaterThanOrEqual(ids.length);
+
+    // The diverged old primary is rewound onto the new timeline.
+    const back = await withWorker(cluster.config('pg2'), async ({ client, taskQueue }) =>
+      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg1', newPrimary: 'pg2' })).result(),
+    );
+    expect(back).toMatchObject({ method: 'pg_rewind', receiverStatus: 'streaming' });
+    expect(Number((await cluster.sql<{ n: string }>('pg1', 'SELECT count(*) AS n FROM async_lost'))[0].n)).toBe(0);
+  });
 });

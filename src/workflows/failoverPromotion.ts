@@ -60,6 +60,7 @@ function failoverActivities(view: ClusterView) {
     promoteCandidate: quick.promoteCandidate,
     repointClients: serverSteps.repointClients,
     stopPrimaryForSwitchover: serverSteps.stopPrimaryForSwitchover,
+    countLostTransactions: serverSteps.countLostTransactions,
     resumeOldPrimary: serverSteps.resumeOldPrimary,
     recordFailoverAudit,
   };
@@ -257,7 +258,16 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
       (r) => `${r.method}: ${r.detail}${r.verifiedWrite ? '; write through the endpoint landed on the new primary' : ''}`,
     );
 
-    // 7. record
+    // 7. record, with the commits the old primary made that the new one never got (async replication)
+    if (mode === 'failover' && view.controlledNodes.includes(view.primary)) {
+      const promotion = result.promotion;
+      const lost = await step('recording', 'count lost commits', () =>
+        acts.countLostTransactions({ cluster: view.cluster, node: view.primary, fromLsn: promotion.promotedFromLsn }),
+        (r) => r.detail,
+      ).catch((err: unknown) => ({ lostCommits: undefined, detail: causeMessage(err) }));
+      result.lostCommits = lost.lostCommits;
+      result.lostCommitsDetail = lost.detail;
+    }
     return finish('done');
   }
 

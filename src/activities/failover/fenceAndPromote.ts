@@ -1,4 +1,5 @@
 // Steps 4 and 5: make sure the old primary cannot take writes, then promote the candidate.
+import { readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -7,7 +8,7 @@ import type { ClusterConfig, WorkerConfig } from '../../config';
 import type { FenceResult, PromotionResult } from '../../failoverTypes';
 import { resolveTarget, withTarget } from '../postgres/connection';
 import { clusterNode, hookArguments, resolveCluster } from './cluster';
-import { stopServer } from './serverControl';
+import { controlData, runServerTool, stopServer } from './serverControl';
 import { boundedQuery } from './walPositions';
 
 const HOOK_TIMEOUT_MS = 60_000;
@@ -140,7 +141,12 @@ export function fenceAndPromoteActivities(config: WorkerConfig) {
     });
   }
 
-  return { fenceOldPrimary, promoteCandidate };
+  async function countLostTransactions(input: { cluster: string; node: string; fromLsn: string }) {
+    resolveCluster(config, input.cluster);
+    return countLostCommits(config, input);
+  }
+
+  return { fenceOldPrimary, promoteCandidate, countLostTransactions };
 }
 
 /**
@@ -164,4 +170,44 @@ export async function writeFailoverMarker(client: import('pg').Client, workflowI
     throw err;
   }
   return `pgops.failover_log (${workflowId}, ${note})`;
+}
+
+/**
+ * The timeline a stopped server was on: the newest timeline history file in its pg_wal (a
+ * promotion writes one before anything else), or its control file's, whichever is later. The
+ * control file alone lags until the first checkpoint after a promotion.
+ */
+async function currentTimeline(config: WorkerConfig, target: import('../../config').TargetConfig): Promise<string> {
+  const fromControl = Number((await controlData(config, target))["Latest checkpoint's TimeLineID"]);
+  const fromHistory = readdirSync(`${target.server!.dataDir}/pg_wal`)
+    .map((file) => /^([0-9A-F]{8})\.history$/.exec(file))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => parseInt(m[1], 16));
+  return String(Math.max(fromControl, ...fromHistory));
+}
+
+/**
+ * Commits the old primary wrote on its timeline after `fromLsn` (where the promoted standby's WAL
+ * ended): the transactions the failover lost. Read with pg_waldump from the stopped old primary's
+ * own pg_wal, so only for a node under server control; never fails the failover.
+ */
+export async function countLostCommits(
+  config: WorkerConfig,
+  input: { cluster: string; node: string; fromLsn: string },
+): Promise<{ lostCommits?: number; detail: string }> {
+  const target = resolveTarget(config, input.node);
+  if (!target.server) return { detail: `${input.node} has no server control: its WAL cannot be read here` };
+  const timeline = await currentTimeline(config, target);
+  const dump = await runServerTool(config, target, 'pg_waldump', [
+    '--path', `${target.server.dataDir}/pg_wal`,
+    '--timeline', timeline,
+    '--start', input.fromLsn,
+    '--rmgr', 'Transaction',
+  ], { timeoutMs: 120_000 });
+  // pg_waldump ends with an error at the end of the WAL a crash left: the records before it count.
+  const commits = dump.stdout.split('\n').filter((line) => /desc: COMMIT\b/.test(line)).length;
+  if (dump.exitCode !== 0 && !/invalid record length|record with incorrect prev-link|invalid magic number|contrecord is requested/.test(dump.stderr)) {
+    return { detail: `pg_waldump on ${input.node} failed: ${dump.stderr.trim().split('\n').pop()}` };
+  }
+  return { lostCommits: commits, detail: `${commits} commit(s) on timeline ${timeline} of ${input.node} after ${input.fromLsn}` };
 }

@@ -5,7 +5,7 @@ import execa from 'execa';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TargetConfig, WorkerConfig } from '../../config';
 
-export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl' | 'pg_controldata';
+export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl' | 'pg_controldata' | 'pg_waldump';
 
 export interface PgToolOptions extends execa.Options {
   /** Run as this OS user (through runuser): server-side tools must act as the owner of the data directory. */
