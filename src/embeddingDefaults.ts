@@ -21,6 +21,7 @@ export const DEFAULT_EMBEDDING_BACKFILL = {
   model: 'text-embedding-3-small',
   dimensions: 1_536,
   batchSize: 512,
+  requestsPerBatch: 1,
   maxTokensPerRequest: API_MAX_TOKENS_PER_REQUEST,
   maxTokensPerInput: MODEL_MAX_TOKENS_PER_INPUT,
   batchesInFlight: 2,
@@ -39,6 +40,28 @@ export const DEFAULT_EMBEDDING_BACKFILL = {
  */
 export function estimateTokens(utf8Bytes: number): number {
   return Math.ceil(utf8Bytes / 2);
+}
+
+/**
+ * Cuts items, in order, into API requests of at most `batchSize` inputs and `maxTokensPerRequest`
+ * estimated tokens. The planner sizes batches with it and the batch activity sends what it returns,
+ * so both agree on what a request is.
+ */
+export function splitIntoRequests<T>(items: T[], tokensOf: (item: T) => number, spec: Pick<EmbeddingBackfillSpec, 'batchSize' | 'maxTokensPerRequest'>): T[][] {
+  const requests: T[][] = [];
+  let tokens = 0;
+  for (const item of items) {
+    const cost = tokensOf(item);
+    const last = requests[requests.length - 1];
+    if (!last || last.length >= spec.batchSize || tokens + cost > spec.maxTokensPerRequest) {
+      requests.push([item]);
+      tokens = cost;
+    } else {
+      last.push(item);
+      tokens += cost;
+    }
+  }
+  return requests;
 }
 
 export class EmbeddingInputInvalid extends Error {
@@ -108,6 +131,7 @@ export function resolveEmbeddingBackfill(input: EmbeddingBackfillInput = {}): Em
     model,
     dimensions,
     batchSize: wholeNumber('batchSize', input.batchSize ?? d.batchSize, 1, API_MAX_INPUTS_PER_REQUEST),
+    requestsPerBatch: wholeNumber('requestsPerBatch', input.requestsPerBatch ?? d.requestsPerBatch, 1, 64),
     maxTokensPerRequest,
     maxTokensPerInput,
     filter,

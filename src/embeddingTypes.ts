@@ -32,6 +32,12 @@ export interface EmbeddingBackfillInput {
   dimensions?: number;
   /** Inputs per API request (at most 2,048). */
   batchSize?: number;
+  /**
+   * API requests one batch sends at once (default 1). Each batch costs a workflow task and a
+   * database round trip; at high request rates with small requests, several per batch keep that
+   * overhead from capping the rate below the budget.
+   */
+  requestsPerBatch?: number;
   /** Estimated tokens per API request (the API caps a request at 300,000). */
   maxTokensPerRequest?: number;
   /** The model's limit for one input; longer rows go to the errors table. */
@@ -62,6 +68,7 @@ export interface EmbeddingBackfillSpec {
   model: string;
   dimensions: number;
   batchSize: number;
+  requestsPerBatch: number;
   maxTokensPerRequest: number;
   maxTokensPerInput: number;
   filter: EmbeddingRowFilter[];
@@ -92,6 +99,8 @@ export interface EmbeddingBatchPlan {
   lastKey: string;
   rows: number;
   estimatedTokens: number;
+  /** API requests the batch will send (rows within batchSize and maxTokensPerRequest each). */
+  requests: number;
 }
 
 export interface PlannedPage {

@@ -171,7 +171,7 @@ describe('embeddingBackfill', () => {
     fixture.server.latencyMs = 20;
     await withWorker(fixture.config, async ({ client, taskQueue }) => {
       const input = { target: fixture.targetName, batchSize: 20 };
-      const startedAfter = new Date(Date.now() - 1_000).toISOString();
+      const startedAfter = new Date().toISOString();
       const [a, b] = await Promise.all([startEmbeddingBackfill(client, { taskQueue }, input), startEmbeddingBackfill(client, { taskQueue }, input)]);
       expect(a.workflowId).toBe(b.workflowId);
       expect(a.firstExecutionRunId).toBe(b.firstExecutionRunId);

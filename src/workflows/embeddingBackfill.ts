@@ -34,6 +34,8 @@ export const resumeEmbeddingSignal = defineSignal('resume');
 
 /** A pass over the table finds rows edited while the previous one ran; under endless edits, stop after this many. */
 const MAX_PASSES = 5;
+/** The shortest wait for the budget (see the dispatch loop). */
+const MIN_BUDGET_SLEEP_MS = 250;
 /** Batches planned per page: enough to keep every in-flight slot busy between plans. */
 const PLANNED_BATCHES_PER_SLOT = 4;
 
@@ -226,12 +228,15 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
       await condition(() => (!paused && progress.batchesInFlight < spec.batchesInFlight) || failure !== undefined);
       if (failure) continue;
       const batch = queue[0];
-      const wait = Math.max(holdUntil - Date.now(), requestBudget.waitFor(1, Date.now()), tokenBudget.waitFor(batch.estimatedTokens, Date.now()));
+      const wait = Math.max(holdUntil - Date.now(), requestBudget.waitFor(batch.requests ?? 1, Date.now()), tokenBudget.waitFor(batch.estimatedTokens, Date.now()));
       if (wait > 0) {
-        await sleep(wait);
+        // Every timer costs a workflow task; at high rates, waking once per batch would cap the
+        // dispatch rate below the budget. Sleeping a little longer lets the bucket fill with several
+        // batches' worth, dispatched together; the bucket still bounds the rate.
+        await sleep(Math.max(wait, MIN_BUDGET_SLEEP_MS));
         continue; // paused, failed or cancelled meanwhile? look again
       }
-      requestBudget.take(1);
+      requestBudget.take(batch.requests ?? 1);
       tokenBudget.take(batch.estimatedTokens);
       dispatch(queue.shift()!);
     }

@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type OpenAI from 'openai';
 import type { WorkerConfig } from '../../config';
-import { estimateTokens } from '../../embeddingDefaults';
+import { estimateTokens, splitIntoRequests } from '../../embeddingDefaults';
 import type { EmbedBatchResult, EmbeddingBackfillSpec, EmbeddingBatchPlan, RateLimitHint } from '../../embeddingTypes';
 import { heartbeatWhile } from '../heartbeat';
 import { resolveTarget, withTarget } from '../postgres/connection';
@@ -41,24 +41,6 @@ function rejectReason(row: Row, spec: EmbeddingBackfillSpec): string | undefined
     return `text of ~${tokens} tokens (estimated) is over the model's limit of ${spec.maxTokensPerInput} tokens per input`;
   }
   return undefined;
-}
-
-/** Requests within the batch size and the token budget; normally one, more if rows grew since planning. */
-function requests(rows: Row[], spec: EmbeddingBackfillSpec): Row[][] {
-  const out: Row[][] = [];
-  let tokens = 0;
-  for (const row of rows) {
-    const cost = estimateTokens(Buffer.byteLength(row.text));
-    const last = out[out.length - 1];
-    if (!last || last.length >= spec.batchSize || tokens + cost > spec.maxTokensPerRequest) {
-      out.push([row]);
-      tokens = cost;
-    } else {
-      last.push(row);
-      tokens += cost;
-    }
-  }
-  return out;
 }
 
 async function readRows(db: Client, table: EmbeddingTable, spec: EmbeddingBackfillSpec, batch: EmbeddingBatchPlan): Promise<Row[]> {
@@ -168,7 +150,9 @@ export function embedBatchActivities(config: WorkerConfig) {
           result.changedMeanwhile += part.length - written;
           heartbeats.progressed();
         };
-        for (const part of requests(good, spec)) await embed(part);
+        // The batch's requests go out together: the workflow budgeted them as one dispatch.
+        const parts = splitIntoRequests(good, (row) => estimateTokens(Buffer.byteLength(row.text)), spec);
+        await Promise.all(parts.map(embed));
         result.errors = await recordBadRows(db, table, spec, bad);
         result.changedMeanwhile += bad.length - result.errors;
         return result;

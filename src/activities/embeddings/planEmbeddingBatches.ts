@@ -2,7 +2,7 @@
 // inputs and maxTokensPerRequest estimated tokens each. Only keys and lengths are read; the text
 // stays in the database until a batch is embedded, so history holds keys, never content.
 import type { WorkerConfig } from '../../config';
-import { estimateTokens } from '../../embeddingDefaults';
+import { estimateTokens, splitIntoRequests } from '../../embeddingDefaults';
 import type { EmbeddingBackfillSpec, EmbeddingBatchPlan, PlannedPage } from '../../embeddingTypes';
 import { resolveTarget, withTarget } from '../postgres/connection';
 import { needsWork, requirePrepared, resolveEmbeddingTable } from './embeddingTable';
@@ -13,20 +13,27 @@ export interface PlanRequest {
   maxBatches: number;
 }
 
-/** Rows too long for the model count nothing: they never reach the API, the errors table takes them. */
+/**
+ * Requests as the batch activity will send them, grouped requestsPerBatch to a batch. Rows too
+ * long for the model cost nothing: they never reach the API, the errors table takes them.
+ */
 export function cutIntoBatches(rows: { key: string; bytes: number }[], spec: EmbeddingBackfillSpec, afterKey?: string): EmbeddingBatchPlan[] {
-  const batches: EmbeddingBatchPlan[] = [];
-  let current: EmbeddingBatchPlan | undefined;
-  for (const row of rows) {
+  const cost = (row: { bytes: number }) => {
     const tokens = estimateTokens(row.bytes);
-    const cost = tokens > spec.maxTokensPerInput ? 0 : tokens;
-    if (!current || current.rows >= spec.batchSize || current.estimatedTokens + cost > spec.maxTokensPerRequest) {
-      current = { afterKey: current?.lastKey ?? afterKey, lastKey: row.key, rows: 0, estimatedTokens: 0 };
-      batches.push(current);
-    }
-    current.lastKey = row.key;
-    current.rows += 1;
-    current.estimatedTokens += cost;
+    return tokens > spec.maxTokensPerInput ? 0 : tokens;
+  };
+  const requests = splitIntoRequests(rows, cost, spec);
+  const batches: EmbeddingBatchPlan[] = [];
+  for (let i = 0; i < requests.length; i += spec.requestsPerBatch) {
+    const group = requests.slice(i, i + spec.requestsPerBatch);
+    const groupRows = group.flat();
+    batches.push({
+      afterKey: batches[batches.length - 1]?.lastKey ?? afterKey,
+      lastKey: groupRows[groupRows.length - 1].key,
+      rows: groupRows.length,
+      estimatedTokens: groupRows.reduce((sum, row) => sum + cost(row), 0),
+      requests: group.length,
+    });
   }
   return batches;
 }
@@ -36,7 +43,7 @@ export function planEmbeddingActivities(config: WorkerConfig) {
     return withTarget(resolveTarget(config, spec.target), async (db) => {
       const table = await resolveEmbeddingTable(db, spec);
       requirePrepared(table, spec);
-      const limit = maxBatches * spec.batchSize;
+      const limit = maxBatches * spec.batchSize * spec.requestsPerBatch;
       const work = needsWork(table, spec, 2);
       const params: unknown[] = [limit, ...work.params];
       let after = '';

@@ -1,0 +1,162 @@
+// Embedding backfill benchmark, in one run on one database of seeded questions:
+//   1. a naive loop, one API request and one UPDATE per row (on a sample: it is slow)
+//   2. embeddingBackfill, 1536-d vectors from a zero-latency local API, with its defaults and tuned
+//   3. embeddingBackfill against an API with 200 ms latency and a 3,000 requests/min budget:
+//      the share of the budget it achieves
+// and print a Markdown section for docs/benchmarks.md.
+//
+//   npx tsx bench/embeddings.ts [--rows 100000]        (the local stack must be up: scripts/stack up)
+// The worker under test is a separate process (bin/pgops worker); the API runs in this process.
+import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import OpenAI from 'openai';
+import { connectTarget } from '../src/activities/postgres/connection';
+import { connectClient, startEmbeddingBackfill } from '../src/client';
+import { loadWorkerConfig, type TargetConfig } from '../src/config';
+import { migrate } from '../src/db/migrate';
+import { startFakeEmbeddingsServer, type FakeEmbeddingsServer } from '../src/dev/fakeEmbeddingsServer';
+import type { EmbeddingBackfillInput, EmbeddingBackfillResult } from '../src/embeddingTypes';
+import { targetUrl } from '../test/support/backupFixture';
+import { insertQuestions } from '../test/support/embeddingFixture';
+import { stackEnv } from '../test/support/stack';
+import { startWorkerProcess } from '../test/support/workerProcess';
+
+const { values } = parseArgs({ options: { rows: { type: 'string', default: '100000' }, 'naive-rows': { type: 'string', default: '2000' } } });
+const ROWS = Number(values.rows);
+const NAIVE_ROWS = Number(values['naive-rows']);
+const DATABASE = `pgops_bench_embeddings_${ROWS}`;
+const TARGET = 'bench';
+
+async function benchTarget(): Promise<TargetConfig> {
+  const base = loadWorkerConfig(stackEnv());
+  const admin = await connectTarget(base.targets.primary);
+  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE])).rowCount === 1;
+  if (!exists) await admin.query(`CREATE DATABASE ${DATABASE}`);
+  await admin.end();
+  const target = { ...base.targets.primary, name: TARGET, database: DATABASE, source: 'PGOPS_TARGET_BENCH_URL' };
+  const db = await connectTarget(target);
+  await migrate(db);
+  const count = Number((await db.query('SELECT count(*) AS n FROM questions')).rows[0].n);
+  if (count !== ROWS) {
+    console.error(`seeding ${ROWS} questions into ${DATABASE}...`);
+    await db.query('TRUNCATE questions CASCADE');
+    for (let first = 1; first <= ROWS; first += 10_000) await insertQuestions(db, first, Math.min(10_000, ROWS - first + 1));
+  }
+  await db.end();
+  return target;
+}
+
+/** A fresh column per run, so every run starts with every row needing work. */
+async function freshColumn(target: TargetConfig, column: string): Promise<void> {
+  const db = await connectTarget(target);
+  await db.query(`ALTER TABLE questions DROP COLUMN IF EXISTS ${column}, DROP COLUMN IF EXISTS ${column}_sha256, DROP COLUMN IF EXISTS ${column}_model`);
+  await db.query('VACUUM questions');
+  await db.end();
+}
+
+async function naiveLoop(target: TargetConfig, server: FakeEmbeddingsServer): Promise<number> {
+  await freshColumn(target, 'embedding_naive');
+  const db = await connectTarget(target);
+  await db.query('ALTER TABLE questions ADD COLUMN embedding_naive vector(1536)');
+  const openai = new OpenAI({ apiKey: 'sk-bench', baseURL: server.url });
+  const { rows } = await db.query<{ id: string; content: string }>('SELECT id::text AS id, content FROM questions ORDER BY id LIMIT $1', [NAIVE_ROWS]);
+  const started = Date.now();
+  for (const row of rows) {
+    const response = await openai.embeddings.create({ model: 'text-embedding-3-small', input: row.content, dimensions: 1536 });
+    await db.query('UPDATE questions SET embedding_naive = $1 WHERE id = $2', [`[${response.data[0].embedding.join(',')}]`, row.id]);
+  }
+  const rowsPerSecond = rows.length / ((Date.now() - started) / 1000);
+  await db.end();
+  await freshColumn(target, 'embedding_naive');
+  return rowsPerSecond;
+}
+
+interface Run {
+  name: string;
+  rows: number;
+  seconds: number;
+  result: EmbeddingBackfillResult;
+  requestsPerMinute?: number;
+}
+
+async function backfill(name: string, env: Record<string, string>, target: TargetConfig, input: EmbeddingBackfillInput): Promise<Run> {
+  await freshColumn(target, input.embeddingColumn!);
+  const taskQueue = `bench-${randomUUID()}`;
+  const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue });
+  const client = await connectClient(loadWorkerConfig(stackEnv()).temporal);
+  try {
+    const started = Date.now();
+    const handle = await startEmbeddingBackfill(client, { taskQueue, workflowId: `bench-embeddings-${randomUUID()}` }, { target: TARGET, ...input });
+    const result = await handle.result();
+    const seconds = (Date.now() - started) / 1000;
+    console.error(`${name}: ${result.progress.done} rows in ${seconds.toFixed(1)} s`);
+    return { name, rows: result.progress.done, seconds, result };
+  } finally {
+    await client.connection.close();
+    await worker.kill('SIGKILL');
+  }
+}
+
+async function main(): Promise<void> {
+  const target = await benchTarget();
+  const server = await startFakeEmbeddingsServer();
+  const env = {
+    PGOPS_TARGETS: `primary,${TARGET}`,
+    PGOPS_TARGET_BENCH_URL: targetUrl(target),
+    PGOPS_OPENAI_BASE_URL: server.url,
+    PGOPS_OPENAI_API_KEY: 'sk-bench',
+  };
+  const runs: Run[] = [];
+  try {
+    const naive = await naiveLoop(target, server);
+    console.error(`naive loop: ${naive.toFixed(0)} rows/s over ${NAIVE_ROWS} rows`);
+
+    runs.push(await backfill('embeddingBackfill, defaults (batch 512, 2 in flight), 1536-d', env, target, { embeddingColumn: 'embedding' }));
+    runs.push(
+      await backfill('embeddingBackfill, batch 1024, 3 in flight, 1536-d', env, target, { embeddingColumn: 'embedding', batchSize: 1024, batchesInFlight: 3 }),
+    );
+
+    // The budget run: 200 ms per request, 3,000 requests/min; batches of 20 rows of 256-d on the
+    // first 20,000 rows (1,000 requests, ≥ 20 s at the budget): the API's pace, not the writes, is measured.
+    server.latencyMs = 200;
+    server.reset();
+    const budgetRows = Math.min(ROWS, 20_000);
+    const paced = await backfill('embeddingBackfill, 200 ms latency, 3,000 requests/min budget, 5 requests of 20 rows per batch, 10 batches in flight, 256-d', env, target, {
+      embeddingColumn: 'embedding_paced',
+      dimensions: 256,
+      batchSize: 20,
+      requestsPerBatch: 5,
+      batchesInFlight: 10,
+      requestsPerMinute: 3_000,
+      filter: [{ column: 'id', op: '<=', value: budgetRows }],
+    });
+    const ok = server.log.filter((r) => r.status === 200).map((r) => r.at);
+    paced.requestsPerMinute = ((ok.length - 1) / ((ok[ok.length - 1] - ok[0]) / 1000)) * 60;
+    runs.push(paced);
+    await freshColumn(target, 'embedding_paced');
+
+    const lines = [
+      `## Embedding backfill (${new Date().toISOString().slice(0, 10)}, ${ROWS.toLocaleString('en')} questions)`,
+      '',
+      `Command: \`npx tsx bench/embeddings.ts --rows ${ROWS}\` (stack up; 2-core machine shared with the worker, the API and PostgreSQL)`,
+      '',
+      '| run | rows | wall s | rows/s | vs naive loop | notes |',
+      '| --- | ---: | ---: | ---: | ---: | --- |',
+      `| naive loop: one request + one UPDATE per row, 1536-d (on the first ${NAIVE_ROWS} rows) | ${NAIVE_ROWS} | ${(NAIVE_ROWS / naive).toFixed(1)} | ${naive.toFixed(0)} | 1.0× | |`,
+      ...runs.map((r) => {
+        const rate = r.rows / r.seconds;
+        const note = r.requestsPerMinute !== undefined ? `${r.requestsPerMinute.toFixed(0)} requests/min achieved = ${((r.requestsPerMinute / 3_000) * 100).toFixed(1)}% of the budget` : `${r.result.progress.requests} requests`;
+        return `| ${r.name} | ${r.rows} | ${r.seconds.toFixed(1)} | ${rate.toFixed(0)} | ${(rate / naive).toFixed(1)}× | ${note} |`;
+      }),
+    ];
+    console.log(lines.join('\n'));
+  } finally {
+    await server.close();
+  }
+  process.exit(0);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
