@@ -205,8 +205,10 @@ export async function countLostCommits(
     '--rmgr', 'Transaction',
   ], { timeoutMs: 120_000 });
   // pg_waldump ends with an error at the end of the WAL a crash left: the records before it count.
+  // "No valid record after" the start means the standby had it all: nothing was lost.
   const commits = dump.stdout.split('\n').filter((line) => /desc: COMMIT\b/.test(line)).length;
-  if (dump.exitCode !== 0 && !/invalid record length|record with incorrect prev-link|invalid magic number|contrecord is requested/.test(dump.stderr)) {
+  const endOfWal = /invalid record length|record with incorrect prev-link|invalid magic number|contrecord is requested|could not find a valid record after/;
+  if (dump.exitCode !== 0 && !endOfWal.test(dump.stderr)) {
     return { detail: `pg_waldump on ${input.node} failed: ${dump.stderr.trim().split('\n').pop()}` };
   }
   return { lostCommits: commits, detail: `${commits} commit(s) on timeline ${timeline} of ${input.node} after ${input.fromLsn}` };
