@@ -58,11 +58,12 @@ describe('failover cluster configuration', () => {
     const cluster = load({
       PGOPS_CLUSTER_MAIN_FENCE_COMMAND: '["/usr/local/bin/fence","--host","{old_host}"]',
       PGOPS_CLUSTER_MAIN_ENDPOINT_URL: 'postgres://app:s3cret@127.0.0.1:6432/csarena',
-      PGOPS_CLUSTER_MAIN_REPLICATION_USER: 'replicator',
+      PGOPS_CLUSTER_MAIN_REPLICATION_USER: 'streamer',
+      PGOPS_CLUSTER_MAIN_REPLICATION_PASSWORD: 'replication-secret',
     }).clusters.main;
     expect(cluster.fenceCommand).toEqual(['/usr/local/bin/fence', '--host', '{old_host}']);
     expect(cluster.endpoint).toMatchObject({ host: '127.0.0.1', port: 6432, user: 'app', password: 's3cret', source: 'PGOPS_CLUSTER_MAIN_ENDPOINT_URL' });
-    expect(cluster.replication).toEqual({ user: 'replicator', password: undefined });
+    expect(cluster.replication).toEqual({ user: 'streamer', password: 'replication-secret' });
   });
 });
 
