@@ -1,6 +1,9 @@
 // A batch of vectors as one query parameter. For `vector`, PostgreSQL's binary array format:
 // 1,536 floats per row as text would cost more to print and parse than everything else in a batch
 // together. `halfvec` (over 2,000 dimensions) goes as a text array literal.
+import { endianness } from 'node:os';
+
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 /**
  * array_recv's layout: ndim, has-nulls flag, element type oid, then (length, lower bound) per
@@ -21,7 +24,14 @@ export function binaryVectorArray(vectors: Float32Array[], vectorTypeOid: number
     at = buffer.writeInt32BE(elementBytes, at);
     at = buffer.writeInt16BE(dims, at);
     at = buffer.writeInt16BE(0, at);
-    for (let i = 0; i < dims; i++) at = buffer.writeFloatBE(vector[i], at);
+    if (LITTLE_ENDIAN) {
+      // Copy the floats as they are and swap them in place: several times faster than writing them one by one.
+      Buffer.from(vector.buffer, vector.byteOffset, dims * 4).copy(buffer, at);
+      buffer.subarray(at, at + dims * 4).swap32();
+      at += dims * 4;
+    } else {
+      for (let i = 0; i < dims; i++) at = buffer.writeFloatBE(vector[i], at);
+    }
   }
   return buffer;
 }
