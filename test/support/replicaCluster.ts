@@ -1,7 +1,7 @@
 // An isolated primary + streaming standby + PgBouncer per test file (scripts/replica-cluster), so
 // failover tests can kill servers without touching the shared stack's. Nodes are targets pg1
 // (first primary) and pg2 (first standby); the cluster's roles are given per worker config.
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import execa from 'execa';
@@ -30,6 +30,35 @@ export interface ReplicaCluster {
   down(): Promise<void>;
 }
 
+const PG_DATA_ROOT = '/var/lib/pgops';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A test process killed before its afterAll leaves its cluster running: stop and delete those whose owner is gone. */
+async function removeAbandonedClusters(name: string, ports: ReplicaCluster['ports']): Promise<void> {
+  const pattern = new RegExp(`^test-${name}-(\\d+)$`);
+  for (const dir of existsSync(PG_DATA_ROOT) ? readdirSync(PG_DATA_ROOT) : []) {
+    const owner = pattern.exec(dir);
+    if (!owner || processAlive(Number(owner[1]))) continue;
+    await execa(path.join(REPO_DIR, 'scripts/replica-cluster'), ['down'], {
+      env: {
+        PGOPS_PG_ROOT: path.join(PG_DATA_ROOT, dir),
+        PGOPS_PRIMARY_PORT: String(ports.pg1),
+        PGOPS_STANDBY_PORT: String(ports.pg2),
+        PGOPS_PGBOUNCER_PORT: String(ports.pgbouncer),
+      },
+      reject: false,
+    });
+  }
+}
+
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
@@ -41,10 +70,11 @@ function portFree(port: number): Promise<boolean> {
 /** Builds the cluster on basePort..basePort+2 (refused if any is taken). `extraConf` goes into both servers' config. */
 export async function createReplicaCluster(name: string, basePort: number, extraConf = ''): Promise<ReplicaCluster> {
   const ports = { pg1: basePort, pg2: basePort + 1, pgbouncer: basePort + 2 };
+  await removeAbandonedClusters(name, ports);
   for (const port of Object.values(ports)) {
     if (!(await portFree(port))) throw new Error(`port ${port} for test cluster ${name} is taken (a leftover cluster? see /var/lib/pgops/test-*)`);
   }
-  const root = `/var/lib/pgops/test-${name}-${process.pid}`;
+  const root = `${PG_DATA_ROOT}/test-${name}-${process.pid}`;
   const scriptEnv = {
     PGOPS_PG_ROOT: root,
     PGOPS_PRIMARY_PORT: String(ports.pg1),
