@@ -3,6 +3,9 @@
 // until an operator forces it; a switchover under steady writes loses nothing. Each test
 // continues on the cluster the previous one left.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError } from '@temporalio/client';
 import { approveFailover, failoverStatus, startFailover, startRejoin } from '../src/client';
@@ -152,5 +155,48 @@ describe('failoverPromotion guards and switchover', () => {
     );
     expect(back).toMatchObject({ method: 'pg_rewind', receiverStatus: 'streaming' });
     expect(Number((await cluster.sql<{ n: string }>('pg1', 'SELECT count(*) AS n FROM async_lost'))[0].n)).toBe(0);
+  });
+
+  /** The worker's view of a remote old primary: no server control of it. */
+  const remote = (node: NodeName) => ({ [`PGOPS_TARGET_${node.toUpperCase()}_DATA_DIR`]: '', [`PGOPS_TARGET_${node.toUpperCase()}_OS_USER`]: '' });
+
+  test('a remote old primary is fenced by the fencing hook (an argument array with placeholders)', async () => {
+    const marks = mkdtempSync(path.join(tmpdir(), 'pgops-fence-'));
+    try {
+      const fenceCommand = JSON.stringify(['/usr/bin/touch', `${marks}/fenced-{old_primary}-{old_port}-for-{new_primary}`]);
+      cluster.signal('pg2', 'SIGKILL');
+      const result = await withWorker(cluster.config('pg2', { ...remote('pg2'), PGOPS_CLUSTER_FO_GUARD_FENCE_COMMAND: fenceCommand }), async ({ client, taskQueue }) =>
+        (await startFailover(client, { taskQueue, workflowId: `fo-hook-${randomUUID()}` }, { cluster: cluster.name })).result(),
+      );
+      expect(result).toMatchObject({ outcome: 'promoted', newPrimary: 'pg1' });
+      expect(result.fence).toMatchObject({ confirmed: true });
+      expect(result.fence?.actions).toEqual([
+        'pg2 is unreachable and pgops has no control of its server',
+        'fencing hook /usr/bin/touch exited 0',
+      ]);
+      expect(readdirSync(marks)).toEqual([`fenced-pg2-${cluster.ports.pg2}-for-pg1`]);
+      expect(result.lostCommits).toBeUndefined(); // its WAL is not on this machine
+    } finally {
+      rmSync(marks, { recursive: true, force: true });
+    }
+  });
+
+  test('a remote old primary with no fencing hook: the failover waits for an operator to confirm the fencing', async () => {
+    const rejoin = await withWorker(cluster.config('pg1'), async ({ client, taskQueue }) =>
+      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg2', newPrimary: 'pg1' })).result(),
+    );
+    expect(rejoin.receiverStatus).toBe('streaming');
+    cluster.signal('pg1', 'SIGKILL');
+    const result = await withWorker(cluster.config('pg1', remote('pg1')), async ({ client, taskQueue }) => {
+      const handle = await startFailover(client, { taskQueue, workflowId: `fo-unfenced-${randomUUID()}` }, { cluster: cluster.name });
+      await waitUntil('the fencing question', async () => (await failoverStatus(handle)).waitingFor === 'fencing-confirmation', 60_000);
+      expect((await failoverStatus(handle)).refusal).toMatch(/^fencing of pg1 is not confirmed: pg1 does not answer, but nothing confirms it is fenced/);
+      expect(await inRecovery('pg2')).toBe(true);
+      await approveFailover(handle, { operator: 'bob', fencingConfirmed: true, note: 'pg1 powered off in the console' });
+      return handle.result();
+    });
+    expect(result).toMatchObject({ outcome: 'promoted', newPrimary: 'pg2' });
+    expect(result.fence?.confirmed).toBe(false);
+    expect(result.approvals).toEqual([{ operator: 'bob', fencingConfirmed: true, note: 'pg1 powered off in the console' }]);
   });
 });
