@@ -18,6 +18,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { EmbeddingInputInvalid, resolveEmbeddingBackfill } from '../embeddingDefaults';
+import { causeMessage } from './common';
 import type {
   EmbedBatchResult,
   EmbeddingBackfillCarry,
@@ -95,11 +96,6 @@ function validate(input: EmbeddingBackfillInput): EmbeddingBackfillSpec {
   }
 }
 
-function failureMessage(err: unknown): string {
-  const cause = (err as { cause?: Error }).cause;
-  return cause?.message ?? (err instanceof Error ? err.message : String(err));
-}
-
 export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: EmbeddingBackfillCarry): Promise<EmbeddingBackfillResult> {
   const spec = validate(input);
   const activities = backfillActivities(spec.heartbeatTimeout);
@@ -147,6 +143,7 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
 
   const requestBudget = new Budget(spec.requestsPerMinute, carry?.bucket.requests ?? Math.max(1, (spec.requestsPerMinute ?? 0) / 60), carry?.bucket.at ?? Date.now());
   const tokenBudget = new Budget(spec.tokensPerMinute, carry?.bucket.tokens ?? (spec.tokensPerMinute ?? 0) / 60, carry?.bucket.at ?? Date.now());
+  // Both buckets are refilled up to the same moment before the run continues as new, so one time carries both.
   /** Set from the API's x-ratelimit-* headers: no new request before this time. */
   let holdUntil = 0;
 
@@ -217,6 +214,8 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
         await drain();
         if (failure) throw failure;
         if (!paused) activeMs += Date.now() - activeSince;
+        requestBudget.waitFor(0, Date.now());
+        tokenBudget.waitFor(0, Date.now());
         return await continueAsNew<typeof embeddingBackfill>(input, {
           progress,
           afterKey: queue[0].afterKey,
@@ -259,7 +258,7 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
       throw err;
     }
     progress.stage = 'failed';
-    progress.error = failureMessage(err);
+    progress.error = causeMessage(err);
     await CancellationScope.nonCancellable(drain);
     throw ApplicationFailure.nonRetryable(
       `embedding backfill of ${progress.table}.${spec.embeddingColumn} on ${spec.target} failed: ${progress.error}`,

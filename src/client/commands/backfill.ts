@@ -1,6 +1,6 @@
 // pgops backfill start|status|pause|resume: the embedding backfill of a table.
 import { parseArgs } from 'node:util';
-import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { EmbeddingBackfillInput, EmbeddingProgress } from '../../embeddingTypes';
 import {
   embeddingBackfillHandle,
@@ -10,7 +10,7 @@ import {
   resumeEmbeddingBackfill,
   startEmbeddingBackfill,
 } from '../embeddings';
-import { UsageError, withTemporal } from './common';
+import { followRun, UsageError, withTemporal } from './common';
 
 const BAR_WIDTH = 30;
 
@@ -109,25 +109,9 @@ export async function backfillCommand([sub, ...args]: string[]): Promise<number>
 }
 
 async function follow(handle: ReturnType<typeof embeddingBackfillHandle>): Promise<number> {
-  const tty = process.stderr.isTTY;
-  const timer = setInterval(async () => {
-    const p = await embeddingProgress(handle).catch(() => undefined);
-    if (p) process.stderr.write(tty ? `\r${progressBar(p)}   ` : `${progressBar(p)}\n`);
-  }, tty ? 500 : 5_000);
-  try {
-    const result = await handle.result();
-    if (tty) process.stderr.write('\n');
-    console.log(progressBar(result.progress));
-    if (result.indexBuilt) console.log(`index ${result.indexBuilt.name} built in ${(result.indexBuilt.ms / 1000).toFixed(1)} s`);
-    return 0;
-  } catch (err) {
-    if (tty) process.stderr.write('\n');
-    if (err instanceof WorkflowFailedError) {
-      console.error(`pgops: ${err.cause?.message ?? err.message}`);
-      return 1;
-    }
-    throw err;
-  } finally {
-    clearInterval(timer);
-  }
+  const result = await followRun(handle, async () => progressBar(await embeddingProgress(handle)));
+  if (!result) return 1;
+  console.log(progressBar(result.progress));
+  if (result.indexBuilt) console.log(`index ${result.indexBuilt.name} built in ${(result.indexBuilt.ms / 1000).toFixed(1)} s`);
+  return 0;
 }

@@ -1,13 +1,12 @@
 // pgops backup now / backups list.
 import { parseArgs } from 'node:util';
-import { WorkflowFailedError } from '@temporalio/client';
 import { listCatalog } from '../../activities/storage/backupObjects';
 import { createS3Client } from '../../activities/storage/s3Client';
 import { loadWorkerConfig } from '../../config';
 import type { BackupProgress, DumpFormat, VerifyLevel } from '../../types';
 import { backupProgress, startBackup } from '../backups';
 import { formatTable } from '../format';
-import { megabytes, UsageError, withTemporal } from './common';
+import { followRun, megabytes, UsageError, withTemporal } from './common';
 
 function progressLine(p: BackupProgress): string {
   const bytes = p.stage === 'upload' ? `uploaded ${megabytes(p.uploadedBytes)}` : `dumped ${megabytes(p.dumpedBytes)}`;
@@ -40,32 +39,16 @@ export async function backupNowCommand(args: string[]): Promise<number> {
       },
     );
     console.error(`started workflow ${handle.workflowId} on task queue ${config.taskQueue}`);
-    const tty = process.stderr.isTTY;
-    const timer = setInterval(async () => {
-      const p = await backupProgress(handle).catch(() => undefined);
-      if (p) process.stderr.write(tty ? `\r${progressLine(p)}   ` : `${progressLine(p)}\n`);
-    }, tty ? 500 : 5_000);
-    try {
-      const result = await handle.result();
-      if (tty) process.stderr.write('\n');
-      const m = result.manifest;
-      console.log(
-        `backup ${result.backupId} of ${m.target} (${m.database}, PostgreSQL ${m.serverVersion}) verified by ${m.verification?.level}` +
-          `${m.verification?.restoreMs !== undefined ? ` in ${(m.verification.restoreMs / 1000).toFixed(1)} s` : ''}\n` +
-          `stored at s3://${result.upload.bucket}/${result.upload.dumpKey} (${megabytes(m.sizeBytes)}, sha256 ${m.sha256})\n` +
-          `pruned ${result.prune.deletedRemote.length} old backup(s), kept ${result.prune.remote.filter((d) => d.keep).length}`,
-      );
-      return 0;
-    } catch (err) {
-      if (tty) process.stderr.write('\n');
-      if (err instanceof WorkflowFailedError) {
-        console.error(`pgops: ${err.cause?.message ?? err.message}`);
-        return 1;
-      }
-      throw err;
-    } finally {
-      clearInterval(timer);
-    }
+    const result = await followRun(handle, async () => progressLine(await backupProgress(handle)));
+    if (!result) return 1;
+    const m = result.manifest;
+    console.log(
+      `backup ${result.backupId} of ${m.target} (${m.database}, PostgreSQL ${m.serverVersion}) verified by ${m.verification?.level}` +
+        `${m.verification?.restoreMs !== undefined ? ` in ${(m.verification.restoreMs / 1000).toFixed(1)} s` : ''}\n` +
+        `stored at s3://${result.upload.bucket}/${result.upload.dumpKey} (${megabytes(m.sizeBytes)}, sha256 ${m.sha256})\n` +
+        `pruned ${result.prune.deletedRemote.length} old backup(s), kept ${result.prune.remote.filter((d) => d.keep).length}`,
+    );
+    return 0;
   });
 }
 

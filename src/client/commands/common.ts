@@ -35,3 +35,27 @@ export async function printOutcome<T>(result: Promise<T>, describe: (value: T) =
 export function megabytes(bytes: number | undefined): string {
   return bytes === undefined ? '-' : `${(bytes / 1e6).toFixed(1)} MB`;
 }
+
+/**
+ * Waits for a run while drawing its progress line on stderr (redrawn in place on a terminal,
+ * every 5 s into a log). Returns the result, or undefined once a failed run's reason is printed.
+ */
+export async function followRun<R>(handle: { result(): Promise<R> }, progressLine: () => Promise<string | undefined>): Promise<R | undefined> {
+  const tty = process.stderr.isTTY;
+  const timer = setInterval(async () => {
+    const line = await progressLine().catch(() => undefined);
+    if (line) process.stderr.write(tty ? `\r${line}   ` : `${line}\n`);
+  }, tty ? 500 : 5_000);
+  let failure: WorkflowFailedError | undefined;
+  try {
+    return await handle.result();
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    failure = err;
+    return undefined;
+  } finally {
+    clearInterval(timer);
+    if (tty) process.stderr.write('\n');
+    if (failure) console.error(`pgops: ${failure.cause?.message ?? failure.message}`);
+  }
+}
