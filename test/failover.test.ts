@@ -3,6 +3,7 @@
 // (RPO 0), the split-brain guard and rejoin, the worker SIGKILLed mid-failover (async replication,
 // lost transactions counted). Each test continues on the cluster the previous one left.
 import { randomUUID } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { failoverStatus, startFailover, startRejoin } from '../src/client';
 import { createS3Client } from '../src/activities/storage/s3Client';
@@ -156,5 +157,21 @@ describe('failoverPromotion on an isolated primary + standby + PgBouncer', () =>
     } finally {
       await client.connection.close();
     }
+  });
+
+  test('rejoinAsStandby falls back to a fresh base backup when pg_rewind cannot work, keeping the old data directory', async () => {
+    // pg2 (killed above) is replaced by an unrelated cluster: pg_rewind refuses a different system.
+    const dir = cluster.dataDir.pg2;
+    rmSync(dir, { recursive: true, force: true });
+    await cluster.asServerUser('initdb', ['-D', dir, '-U', 'postgres', '--auth=trust', '--no-locale', '--no-sync']);
+    const rejoin = await withWorker(cluster.config('pg1'), async ({ client, taskQueue }) => {
+      const handle = await startRejoin(client, { taskQueue, workflowId: `rejoin-rebuild-${randomUUID()}` }, { cluster: cluster.name, node: 'pg2', newPrimary: 'pg1' });
+      return handle.result();
+    });
+    expect(rejoin).toMatchObject({ node: 'pg2', newPrimary: 'pg1', method: 'pg_basebackup', receiverStatus: 'streaming' });
+    expect(rejoin.rewindError).toMatch(/different systems/);
+    expect(existsSync(`${rejoin.keptOldDataDir}/PG_VERSION`)).toBe(true);
+    await cluster.sql('pg1', 'INSERT INTO acked_async (id) VALUES (-4)');
+    await waitUntil('a row written on pg1 to replay on pg2', async () => (await presentIds('pg2', 'acked_async', [-4])) === 1, 30_000);
   });
 });

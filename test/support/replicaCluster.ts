@@ -18,6 +18,8 @@ export interface ReplicaCluster {
   name: string;
   ports: { pg1: number; pg2: number; pgbouncer: number };
   dataDir: Record<NodeName, string>;
+  /** Runs a PostgreSQL server program (initdb, pg_ctl, …) as the servers' OS user. */
+  asServerUser(program: string, args: string[]): Promise<unknown>;
   /** Worker environment with `primary` as the cluster's primary and the other node its standby. */
   env(primary: NodeName, extra?: Record<string, string>): Record<string, string>;
   config(primary: NodeName, extra?: Record<string, string>): WorkerConfig;
@@ -129,6 +131,7 @@ export async function createReplicaCluster(name: string, basePort: number, extra
     name,
     ports,
     dataDir,
+    asServerUser: (program, args) => asPgUser([path.join(info.PG_BIN, program), ...args]),
     env,
     config,
     target,
