@@ -2,8 +2,10 @@
 // ends with the vector of its current text, edits are re-embedded and nothing else is sent again,
 // concurrent starts share one run, and bad input fails with one clear error having changed nothing.
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
+import execa from 'execa';
 import {
   EmbeddingInputInvalid,
   embeddingProgress,
@@ -16,7 +18,7 @@ import {
 import { fakeEmbedding } from '../src/dev/fakeEmbeddingsServer';
 import type { EmbeddingBackfillInput } from '../src/embeddingTypes';
 import { createEmbeddingFixture, insertQuestions, storedEmbeddings, wrongVectors, type EmbeddingFixture } from './support/embeddingFixture';
-import { withWorker } from './support/stack';
+import { REPO_DIR, stackEnv, withWorker } from './support/stack';
 import { waitUntil } from './support/workerProcess';
 
 let fixture: EmbeddingFixture;
@@ -182,6 +184,44 @@ describe('embeddingBackfill', () => {
     const changed = (await storedEmbeddings(fixture.db)).filter((r) => Number(r.id) % 10 === 0 && embeddable(r)).length;
     const sent = [...fixture.server.embeddedCount.values()];
     expect(sent.reduce((a, b) => a + b, 0)).toBe(changed);
+  }, 120_000);
+
+  test('a row the API refuses is split out of its request and recorded; the rest of the batch is written', async () => {
+    // The model's limit raised above what the API accepts, so our estimate lets the row through.
+    const { rows } = await fixture.db.query<{ id: string }>(
+      `INSERT INTO questions (content, type, answer, difficulty) VALUES (repeat('Explain the TLB. ', 2500), 'essay', 'a', 1) RETURNING id::text AS id`,
+    );
+    fixture.server.reset();
+    const result = await withWorker(fixture.config, async ({ client, taskQueue }) =>
+      (
+        await startEmbeddingBackfill(client, { taskQueue }, { target: fixture.targetName, embeddingColumn: 'embedding_split', dimensions: 8, batchSize: 64, maxTokensPerInput: 30_000 })
+      ).result(),
+    );
+    const total = Number((await fixture.db.query('SELECT count(*) AS n FROM questions')).rows[0].n);
+    const blank = Number((await fixture.db.query(`SELECT count(*) AS n FROM questions WHERE btrim(content) = ''`)).rows[0].n);
+    expect(result.progress.errors).toBe(1 + blank);
+    expect(result.progress.done).toBe(total - 1 - blank);
+    const { rows: errors } = await fixture.db.query(`SELECT reason FROM pgops_embedding_errors WHERE embedding_column = 'embedding_split' AND row_key = $1`, [rows[0].id]);
+    expect(errors[0].reason).toMatch(/rejected by the embeddings API: .*maximum context length is 8192 tokens/);
+    expect(fixture.server.log.filter((r) => r.status === 400).length).toBeGreaterThan(1);
+    await fixture.db.query('DELETE FROM questions WHERE id = $1', [rows[0].id]);
+  }, 60_000);
+
+  test('pgops backfill start follows the run with a progress bar; pause on a finished backfill is one clear line', async () => {
+    await fixture.db.query(`UPDATE questions SET content = content || ' (cli)' WHERE id % 7 = 0`);
+    await withWorker(fixture.config, async ({ taskQueue }) => {
+      const env = { ...stackEnv(), PGOPS_ENV_FILE: '/dev/null', ...fixture.env, PGOPS_TASK_QUEUE: taskQueue } as Record<string, string>;
+      const cli = (...args: string[]) => execa(path.join(REPO_DIR, 'bin/pgops'), args, { env, reject: false });
+      const started = await cli('backfill', 'start', '--target', fixture.targetName, '--batch-size', '50');
+      expect(started.exitCode).toBe(0);
+      expect(started.stdout).toMatch(/^\[#{30}\] 100% done +\d+\/\d+ rows, [\d.]+ rows\/s, \d+ errors, pass 2$/m);
+      const status = await cli('backfill', 'status', '--target', fixture.targetName);
+      expect(status.stdout).toMatch(/100% done/);
+      const pause = await cli('backfill', 'pause', '--target', fixture.targetName);
+      expect(pause.exitCode).toBe(1);
+      expect(pause.stderr.trim()).toMatch(/^pgops: no backfill of that table is running \(.*\); start one with pgops backfill start$/);
+    });
+    expect(wrongVectors((await storedEmbeddings(fixture.db)).filter(embeddable), 1536)).toEqual([]);
   }, 120_000);
 
   describe('bad input: one clear error, nothing changed', () => {
