@@ -199,4 +199,29 @@ describe('failoverPromotion guards and switchover', () => {
     expect(result.fence?.confirmed).toBe(false);
     expect(result.approvals).toEqual([{ operator: 'bob', fencingConfirmed: true, note: 'pg1 powered off in the console' }]);
   });
+
+  test('a switchover whose standby misses the shutdown checkpoint is aborted: the old primary comes back', async () => {
+    const rejoin = await withWorker(cluster.config('pg2'), async ({ client, taskQueue }) =>
+      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg1', newPrimary: 'pg2' })).result(),
+    );
+    expect(rejoin.receiverStatus).toBe('streaming');
+    // A frozen WAL receiver: the standby cannot receive the shutdown checkpoint.
+    const [{ pid: walReceiver }] = await cluster.sql<{ pid: number }>('pg1', 'SELECT pid FROM pg_stat_wal_receiver');
+    process.kill(walReceiver, 'SIGSTOP');
+    let failure: unknown;
+    try {
+      failure = await withWorker(cluster.config('pg2'), async ({ client, taskQueue }) =>
+        (await startFailover(client, { taskQueue, workflowId: `fo-abort-${randomUUID()}` }, { cluster: cluster.name, mode: 'switchover' })).result().catch((e: unknown) => e),
+      );
+    } finally {
+      process.kill(walReceiver, 'SIGCONT');
+    }
+    expect(failure).toBeInstanceOf(WorkflowFailedError);
+    expect((failure as WorkflowFailedError).cause?.message).toMatch(/^switchover of fo-guard aborted: pg1 received WAL to \S+, not past the shutdown checkpoint \S+$/);
+    expect(await inRecovery('pg1')).toBe(true);
+    expect(await inRecovery('pg2')).toBe(false);
+    // The endpoint was paused for the switchover and is resumed, still in front of pg2.
+    const [{ port }] = await cluster.sql<{ port: number }>('endpoint', 'INSERT INTO async_lost (id) VALUES (100) RETURNING inet_server_port() AS port');
+    expect(port).toBe(cluster.ports.pg2);
+  });
 });
