@@ -7,7 +7,7 @@
 //   npx tsx bench/backup.ts [--scale 10]        (the local stack must be up: scripts/stack up)
 // The worker under test is the compiled one (npm run build, which this script runs first).
 import { randomUUID } from 'node:crypto';
-import { createReadStream, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,12 +19,11 @@ import { createS3Client } from '../src/activities/storage/s3Client';
 import { connectClient, startBackup } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/config';
 import type { DumpFormat } from '../src/types';
-import { migrate } from '../src/db/migrate';
-import { seed, seedCounts } from '../src/db/seed';
 import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { DEFAULT_COMPRESSION } from '../src/backupDefaults';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
+import { benchTarget, prependToBenchmarks, seconds, stepSeconds } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
 const scale = Number(values.scale);
@@ -36,27 +35,6 @@ interface Row {
   seconds: number;
   storedBytes: number;
   note?: string;
-}
-
-const seconds = (startMs: number) => (Date.now() - startMs) / 1000;
-
-async function benchTarget(): Promise<TargetConfig> {
-  const base = loadWorkerConfig(stackEnv());
-  const admin = await connectTarget(base.targets.primary);
-  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE])).rowCount === 1;
-  if (!exists) await admin.query(`CREATE DATABASE ${DATABASE}`);
-  await admin.end();
-  const target = { ...base.targets.primary, name: 'bench', database: DATABASE, source: 'PGOPS_TARGET_BENCH_URL' };
-  const db = await connectTarget(target);
-  await migrate(db);
-  const users = Number((await db.query('SELECT count(*) AS n FROM users')).rows[0].n);
-  if (users !== seedCounts(scale).users) {
-    console.error(`seeding ${DATABASE} at scale ${scale}...`);
-    await seed(db, { scale, reset: true, onProgress: (p) => console.error(`  ${p.matchesDone}/${p.matchesTotal} matches, ${(p.bytesWritten / 1e6).toFixed(0)} MB`) });
-  }
-  await db.query('CHECKPOINT');
-  await db.end();
-  return target;
 }
 
 async function databaseSize(target: TargetConfig): Promise<number> {
@@ -140,24 +118,6 @@ async function nightly(compression: string, format: DumpFormat, env: Record<stri
   }
 }
 
-/** Each activity's wall time, from its scheduled event to its completion in the run's history. */
-async function stepSeconds(handle: Awaited<ReturnType<typeof startBackup>>): Promise<Record<string, number>> {
-  const events = (await handle.fetchHistory()).events!;
-  const scheduled = new Map<string, { name: string; at: number }>();
-  const result: Record<string, number> = {};
-  const time = (e: (typeof events)[number]) => Number(e.eventTime!.seconds) * 1000 + Math.round((e.eventTime!.nanos ?? 0) / 1e6);
-  for (const e of events) {
-    const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
-    if (name) scheduled.set(String(e.eventId), { name, at: time(e) });
-    const done = e.activityTaskCompletedEventAttributes;
-    if (done) {
-      const s = scheduled.get(String(done.scheduledEventId))!;
-      result[s.name] = (time(e) - s.at) / 1000;
-    }
-  }
-  return result;
-}
-
 function report(rows: Row[], dbBytes: number): string {
   const raw = rows[0].seconds;
   const script = rows[1].seconds;
@@ -180,7 +140,7 @@ function report(rows: Row[], dbBytes: number): string {
 async function main(): Promise<void> {
   // Measure the worker a deployment runs: compiled, with the workflow bundle built ahead.
   await execa('npm', ['run', '--silent', 'build'], { cwd: path.join(__dirname, '..'), stdio: 'inherit' });
-  const target = await benchTarget();
+  const target = await benchTarget(scale, DATABASE);
   const base = loadWorkerConfig(stackEnv());
   const stagingDir = mkdtempSync(path.join(tmpdir(), 'pgops-bench-staging-'));
   const env = { PGOPS_TARGETS: 'primary,standby,bench', PGOPS_TARGET_BENCH_URL: targetUrl(target), PGOPS_S3_PREFIX: PREFIX, PGOPS_STAGING_DIR: stagingDir };
@@ -194,16 +154,7 @@ async function main(): Promise<void> {
     }
     const section = report(rows, dbBytes);
     console.log(section);
-    const file = path.join(__dirname, '../docs/benchmarks.md');
-    const previous = (() => {
-      try {
-        return readFileSync(file, 'utf8');
-      } catch {
-        return '# Benchmarks\n\nResults of `bench/` runs, newest first. Machines are shared and noisy: read the ratios.\n\n';
-      }
-    })();
-    const [head, ...rest] = previous.split(/\n(?=## )/);
-    writeFileSync(file, [head.trimEnd() + '\n', section, ...rest].join('\n'));
+    prependToBenchmarks(section);
   } finally {
     await deletePrefix(config, `${PREFIX.split('/')[0]}/`);
     rmSync(stagingDir, { recursive: true, force: true });

@@ -164,13 +164,21 @@ test('no decision before the approval timeout: the restore expires with nothing 
 });
 
 test('bad input gets one clear error before anything runs', async () => {
+  const before = await fingerprint(config, fixture.target);
   await withWorker(config, async ({ client, taskQueue }) => {
     const bad = await restore(client, taskQueue, { mode: 'overwrite' as never });
     await expect(bad.result()).rejects.toThrow(WorkflowFailedError);
     await expect(bad.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/input.mode must be "replace" or "new-database"/) } });
     const missing = await restore(client, taskQueue, { backup: 'demo-19990101T000000Z-000000' });
     await expect(missing.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/not in the catalog/) } });
+    const unknownTarget = await restore(client, taskQueue, { target: 'nope' });
+    await expect(unknownTarget.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/unknown target "nope" \(configured in PGOPS_TARGETS: primary, standby, demo\)/) } });
+    const notAName = await restore(client, taskQueue, { target: 'Demo; DROP DATABASE x' });
+    await expect(notAName.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/input.target must name a configured target/) } });
+    for (const handle of [missing, unknownTarget]) expect((await restoreStatus(client, handle.workflowId)).plan).toBeUndefined();
   });
+  expect(await databasesLike(fixture.target, 'pgops_restore_%')).toEqual([]);
+  expect(await fingerprint(config, fixture.target)).toEqual(before);
 });
 
 test('a tampered backup object fails the restore before any database is touched', async () => {

@@ -144,7 +144,7 @@ export async function guardedRestore(input: GuardedRestoreInput): Promise<Guarde
     });
 
   try {
-    policy = await steps.restorePolicy();
+    policy = await steps.restorePolicy({ target: input.target });
     const fetched = await timed('fetch', () =>
       steps.fetchBackup({ backup: input.backup, from: input.from ?? input.target, restoreId }),
     );

@@ -63,7 +63,9 @@ async function databaseExists(c: Client, name: string): Promise<boolean> {
 }
 
 export function restoreActivities(config: WorkerConfig) {
-  async function restorePolicy(): Promise<RestorePolicy> {
+  /** Who may approve, once the target is known to be configured: an unknown one fails before anything is fetched. */
+  async function restorePolicy(input: { target: string }): Promise<RestorePolicy> {
+    resolveTarget(config, input.target);
     return config.restore;
   }
 
