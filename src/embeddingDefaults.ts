@@ -2,6 +2,7 @@
 // before starting), the workflow (to refuse it again, since anything can start a workflow) and the
 // activities. Pure: safe inside workflow code.
 import type { EmbeddingBackfillInput, EmbeddingBackfillSpec, EmbeddingRowFilter } from './embeddingTypes';
+import { isDuration } from './duration';
 
 /** OpenAI's caps: inputs per request, tokens per request, tokens per input (text-embedding-3-*). */
 export const API_MAX_INPUTS_PER_REQUEST = 2_048;
@@ -107,7 +108,9 @@ export function resolveEmbeddingBackfill(input: EmbeddingBackfillInput = {}): Em
   const model = input.model ?? d.model;
   if (typeof model !== 'string' || !/^[\w.:/@-]{1,200}$/.test(model)) throw new EmbeddingInputInvalid(`model=${JSON.stringify(model)} is not a model name`);
   const filter = input.filter ?? [];
+  if (!Array.isArray(filter)) throw new EmbeddingInputInvalid(`filter must be a list of {column, op, value} conditions, got ${JSON.stringify(filter)}`);
   for (const condition of filter) {
+    if (!condition || typeof condition !== 'object') throw new EmbeddingInputInvalid(`filter has ${JSON.stringify(condition)}, not a {column, op, value} condition`);
     identifier('filter.column', condition.column);
     if (!FILTER_OPS.includes(condition.op)) throw new EmbeddingInputInvalid(`filter.op=${JSON.stringify(condition.op)} must be one of ${FILTER_OPS.join(', ')}`);
     const needsValue = !condition.op.startsWith('is ');
@@ -141,11 +144,17 @@ export function resolveEmbeddingBackfill(input: EmbeddingBackfillInput = {}): Em
     batchesPerRun: wholeNumber('batchesPerRun', input.batchesPerRun ?? d.batchesPerRun, 1, 10_000),
     requestTimeoutMs: wholeNumber('requestTimeoutMs', input.requestTimeoutMs ?? d.requestTimeoutMs, 100, 600_000),
     index,
-    heartbeatTimeout: input.heartbeatTimeout ?? d.heartbeatTimeout,
+    heartbeatTimeout: duration('heartbeatTimeout', input.heartbeatTimeout ?? d.heartbeatTimeout),
   };
 }
 
 /** One workflow id per table and column, so a second start attaches to the running backfill. */
 export function embeddingBackfillId(spec: Pick<EmbeddingBackfillSpec, 'target' | 'schema' | 'table' | 'embeddingColumn'>): string {
   return `embedding-backfill-${spec.target}-${spec.schema}.${spec.table}.${spec.embeddingColumn}`;
+}
+
+/** A duration as Temporal reads it, checked here: a bad one would otherwise fail only at the first activity, after prepare changed the table. */
+function duration(name: string, value: string): string {
+  if (typeof value !== 'string' || !isDuration(value)) throw new EmbeddingInputInvalid(`${name}=${JSON.stringify(value)} must be a duration such as "30 seconds"`);
+  return value;
 }

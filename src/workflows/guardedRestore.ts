@@ -3,6 +3,7 @@
 // safety snapshot and swap the restored copy in. Rejection, expiry or any failure before the
 // swap leave the target as it was.
 import {
+  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -54,6 +55,8 @@ function restoreSteps(heartbeatTimeout: string) {
   });
   const { restoreIntoStaging } = proxyActivities<Activities>({
     ...long,
+    // Rejection cancels it; cleanup must not drop the database or delete files while it still writes them.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
   });
   const { restorePolicy, planRestore, swapIntoPlace } = proxyActivities<Activities>({
@@ -61,11 +64,11 @@ function restoreSteps(heartbeatTimeout: string) {
     startToCloseTimeout: '30 minutes',
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
   });
-  const { dropStagingDatabase, discardFetchedBackup, recordRestoreAudit } = proxyActivities<Activities>({
+  const { dropStagingDatabase, reopenDatabase, discardFetchedBackup, recordRestoreAudit } = proxyActivities<Activities>({
     startToCloseTimeout: '5 minutes',
     retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
   });
-  return { fetchBackup, restoreIntoStaging, restorePolicy, planRestore, swapIntoPlace, dropStagingDatabase, discardFetchedBackup, recordRestoreAudit };
+  return { fetchBackup, restoreIntoStaging, restorePolicy, planRestore, swapIntoPlace, dropStagingDatabase, reopenDatabase, discardFetchedBackup, recordRestoreAudit };
 }
 
 function validate(input: GuardedRestoreInput): void {
@@ -84,6 +87,9 @@ function validate(input: GuardedRestoreInput): void {
     throw bad(`input.approvalTimeout must be a duration such as "24 hours", got ${JSON.stringify(input.approvalTimeout)}`);
   }
   if (input.jobs !== undefined && (!Number.isInteger(input.jobs) || input.jobs < 1 || input.jobs > 64)) throw bad(`input.jobs must be 1 to 64, got ${input.jobs}`);
+  if (input.heartbeatTimeout !== undefined && !isDuration(input.heartbeatTimeout)) {
+    throw bad(`input.heartbeatTimeout must be a duration such as "30 seconds", got ${JSON.stringify(input.heartbeatTimeout)}`);
+  }
 }
 
 /** UTC "YYYYMMDDHHMMSS" of workflow time: part of database names, the same on replay. */
@@ -229,9 +235,19 @@ export async function guardedRestore(input: GuardedRestoreInput): Promise<Guarde
         : undefined,
     };
   } catch (err) {
+    const failedAt = status.stage;
     status.stage = 'failed';
     status.error = causeMessage(err);
-    await finish(audit('failed', { error: status.error }));
+    try {
+      // A swap that failed after refusing connections must not leave the target refusing them.
+      if (failedAt === 'swapping' && status.plan) {
+        await CancellationScope.nonCancellable(() => steps.reopenDatabase({ target: input.target, database: status.plan!.database }));
+      }
+      await finish(audit('failed', { error: status.error }));
+    } catch (cleanupErr) {
+      // The restore's own failure is what the operator must see; the cleanup's goes beside it.
+      status.error = `${status.error} (cleanup also failed: ${causeMessage(cleanupErr)})`;
+    }
     if (isCancellation(err)) throw err;
     throw ApplicationFailure.nonRetryable(
       `guarded restore of ${input.backup} into ${input.target} failed, target unchanged unless the swap completed: ${status.error}`,

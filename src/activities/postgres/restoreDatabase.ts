@@ -117,10 +117,11 @@ export function restoreActivities(config: WorkerConfig) {
   async function restoreIntoStaging(input: StagingInput): Promise<StagingRestoreResult> {
     const target = resolveTarget(config, input.target);
     const staging = stagingDatabaseName(input.restoreId);
-    const dumpPath = await ensureFetched(config, input.restoreId, input.manifest);
+    // Heartbeats start first: re-checking (or fetching again) a large backup takes longer than the heartbeat timeout.
     const heartbeats = heartbeatWhile(() => ({ stage: 'restore', database: staging }));
     const started = Date.now();
     try {
+      const dumpPath = await ensureFetched(config, input.restoreId, input.manifest);
       await withTarget(maintenance(target), async (c) => {
         // A copy left by a killed attempt (its pg_restore may still be running) goes first.
         await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(staging)} WITH (FORCE)`);
@@ -156,6 +157,13 @@ export function restoreActivities(config: WorkerConfig) {
     } finally {
       heartbeats.stop();
     }
+  }
+
+  /** Undoes the swap's first step after a failure: the database under `database` accepts connections again. */
+  async function reopenDatabase(input: { target: string; database: string }): Promise<void> {
+    await withTarget(maintenance(resolveTarget(config, input.target)), async (c) => {
+      if (await databaseExists(c, input.database)) await c.query(`ALTER DATABASE ${c.escapeIdentifier(input.database)} ALLOW_CONNECTIONS true`);
+    });
   }
 
   async function dropStagingDatabase(input: { restoreId: string; target: string }): Promise<void> {
@@ -218,7 +226,7 @@ export function restoreActivities(config: WorkerConfig) {
     }
   }
 
-  return { restorePolicy, planRestore, restoreIntoStaging, dropStagingDatabase, swapIntoPlace };
+  return { restorePolicy, planRestore, restoreIntoStaging, dropStagingDatabase, reopenDatabase, swapIntoPlace };
 }
 
 async function databaseOwner(c: Client, database: string): Promise<string | undefined> {

@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../config';
 import type { BackupManifest, FetchedBackup } from '../../types';
@@ -77,6 +78,7 @@ export function fetchActivities(config: WorkerConfig) {
  */
 export async function ensureFetched(config: WorkerConfig, restoreId: string, manifest: BackupManifest, s3?: S3Client): Promise<string> {
   const dir = restoreWorkspace(config, restoreId);
+  assertFileNamesInside(manifest);
   const local = await readFile(path.join(dir, MANIFEST_FILE), 'utf8').catch(() => undefined);
   if (local && (JSON.parse(local) as BackupManifest).backupId === manifest.backupId) {
     const intact = await assertDumpFilesIntact(dir, manifest).then(
@@ -112,9 +114,20 @@ export async function ensureFetched(config: WorkerConfig, restoreId: string, man
   }
 }
 
+/** A manifest comes from the bucket: a file name in it must not reach outside the restore's workspace. */
+function assertFileNamesInside(manifest: BackupManifest): void {
+  for (const name of [...manifest.dataFiles.map((f) => f.name), manifest.dumpFile, manifest.globalsFile]) {
+    if (typeof name !== 'string' || path.isAbsolute(name) || path.normalize(name) !== name || name.split('/').includes('..')) {
+      throw ApplicationFailure.nonRetryable(`backup ${manifest.backupId}'s manifest names a file outside its folder: ${JSON.stringify(name)}`, 'BackupCorrupt');
+    }
+  }
+}
+
 async function download(s3: S3Client, Bucket: string, Key: string, file: string, heartbeats: Heartbeats, onBytes: (bytes: number) => void) {
   await mkdir(path.dirname(file), { recursive: true });
-  const object = await s3.send(new GetObjectCommand({ Bucket, Key }));
+  // A cancelled restore stops downloading rather than writing files its cleanup is deleting.
+  const abortSignal = Context.current().cancellationSignal;
+  const object = await s3.send(new GetObjectCommand({ Bucket, Key }), { abortSignal });
   let bytes = 0;
   const counting = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -124,6 +137,6 @@ async function download(s3: S3Client, Bucket: string, Key: string, file: string,
       done(null, chunk);
     },
   });
-  await pipeline(object.Body as Readable, counting, createWriteStream(file));
+  await pipeline(object.Body as Readable, counting, createWriteStream(file), { signal: abortSignal });
 }
 
