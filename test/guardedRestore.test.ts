@@ -1,6 +1,8 @@
 // guardedRestore on the real stack: nothing changes until an allowed second person approves;
 // approval restores exactly the backup; rejection, expiry and a tampered backup change nothing.
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
@@ -179,6 +181,22 @@ test('bad input gets one clear error before anything runs', async () => {
   });
   expect(await databasesLike(fixture.target, 'pgops_restore_%')).toEqual([]);
   expect(await fingerprint(config, fixture.target)).toEqual(before);
+});
+
+test('a manifest naming files outside its folder is refused before anything is downloaded', async () => {
+  const s3 = createS3Client(config.s3);
+  const entry = (await listCatalog(s3, config.s3, 'demo')).find((e) => e.backupId === backupId)!;
+  const manifest = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: entry.manifestKey }))).Body!.transformToString());
+  const evilId = 'demo-20000101T000000Z-e71100';
+  const evil = { ...manifest, backupId: evilId, dataFiles: [{ ...manifest.dataFiles[0], name: '../../../escaped.pgdump' }] };
+  await s3.send(new PutObjectCommand({ Bucket: config.s3.bucket, Key: entry.manifestKey.replace(backupId, evilId), Body: JSON.stringify(evil) }));
+  s3.destroy();
+  await withWorker(config, async ({ client, taskQueue }) => {
+    const handle = await restore(client, taskQueue, { backup: evilId });
+    await expect(handle.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/names a file outside its folder: "..\/..\/..\/escaped.pgdump"/) } });
+  });
+  // Where the name would have led from <stagingDir>/restore-<id>/.
+  expect(existsSync(path.resolve(fixture.stagingDir, '../../escaped.pgdump'))).toBe(false);
 });
 
 test('a tampered backup object fails the restore before any database is touched', async () => {
