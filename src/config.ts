@@ -355,6 +355,10 @@ function loadCluster(env: Env, name: string, targets: Record<string, TargetConfi
     .map((s) => node(v('STANDBYS'), s));
   if (standbys.includes(primary)) throw new ConfigError(`${v('STANDBYS')} lists the primary "${primary}" itself`);
   const endpointUrl = optional(env, v('ENDPOINT_URL'));
+  const pgbouncerIni = optional(env, v('PGBOUNCER_INI'));
+  if (pgbouncerIni !== undefined && endpointUrl === undefined) {
+    throw new ConfigError(`${v('PGBOUNCER_INI')} is set but ${v('ENDPOINT_URL')} is not: PgBouncer's admin console is reached at the endpoint's address with its credentials`);
+  }
   const maxLag = optional(env, v('MAX_LAG_BYTES')) ?? String(1024 * 1024);
   if (!/^\d+$/.test(maxLag)) throw new ConfigError(`${v('MAX_LAG_BYTES')}=${maxLag} is not a whole number of bytes`);
   const approval = optional(env, v('APPROVAL')) ?? 'automatic';
@@ -378,7 +382,7 @@ function loadCluster(env: Env, name: string, targets: Record<string, TargetConfi
     primary,
     standbys,
     endpoint: endpointUrl === undefined ? undefined : parseTarget(env, `${name}-endpoint`, v('ENDPOINT_URL')),
-    pgbouncerIni: optional(env, v('PGBOUNCER_INI')),
+    pgbouncerIni,
     fenceCommand: commandArray(env, v('FENCE_COMMAND')),
     repointCommand: commandArray(env, v('REPOINT_COMMAND')),
     replication: replicationUser ? { user: replicationUser, password: optional(env, v('REPLICATION_PASSWORD')) } : undefined,

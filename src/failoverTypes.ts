@@ -152,6 +152,8 @@ export interface FailoverResult {
   cluster: string;
   mode: FailoverMode;
   workflowId: string;
+  /** With workflowId, the audit record's id: each run of a workflow id is recorded. */
+  runId: string;
   oldPrimary: TargetName;
   newPrimary?: TargetName;
   reason?: string;

@@ -52,7 +52,7 @@ async function auditRecord(result: FailoverResult): Promise<FailoverResult> {
   try {
     const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: result.auditKey! }));
     const lines = (await object.Body!.transformToString()).trim().split('\n').map((l) => JSON.parse(l));
-    return lines.find((l) => l.id === result.workflowId);
+    return lines.find((l) => l.id === `${result.workflowId}/${result.runId}`);
   } finally {
     s3.destroy();
   }

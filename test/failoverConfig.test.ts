@@ -47,6 +47,10 @@ describe('failover cluster configuration', () => {
       { PGOPS_CLUSTER_MAIN_FENCE_COMMAND: '/usr/local/bin/fence {old_host}' },
       'PGOPS_CLUSTER_MAIN_FENCE_COMMAND must be a JSON array of arguments, e.g. ["/usr/local/bin/fence","{old_host}"] (no shell strings)',
     ],
+    [
+      { PGOPS_CLUSTER_MAIN_PGBOUNCER_INI: '/etc/pgbouncer/pgbouncer.ini', PGOPS_CLUSTER_MAIN_ENDPOINT_URL: undefined },
+      "PGOPS_CLUSTER_MAIN_PGBOUNCER_INI is set but PGOPS_CLUSTER_MAIN_ENDPOINT_URL is not: PgBouncer's admin console is reached at the endpoint's address with its credentials",
+    ],
     [{ PGOPS_CLUSTERS: 'Main' }, 'PGOPS_CLUSTERS: "Main" is not a valid cluster name (lowercase letters, digits, _ and -)'],
     [{ PGOPS_TARGET_PRIMARY_OS_USER: 'pgops', PGOPS_TARGET_PRIMARY_DATA_DIR: undefined }, "PGOPS_TARGET_PRIMARY_OS_USER is set but PGOPS_TARGET_PRIMARY_DATA_DIR is not: name the server's data directory"],
     [{ PGOPS_TARGET_PRIMARY_DATA_DIR: 'data/primary' }, 'PGOPS_TARGET_PRIMARY_DATA_DIR=data/primary must be an absolute path'],

@@ -5,9 +5,11 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
   condition,
   defineQuery,
   defineSignal,
+  isCancellation,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -30,10 +32,6 @@ const CLUSTER_NAME = /^[a-z][a-z0-9_-]*$/;
 
 /** Timeouts follow the cluster's policy: a probe window of minutes must not be cut short. */
 function failoverActivities(view: ClusterView) {
-  const quick = proxyActivities<Activities>({
-    startToCloseTimeout: '1 minute',
-    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
-  });
   const { confirmPrimaryFailure } = proxyActivities<Activities>({
     startToCloseTimeout: view.policy.confirmWindowMs + 60_000,
     heartbeatTimeout: '15 seconds',
@@ -43,6 +41,11 @@ function failoverActivities(view: ClusterView) {
     startToCloseTimeout: view.policy.replayCatchUpMs + 60_000,
     heartbeatTimeout: '15 seconds',
     retry: { initialInterval: '1 second', maximumInterval: '5 seconds', maximumAttempts: 5 },
+  });
+  // pg_promote waits up to 60 s, then up to 10 s more of polling for the end of recovery.
+  const { promoteCandidate } = proxyActivities<Activities>({
+    startToCloseTimeout: '3 minutes',
+    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
   });
   const serverSteps = proxyActivities<Activities>({
     startToCloseTimeout: '3 minutes',
@@ -57,7 +60,7 @@ function failoverActivities(view: ClusterView) {
     confirmPrimaryFailure,
     chooseCandidate,
     fenceOldPrimary: serverSteps.fenceOldPrimary,
-    promoteCandidate: quick.promoteCandidate,
+    promoteCandidate,
     repointClients: serverSteps.repointClients,
     stopPrimaryForSwitchover: serverSteps.stopPrimaryForSwitchover,
     countLostTransactions: serverSteps.countLostTransactions,
@@ -97,6 +100,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     cluster: view.cluster,
     mode,
     workflowId: workflowInfo().workflowId,
+    runId: workflowInfo().runId,
     oldPrimary: view.primary,
     reason: input.reason,
     requestedBy: input.requestedBy,
@@ -108,6 +112,11 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     totalMs: 0,
   };
   setHandler(failoverStatusQuery, () => status);
+
+  // Whether a switchover began stopping the primary, and whether a promotion was ever asked for
+  // (after which the old primary must not come back: the candidate may be writable).
+  let primaryStopStarted = false;
+  let promotionStarted = false;
 
   const received: FailoverApproval[] = [];
   setHandler(approveFailoverSignal, (approval) => {
@@ -136,7 +145,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
       timing.outcome = outcome(value);
       return value;
     } catch (err) {
-      timing.outcome = `failed: ${causeMessage(err)}`;
+      timing.outcome = isCancellation(err) ? 'cancelled' : `failed: ${causeMessage(err)}`;
       throw err;
     } finally {
       timing.ms = Date.now() - started;
@@ -184,14 +193,15 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     } else {
       // A planned move is approved before the primary stops: clients must not wait on a person.
       await approvalGate('the primary stops');
+      primaryStopStarted = true;
       try {
         result.switchover = await step('stopping-primary', 'stop primary cleanly', () =>
           acts.stopPrimaryForSwitchover({ cluster: view.cluster, primary: view.primary }),
           (s) => `shutdown checkpoint at ${s.checkpointLsn}${s.pausedEndpoint ? ', endpoint paused' : ''}`,
         );
       } catch (err) {
-        // Undo a half-done stop: the primary up again, the endpoint no longer paused.
-        await step('failed', 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line).catch(() => undefined);
+        // Undo a half-done stop: the primary up again, the endpoint no longer paused (on cancellation, done below).
+        if (!isCancellation(err)) await step('failed', 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line).catch(() => undefined);
         throw err;
       }
     }
@@ -204,6 +214,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
         (c) => `${c.candidate} at ${c.receiveLsn}, ${c.lagBytes} bytes behind`,
       );
     } catch (err) {
+      if (isCancellation(err)) throw err;
       return refuse('NoCandidate', `failover of ${view.cluster}: no standby to promote: ${causeMessage(err)}`);
     }
     result.choice = choice;
@@ -245,6 +256,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     // 5. promote
     const timelineBefore = choice.standbys.find((s) => s.node === choice.candidate)?.timeline ?? 0;
     result.lagBytesAtPromotion = choice.lagBytes;
+    promotionStarted = true;
     result.promotion = await step('promoting', 'promote', () =>
       acts.promoteCandidate({ cluster: view.cluster, node: choice.candidate, timelineBefore, workflowId: result.workflowId }),
       (p) => `${p.node} on timeline ${p.timelineAfter} (was ${p.timelineBefore})`,
@@ -274,6 +286,26 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
   try {
     return await runbook();
   } catch (err) {
+    if (isCancellation(err)) {
+      // Cancelled: undo a switchover's stop that promoted nothing and record the run, then end cancelled.
+      await CancellationScope.nonCancellable(async () => {
+        if (mode === 'switchover' && primaryStopStarted && !promotionStarted) {
+          await step('cancelled', 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line).catch(
+            () => undefined,
+          );
+        }
+        status.stage = 'cancelled';
+        result.error = result.outcome === 'promoted' ? 'cancelled after the promotion' : 'cancelled';
+        result.finishedAt = new Date().toISOString();
+        result.totalMs = Date.now() - Date.parse(startedAt);
+        try {
+          result.auditKey = await acts.recordFailoverAudit({ ...result, outcome: result.outcome === 'promoted' ? 'promoted' : 'cancelled' });
+        } catch {
+          // The cancellation is what the caller asked for and sees.
+        }
+      });
+      throw err;
+    }
     if (!(err instanceof ApplicationFailure || err instanceof ActivityFailure)) throw err; // a bug: let the workflow task retry
     status.stage = 'failed';
     result.error = causeMessage(err);

@@ -6,6 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import execa from 'execa';
 import type { ClusterConfig, WorkerConfig } from '../../config';
 import type { FenceResult, PromotionResult } from '../../failoverTypes';
+import { heartbeatWhile } from '../heartbeat';
 import { resolveTarget, withTarget } from '../postgres/connection';
 import { clusterNode, hookArguments, resolveCluster } from './cluster';
 import { controlData, runServerTool, stopServer } from './serverControl';
@@ -65,7 +66,12 @@ export function fenceAndPromoteActivities(config: WorkerConfig) {
     const actions: string[] = [];
     let stopped = false;
     if (target.server) {
-      actions.push(await stopServer(config, target, 'fast'));
+      const heartbeats = heartbeatWhile(() => `stopping ${input.node}`);
+      try {
+        actions.push(await stopServer(config, target, 'fast'));
+      } finally {
+        heartbeats.stop();
+      }
       stopped = true;
     } else if (await acceptsWrites(config, input.node)) {
       await withTarget(target, async (client) => {

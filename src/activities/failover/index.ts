@@ -12,7 +12,9 @@ import { switchoverActivities } from './switchover';
 export function failoverActivities(config: WorkerConfig) {
   /** Appends the failover's record to the audit trail in S3 (once, however often retried). */
   async function recordFailoverAudit(result: FailoverResult): Promise<string> {
-    return appendAuditRecord(config, 'failovers', result.workflowId, result, result.finishedAt);
+    // workflowId alone would make a later failover run under the same id look already recorded.
+    const id = result.runId ? `${result.workflowId}/${result.runId}` : result.workflowId;
+    return appendAuditRecord(config, 'failovers', id, result, result.finishedAt);
   }
   return {
     ...clusterActivities(config),

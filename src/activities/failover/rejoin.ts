@@ -9,8 +9,8 @@ import type { RejoinResult } from '../../failoverTypes';
 import { heartbeatWhile } from '../heartbeat';
 import { withTarget } from '../postgres/connection';
 import { clusterNode, resolveCluster } from './cluster';
-import { runServerTool, serverControl, startServer, stopServer } from './serverControl';
-import { readPosition } from './walPositions';
+import { runServerTool, serverControl, serverRunning, startServer, stopServer } from './serverControl';
+import { boundedQuery, readPosition } from './walPositions';
 
 const STREAMING_WITHIN_MS = 60_000;
 
@@ -57,6 +57,41 @@ export function rejoinActivities(config: WorkerConfig) {
     });
   }
 
+  /** Whether a running server is in recovery, and its timeline (a primary's from its current WAL file: pg_control lags after a promotion). */
+  async function liveState(target: TargetConfig): Promise<{ inRecovery: boolean; timeline: number } | undefined> {
+    try {
+      return await boundedQuery(target, 5_000, async (client) => {
+        const { rows } = await client.query<{ in_recovery: boolean; walfile: string | null; checkpoint_timeline: number }>(
+          `SELECT pg_is_in_recovery() AS in_recovery,
+                  CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_lsn()) END AS walfile,
+                  (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline`,
+        );
+        const row = rows[0];
+        return { inRecovery: row.in_recovery, timeline: row.walfile ? parseInt(row.walfile.slice(0, 8), 16) : Number(row.checkpoint_timeline) };
+      });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Refuses to stop and rewind `node` unless it is down, in recovery, or behind the new primary's
+   * timeline: swapped arguments must never stop the live primary.
+   */
+  async function refuseUnlessRejoinable(node: TargetConfig, newPrimary: TargetConfig): Promise<void> {
+    if (!(await serverRunning(config, node))) return;
+    const here = await liveState(node);
+    if (here?.inRecovery) return;
+    const there = await liveState(newPrimary);
+    if (here && there && there.timeline > here.timeline) return;
+    throw ApplicationFailure.nonRetryable(
+      `refusing to stop and rewind ${node.name}: it is running${here ? ` as a primary on timeline ${here.timeline}` : ' and does not answer'}, and ${newPrimary.name} is ` +
+        (there ? `on timeline ${there.timeline}${there.inRecovery ? ' (in recovery)' : ''}` : 'not answering') +
+        `, not on a later timeline; are node and newPrimary swapped? Stop ${node.name} first if it really is the old primary`,
+      'RejoinRefused',
+    );
+  }
+
   function writeStandbyConfig(cluster: ClusterConfig, node: TargetConfig, newPrimary: TargetConfig): void {
     const { dataDir } = serverControl(node);
     const role = replicationRole(cluster);
@@ -99,6 +134,7 @@ export function rejoinActivities(config: WorkerConfig) {
     const { cluster, node, newPrimary } = nodes(input);
     const { dataDir } = serverControl(node);
     const role = replicationRole(cluster);
+    await refuseUnlessRejoinable(node, newPrimary);
     await ensureSlot(newPrimary, node.name);
     await stopServer(config, node, 'fast');
     stepTo('pg_rewind');
@@ -138,7 +174,12 @@ export function rejoinActivities(config: WorkerConfig) {
 
   async function startAsStandby(input: { cluster: string; node: string; newPrimary: string }): Promise<string> {
     const { node } = nodes(input);
-    await startServer(config, node);
+    const heartbeats = heartbeatWhile(() => `starting ${node.name}`);
+    try {
+      await startServer(config, node);
+    } finally {
+      heartbeats.stop();
+    }
     return `started ${node.name}`;
   }
 

@@ -34,7 +34,8 @@ export function runServerTool(config: WorkerConfig, target: TargetConfig, tool: 
 export async function serverRunning(config: WorkerConfig, target: TargetConfig): Promise<boolean> {
   const result = await runServerTool(config, target, 'pg_ctl', ['-D', serverControl(target).dataDir, 'status']);
   if (result.exitCode === 0) return true;
-  if (result.exitCode === 3) return false;
+  // 4: no data directory (e.g. a failed pg_basebackup removed it): nothing can be running there.
+  if (result.exitCode === 3 || result.exitCode === 4) return false;
   throw ApplicationFailure.retryable(`pg_ctl status for ${target.name} failed (${result.exitCode}): ${result.all}`, 'ServerControlFailed');
 }
 

@@ -3,6 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../config';
 import type { SwitchoverStop } from '../../failoverTypes';
+import { heartbeatWhile } from '../heartbeat';
 import { clusterNode, resolveCluster } from './cluster';
 import { pgbouncerCommand } from './repoint';
 import { controlData, serverControl, startServer, stopServer } from './serverControl';
@@ -18,7 +19,12 @@ export function switchoverActivities(config: WorkerConfig) {
       await pgbouncerCommand(cluster, 'PAUSE', 20_000);
       pausedEndpoint = true;
     }
-    await stopServer(config, primary, 'fast');
+    const heartbeats = heartbeatWhile(() => `stopping ${input.primary}`);
+    try {
+      await stopServer(config, primary, 'fast');
+    } finally {
+      heartbeats.stop();
+    }
     const control = await controlData(config, primary);
     const state = control['Database cluster state'];
     if (state !== 'shut down') {
@@ -34,7 +40,12 @@ export function switchoverActivities(config: WorkerConfig) {
   async function resumeOldPrimary(input: { cluster: string; primary: string }): Promise<string> {
     const cluster = resolveCluster(config, input.cluster);
     const primary = clusterNode(config, cluster, input.primary);
-    await startServer(config, primary);
+    const heartbeats = heartbeatWhile(() => `starting ${input.primary}`);
+    try {
+      await startServer(config, primary);
+    } finally {
+      heartbeats.stop();
+    }
     if (cluster.pgbouncerIni && !cluster.repointCommand) await pgbouncerCommand(cluster, 'RESUME');
     return `restarted ${input.primary}${cluster.pgbouncerIni ? ' and resumed PgBouncer' : ''}`;
   }
