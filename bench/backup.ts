@@ -23,6 +23,7 @@ import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { DEFAULT_COMPRESSION } from '../src/backupDefaults';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
+import { describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
 import { benchTarget, prependToBenchmarks, seconds, stepSeconds } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
@@ -30,11 +31,17 @@ const scale = Number(values.scale);
 const DATABASE = `pgops_bench_scale_${String(scale).replace('.', '_')}`;
 const PREFIX = `bench-${randomUUID().slice(0, 8)}/backups`;
 
+function servers(): Record<string, RegExp> {
+  const { targets } = loadWorkerConfig(stackEnv());
+  return stackServers(targets.primary.server!.dataDir, targets.standby?.server?.dataDir);
+}
+
 interface Row {
   name: string;
   seconds: number;
   storedBytes: number;
   note?: string;
+  cpu?: CpuUsage;
 }
 
 async function databaseSize(target: TargetConfig): Promise<number> {
@@ -44,15 +51,20 @@ async function databaseSize(target: TargetConfig): Promise<number> {
   return size;
 }
 
-async function rawDump(pgBinDir: string, target: TargetConfig): Promise<Row> {
+/** pg_dump alone to /dev/null: with -Z0 the logical-dump limit; with gzip:1 what the default compression alone costs. */
+async function pgDumpAlone(pgBinDir: string, target: TargetConfig, compression: '0' | 'gzip:1'): Promise<Row> {
+  const meter = startCpuMeter(servers());
   const started = Date.now();
-  await execa(path.join(pgBinDir, 'pg_dump'), ['--format=custom', '--compress=0'], { env: libpqEnv(target), stdout: openSync('/dev/null', 'w') });
-  return { name: 'raw dump: pg_dump -Fc -Z0 > /dev/null', seconds: seconds(started), storedBytes: 0, note: 'the logical-dump limit' };
+  await execa(path.join(pgBinDir, 'pg_dump'), ['--format=custom', `--compress=${compression}`], { env: libpqEnv(target), stdout: openSync('/dev/null', 'w') });
+  return compression === '0'
+    ? { name: 'raw dump: pg_dump -Fc -Z0 > /dev/null', seconds: seconds(started), storedBytes: 0, note: 'the logical-dump limit', cpu: meter.stop() }
+    : { name: 'pg_dump -Fc -Z gzip:1 > /dev/null', seconds: seconds(started), storedBytes: 0, note: "pg_dump alone with nightlyBackup's default compression", cpu: meter.stop() };
 }
 
 async function oldScript(pgBinDir: string, target: TargetConfig, config: ReturnType<typeof loadWorkerConfig>): Promise<Row> {
   const dir = mkdtempSync(path.join(tmpdir(), 'pgops-bench-'));
   const file = path.join(dir, 'dump.sql.gz');
+  const meter = startCpuMeter(servers());
   const started = Date.now();
   const dump = execa(path.join(pgBinDir, 'pg_dump'), [], { env: libpqEnv(target), buffer: false });
   const gzip = execa('gzip', [], { stdin: dump.stdout!, stdout: openSync(file, 'w') });
@@ -61,9 +73,11 @@ async function oldScript(pgBinDir: string, target: TargetConfig, config: ReturnT
   const s3 = createS3Client(config.s3);
   await new Upload({ client: s3, params: { Bucket: config.s3.bucket, Key: `${PREFIX}/script/dump.sql.gz`, Body: createReadStream(file) } }).done();
   s3.destroy();
+  const took = seconds(started);
+  const cpu = meter.stop();
   const storedBytes = statSync(file).size;
   rmSync(dir, { recursive: true, force: true });
-  return { name: 'old script: pg_dump | gzip > file, then upload (unverified)', seconds: seconds(started), storedBytes, note: `dump+gzip ${dumpSeconds.toFixed(1)} s` };
+  return { name: 'old script: pg_dump \\| gzip > file, then upload (unverified)', seconds: took, storedBytes, note: `dump+gzip ${dumpSeconds.toFixed(1)} s`, cpu };
 }
 
 /**
@@ -94,10 +108,12 @@ async function nightly(compression: string, format: DumpFormat, env: Record<stri
   const rss = watchPeakRss(worker.child.pid!);
   const client = await connectClient(config.temporal);
   try {
+    const meter = startCpuMeter(servers());
     const started = Date.now();
     const handle = await startBackup(client, { taskQueue }, { target: 'bench', compression, format, jobs: 2 });
     const result = await handle.result();
     const total = seconds(started);
+    const cpu = meter.stop();
     const peak = rss.stop();
     const steps = await stepSeconds(handle);
     rmSync(path.join(env.PGOPS_STAGING_DIR, result.backupId), { recursive: true, force: true });
@@ -108,6 +124,7 @@ async function nightly(compression: string, format: DumpFormat, env: Record<stri
         seconds: total,
         storedBytes: result.manifest.sizeBytes,
         note: `dump ${steps.dumpDatabase.toFixed(1)} s, test restore ${steps.verifyByTestRestore.toFixed(1)} s, upload ${steps.uploadBackup.toFixed(1)} s; worker peak RSS ${mb}`,
+        cpu,
       },
       { name: `  its dump stage (${compression}, ${format})`, seconds: steps.dumpDatabase, storedBytes: result.manifest.sizeBytes },
     ];
@@ -123,16 +140,21 @@ function report(rows: Row[], dbBytes: number): string {
   const script = rows[1].seconds;
   const lines = rows.map(
     (r) =>
-      `| ${r.name} | ${r.seconds.toFixed(1)} | ${(r.seconds / raw).toFixed(2)}× | ${(r.seconds / script).toFixed(2)}× | ${r.storedBytes ? `${(r.storedBytes / 1e6).toFixed(0)} MB` : '-'} | ${r.note ?? ''} |`,
+      `| ${r.name} | ${r.seconds.toFixed(1)} | ${(r.seconds / raw).toFixed(2)}× | ${(r.seconds / script).toFixed(2)}× | ${r.storedBytes ? `${(r.storedBytes / 1e6).toFixed(0)} MB` : '-'} | ${r.cpu ? `${r.cpu.busySeconds.toFixed(1)} / ${r.cpu.floorSeconds.toFixed(1)} s` : ''} | ${r.note ?? ''} |`,
   );
+  const cpuLines = rows.filter((r) => r.cpu).map((r) => `- ${r.name}: ${describeCpu(r.cpu!)}`);
   return [
     `## Backup (${new Date().toISOString().slice(0, 10)}, scale ${scale}, database ${(dbBytes / 1e9).toFixed(2)} GB)`,
     '',
     `Command: \`npx tsx bench/backup.ts --scale ${scale}\` (stack up; 2-core machine, shared and noisy: compare ratios, not seconds)`,
     '',
-    '| run | wall s | vs raw dump | vs old script | stored | notes |',
-    '| --- | ---: | ---: | ---: | ---: | --- |',
+    '| run | wall s | vs raw dump | vs old script | stored | busy CPU-s / floor on 2 cores | notes |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
     ...lines,
+    '',
+    'Where the CPU went (by process, sampled every 100 ms; a process that exited is counted through its parent):',
+    '',
+    ...cpuLines,
     '',
   ].join('\n');
 }
@@ -147,7 +169,7 @@ async function main(): Promise<void> {
   const config = loadWorkerConfig({ ...stackEnv(), ...env });
   const dbBytes = await databaseSize(target);
   try {
-    const rows: Row[] = [await rawDump(base.pgBinDir, target), await oldScript(base.pgBinDir, target, config)];
+    const rows: Row[] = [await pgDumpAlone(base.pgBinDir, target, '0'), await oldScript(base.pgBinDir, target, config), await pgDumpAlone(base.pgBinDir, target, 'gzip:1')];
     for (const [compression, format] of [['gzip:1', 'custom'], ['gzip:6', 'custom'], ['none', 'custom'], ['gzip:1', 'directory']] as const) {
       rows.push(...(await nightly(compression, format, env, config)));
       console.error(`done: nightlyBackup ${compression} ${format}`);

@@ -18,6 +18,7 @@ import { loadWorkerConfig, type TargetConfig } from '../src/config';
 import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
+import { describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
 import { benchTarget, prependToBenchmarks, seconds } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
@@ -25,12 +26,20 @@ const scale = Number(values.scale);
 const DATABASE = `pgops_bench_scale_${String(scale).replace('.', '_')}`;
 const PREFIX = `bench-${randomUUID().slice(0, 8)}/backups`;
 
-/** restore.sh without its "y/n": the cron job's gzip piped into psql, into a fresh database. */
-async function scriptRestore(pgBinDir: string, target: TargetConfig, dumpGz: string): Promise<number> {
-  const scratch = `${DATABASE}_script_restore`;
+/** Runs `load` against a fresh scratch database, metered; the database is dropped after. */
+async function intoScratch(target: TargetConfig, servers: Record<string, RegExp>, load: (scratch: string) => Promise<unknown>): Promise<CpuUsage> {
+  const scratch = `${DATABASE}_bench_restore`;
   const admin = { ...target, database: 'postgres' };
-  await withTarget(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`).then(() => c.query(`CREATE DATABASE ${scratch}`)));
-  const started = Date.now();
+  await withTarget(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`).then(() => c.query(`CREATE DATABASE ${scratch}`).then(() => c.query('CHECKPOINT'))));
+  const meter = startCpuMeter(servers);
+  await load(scratch);
+  const usage = meter.stop();
+  await withTarget(admin, (c) => c.query(`DROP DATABASE ${scratch} WITH (FORCE)`));
+  return usage;
+}
+
+/** restore.sh without its "y/n": the cron job's gzip piped into psql. */
+async function scriptRestore(pgBinDir: string, target: TargetConfig, dumpGz: string, scratch: string): Promise<void> {
   const gunzip = execa('gunzip', ['-c', dumpGz], { buffer: false });
   const psql = execa(path.join(pgBinDir, 'psql'), ['-q', '-X', '-v', 'ON_ERROR_STOP=1', `--dbname=${scratch}`], {
     env: libpqEnv({ ...target, database: scratch }),
@@ -38,9 +47,11 @@ async function scriptRestore(pgBinDir: string, target: TargetConfig, dumpGz: str
     stdout: 'ignore',
   });
   await Promise.all([gunzip, psql]);
-  const took = seconds(started);
-  await withTarget(admin, (c) => c.query(`DROP DATABASE ${scratch} WITH (FORCE)`));
-  return took;
+}
+
+/** What the staging step runs, alone: pg_restore -j2 of a custom-format dump. */
+async function pgRestore(pgBinDir: string, target: TargetConfig, dump: string, scratch: string): Promise<void> {
+  await execa(path.join(pgBinDir, 'pg_restore'), ['--exit-on-error', '--jobs=2', `--dbname=${scratch}`, dump], { env: libpqEnv({ ...target, database: scratch }) });
 }
 
 async function main(): Promise<void> {
@@ -64,34 +75,50 @@ async function main(): Promise<void> {
     const dumpGz = path.join(work, 'dump.sql.gz');
     const dump = execa(path.join(base.pgBinDir, 'pg_dump'), [], { env: libpqEnv(target), buffer: false });
     await Promise.all([dump, execa('gzip', [], { stdin: dump.stdout!, stdout: openSync(dumpGz, 'w') })]);
+    const customDump = path.join(work, 'dump.custom');
+    await execa(path.join(base.pgBinDir, 'pg_dump'), ['--format=custom', '--compress=gzip:1', `--file=${customDump}`], { env: libpqEnv(target) });
     const backup = await (await startBackup(client, { taskQueue }, { target: 'bench', verify: 'list' })).result();
     console.error(`prepared: ${(statSync(dumpGz).size / 1e6).toFixed(0)} MB dump.sql.gz, backup ${backup.backupId} (${(backup.manifest.sizeBytes / 1e6).toFixed(0)} MB)`);
 
-    const script = await scriptRestore(base.pgBinDir, target, dumpGz);
-    console.error(`gunzip | psql: ${script.toFixed(1)} s`);
+    const servers = stackServers(base.targets.primary.server!.dataDir, base.targets.standby?.server?.dataDir);
+    const scriptCpu = await intoScratch(target, servers, (scratch) => scriptRestore(base.pgBinDir, target, dumpGz, scratch));
+    const script = scriptCpu.wallSeconds;
+    console.error(`gunzip | psql: ${script.toFixed(1)} s; ${describeCpu(scriptCpu)}`);
+    const aloneCpu = await intoScratch(target, servers, (scratch) => pgRestore(base.pgBinDir, target, customDump, scratch));
+    console.error(`pg_restore -j2 alone: ${aloneCpu.wallSeconds.toFixed(1)} s; ${describeCpu(aloneCpu)}`);
 
+    const meter = startCpuMeter(servers);
     const started = Date.now();
     const handle = await startRestore(client, { taskQueue }, { target: 'bench', backup: backup.backupId, mode: 'replace', requestedBy: 'bench', jobs: 2 });
     while ((await restoreStatus(client, handle.workflowId)).stage !== 'awaiting-approval') await new Promise((r) => setTimeout(r, 100));
     await handle.signal('approve', { approver: 'bench-approver', reason: 'benchmark' });
     const result = await handle.result();
     const total = seconds(started);
+    const restoreCpu = meter.stop();
     const step = (name: string) => (result.durationsMs[name] ?? 0) / 1000;
     console.error(`guardedRestore: ${total.toFixed(1)} s`);
     await withTarget({ ...target, database: 'postgres' }, (c) => c.query(`DROP DATABASE ${result.preRestoreDatabase} WITH (FORCE)`));
 
     const size = await withTarget(target, async (c) => Number((await c.query('SELECT pg_database_size(current_database()) AS b')).rows[0].b));
-    const row = (name: string, s: number, note = '') => `| ${name} | ${s.toFixed(1)} | ${(s / script).toFixed(2)}× | ${note} |`;
+    const row = (name: string, s: number, note = '', cpu?: CpuUsage) =>
+      `| ${name} | ${s.toFixed(1)} | ${(s / script).toFixed(2)}× | ${cpu ? `${cpu.busySeconds.toFixed(1)} / ${cpu.floorSeconds.toFixed(1)} s` : ''} | ${note} |`;
     const section = [
       `## Restore (${new Date().toISOString().slice(0, 10)}, scale ${scale}, database ${(size / 1e9).toFixed(2)} GB)`,
       '',
       `Command: \`npx tsx bench/restore.ts --scale ${scale}\` (stack up; compiled worker; 2-core machine, shared and noisy: compare ratios)`,
       '',
-      '| run | wall s | vs gunzip \\| psql | notes |',
-      '| --- | ---: | ---: | --- |',
-      row('old script: gunzip -c dump.sql.gz \\| psql into a fresh database', script, 'unverified, no way back'),
-      row('guardedRestore --mode replace, approved at once', total, `fetch + checksum ${step('fetch').toFixed(1)} s, plan ${step('plan').toFixed(1)} s, safety snapshot ${step('safetySnapshot').toFixed(1)} s, swap ${step('swap').toFixed(1)} s`),
+      '| run | wall s | vs gunzip \\| psql | busy CPU-s / floor on 2 cores | notes |',
+      '| --- | ---: | ---: | ---: | --- |',
+      row('old script: gunzip -c dump.sql.gz \\| psql into a fresh database', script, 'unverified, no way back', scriptCpu),
+      row('pg_restore -j2 of the custom-format dump alone, into a fresh database', aloneCpu.wallSeconds, 'what the staging step runs', aloneCpu),
+      row('guardedRestore --mode replace, approved at once', total, `fetch + checksum ${step('fetch').toFixed(1)} s, plan ${step('plan').toFixed(1)} s, safety snapshot ${step('safetySnapshot').toFixed(1)} s, swap ${step('swap').toFixed(1)} s`, restoreCpu),
       row('  its restore into staging (pg_restore -j2, row counts checked)', step('stagingRestore')),
+      '',
+      'Where the CPU went (by process, sampled every 100 ms; a process that exited is counted through its parent):',
+      '',
+      `- gunzip \\| psql: ${describeCpu(scriptCpu)}`,
+      `- pg_restore -j2 alone: ${describeCpu(aloneCpu)}`,
+      `- guardedRestore: ${describeCpu(restoreCpu)}`,
       '',
       `Downtime (target refusing connections, from ALLOW_CONNECTIONS false to the renamed copy answering): ${result.downtimeMs} ms.`,
       '',
