@@ -6,9 +6,11 @@
 // and print a Markdown section for docs/benchmarks.md.
 //
 //   npx tsx bench/embeddings.ts [--rows 100000]        (the local stack must be up: scripts/stack up)
-// The worker under test is a separate process (bin/pgops worker); the API runs in this process.
+// The worker under test is a separate process (the compiled worker, as deployed); the API runs in this process.
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
+import execa from 'execa';
 import OpenAI from 'openai';
 import { connectTarget } from '../src/activities/postgres/connection';
 import { connectClient, startEmbeddingBackfill } from '../src/client';
@@ -84,7 +86,7 @@ interface Run {
 async function backfill(name: string, env: Record<string, string>, target: TargetConfig, input: EmbeddingBackfillInput, fresh = true): Promise<Run> {
   if (fresh) await freshColumn(target, input.embeddingColumn!);
   const taskQueue = `bench-${randomUUID()}`;
-  const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue });
+  const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue }, { compiled: true });
   const client = await connectClient(loadWorkerConfig(stackEnv()).temporal);
   try {
     const { targets } = loadWorkerConfig(stackEnv());
@@ -103,6 +105,8 @@ async function backfill(name: string, env: Record<string, string>, target: Targe
 }
 
 async function main(): Promise<void> {
+  // Measure the worker a deployment runs: compiled, with the workflow bundle built ahead.
+  await execa('npm', ['run', '--silent', 'build'], { cwd: path.join(__dirname, '..'), stdio: 'inherit' });
   const target = await benchTarget();
   const server = await startFakeEmbeddingsServer();
   const env = {

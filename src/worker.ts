@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities, type Activities } from './activities';
+import { closePooledTargets } from './activities/postgres/connection';
 import { ConfigError, loadWorkerConfig, type WorkerConfig } from './config';
 import { connectWorkerConnection, TemporalUnreachable } from './temporal/connection';
 
@@ -48,6 +49,7 @@ export async function main(): Promise<void> {
   try {
     await worker.run(); // resolves after SIGINT/SIGTERM once in-flight work drained or the grace time ran out
   } finally {
+    await closePooledTargets();
     await connection.close();
   }
 }

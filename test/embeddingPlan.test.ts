@@ -1,8 +1,9 @@
-// How the backfill sizes its API requests and reads the API's pacing headers: pure functions, so
-// these run without the stack.
+// How the backfill sizes its API requests and reads the API's pacing headers, and how the local
+// API writes its responses: pure functions, so these run without the stack.
 import { cutIntoBatches } from '../src/activities/embeddings/planEmbeddingBatches';
 import { parseResetDuration, rateLimitHint, retryAfterMs } from '../src/activities/embeddings/embeddingsApi';
 import { estimateTokens, resolveEmbeddingBackfill, EmbeddingInputInvalid } from '../src/embeddingDefaults';
+import { base64EmbeddingsBody, fakeEmbedding } from '../src/dev/fakeEmbeddingsServer';
 
 const rows = (bytes: number[]) => bytes.map((b, i) => ({ key: String(i + 1), bytes: b }));
 
@@ -79,5 +80,22 @@ describe('the API pacing headers', () => {
       remainingTokens: 149_000,
       resetMs: 1_000,
     });
+  });
+});
+
+describe('the local API\'s base64 response body', () => {
+  test('is the JSON that JSON.stringify would give, vectors intact', () => {
+    const vectors = ['deadlock', '교착 상태', ''].map((text) => fakeEmbedding(text, 8));
+    const usage = { prompt_tokens: 7, total_tokens: 7 };
+    const body = base64EmbeddingsBody(vectors, 'model "ü"', usage);
+    const expected = {
+      object: 'list',
+      data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: Buffer.from(v.buffer).toString('base64') })),
+      model: 'model "ü"',
+      usage,
+    };
+    expect(body.toString('utf8')).toBe(JSON.stringify(expected));
+    const decoded = (JSON.parse(body.toString('utf8')) as typeof expected).data.map((d) => new Float32Array(new Uint8Array(Buffer.from(d.embedding, 'base64')).buffer));
+    expect(decoded).toEqual(vectors);
   });
 });

@@ -4,13 +4,13 @@
 // written only if the row's text is still the text that was embedded.
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Client } from 'pg';
+import type { ClientBase } from 'pg';
 import type OpenAI from 'openai';
 import type { WorkerConfig } from '../../config';
 import { estimateTokens, splitIntoRequests } from '../../embeddingDefaults';
 import type { EmbedBatchResult, EmbeddingBackfillSpec, EmbeddingBatchPlan, RateLimitHint } from '../../embeddingTypes';
 import { heartbeatWhile } from '../heartbeat';
-import { resolveTarget, withTarget } from '../postgres/connection';
+import { resolveTarget, withPooledTarget } from '../postgres/connection';
 import { createEmbeddingsClient, InputRejected, RateLimited, requestEmbeddings } from './embeddingsApi';
 import { type EmbeddingTable, needsWork, requirePrepared, resolveEmbeddingTable, textHash } from './embeddingTable';
 import { binaryVectorArray, textVectorArray } from './vectorArray';
@@ -43,7 +43,7 @@ function rejectReason(row: Row, spec: EmbeddingBackfillSpec): string | undefined
   return undefined;
 }
 
-async function readRows(db: Client, table: EmbeddingTable, spec: EmbeddingBackfillSpec, batch: EmbeddingBatchPlan): Promise<Row[]> {
+async function readRows(db: ClientBase, table: EmbeddingTable, spec: EmbeddingBackfillSpec, batch: EmbeddingBatchPlan): Promise<Row[]> {
   const work = needsWork(table, spec, 2);
   const params: unknown[] = [batch.lastKey, ...work.params];
   let after = '';
@@ -62,7 +62,7 @@ async function readRows(db: Client, table: EmbeddingTable, spec: EmbeddingBackfi
 }
 
 /** Marks rows as seen with this text and model (no vector) and records why, in one statement. */
-async function recordBadRows(db: Client, table: EmbeddingTable, spec: EmbeddingBackfillSpec, bad: BadRow[]): Promise<number> {
+async function recordBadRows(db: ClientBase, table: EmbeddingTable, spec: EmbeddingBackfillSpec, bad: BadRow[]): Promise<number> {
   if (bad.length === 0) return 0;
   const { rowCount } = await db.query(
     `WITH bad AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS b(key, hash, reason)),
@@ -83,7 +83,7 @@ async function recordBadRows(db: Client, table: EmbeddingTable, spec: EmbeddingB
 
 /** Writes the vectors of rows whose text is unchanged, and clears their old errors: one statement. */
 async function writeVectors(
-  db: Client,
+  db: ClientBase,
   table: EmbeddingTable,
   spec: EmbeddingBackfillSpec,
   rows: Row[],
@@ -116,7 +116,7 @@ export function embedBatchActivities(config: WorkerConfig) {
     let waiting: number | undefined;
     const heartbeats = heartbeatWhile(() => ({ ...result, waitingForRateLimitMs: waiting }));
     try {
-      return await withTarget(resolveTarget(config, spec.target), async (db) => {
+      return await withPooledTarget(resolveTarget(config, spec.target), async (db) => {
         const table = await resolveEmbeddingTable(db, spec);
         const { vectorType, vectorTypeOid } = requirePrepared(table, spec);
         const rows = await readRows(db, table, spec, batch);

@@ -1,7 +1,7 @@
 // The one place a backfill's names become SQL: every table and column name from the input is
 // looked up in the catalog first and then quoted as an identifier; values travel as parameters.
 import { ApplicationFailure } from '@temporalio/common';
-import type { Client } from 'pg';
+import type { ClientBase } from 'pg';
 import { HNSW_MAX_VECTOR_DIMENSIONS } from '../../embeddingDefaults';
 import type { EmbeddingBackfillSpec } from '../../embeddingTypes';
 
@@ -50,7 +50,7 @@ export function wantedVectorType(dimensions: number): 'vector' | 'halfvec' {
 }
 
 /** Looks every name of the spec up in the catalog and returns the quoted SQL fragments. */
-export async function resolveEmbeddingTable(db: Client, spec: EmbeddingBackfillSpec): Promise<EmbeddingTable> {
+export async function resolveEmbeddingTable(db: ClientBase, spec: EmbeddingBackfillSpec): Promise<EmbeddingTable> {
   const label = `${spec.schema}.${spec.table}`;
   const relation = await db.query<{ oid: number }>(
     `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -83,6 +83,8 @@ function decodeVector(embedding: string | number[], dimensions: number, model: s
     typeof embedding === 'string'
       ? (() => {
           const bytes = Buffer.from(embedding, 'base64');
+          // A view when the bytes are 4-aligned (a buffer this size has its own memory), else a copy.
+          if (bytes.byteOffset % 4 === 0 && bytes.length % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
           return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
         })()
       : Float32Array.from(embedding);

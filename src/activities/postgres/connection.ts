@@ -1,6 +1,6 @@
 // One way to open a connection to a named target, and to explain why it failed.
 import { ApplicationFailure } from '@temporalio/common';
-import { Client } from 'pg';
+import { Client, Pool, type ClientBase } from 'pg';
 import type { TargetConfig, WorkerConfig } from '../../config';
 
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -51,18 +51,22 @@ export function targetFailure(target: TargetConfig, err: unknown): Error {
   }
 }
 
-/** `timeoutMs` bounds the connection and each query: a failover's probes must not hang on a frozen server. */
-export async function connectTarget(target: TargetConfig, options: { timeoutMs?: number } = {}): Promise<Client> {
-  const client = new Client({
+function clientOptions(target: TargetConfig, timeoutMs?: number) {
+  return {
     host: target.host,
     port: target.port,
     user: target.user,
     password: target.password,
     database: target.database,
-    connectionTimeoutMillis: options.timeoutMs ?? CONNECT_TIMEOUT_MS,
-    ...(options.timeoutMs ? { query_timeout: options.timeoutMs } : {}),
+    connectionTimeoutMillis: timeoutMs ?? CONNECT_TIMEOUT_MS,
+    ...(timeoutMs ? { query_timeout: timeoutMs } : {}),
     application_name: 'pgops',
-  });
+  };
+}
+
+/** `timeoutMs` bounds the connection and each query: a failover's probes must not hang on a frozen server. */
+export async function connectTarget(target: TargetConfig, options: { timeoutMs?: number } = {}): Promise<Client> {
+  const client = new Client(clientOptions(target, options.timeoutMs));
   // Errors after connect (server killed mid-query) surface through the query; don't crash the worker.
   client.on('error', () => undefined);
   try {
@@ -88,4 +92,48 @@ export async function withTarget<T>(
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+const pools = new Map<string, Pool>();
+const POOL_IDLE_MS = 10_000;
+
+/**
+ * Like withTarget, on a connection kept open between calls, for activities that run many times a
+ * second against one target (embedBatch): there a new connection (a forked backend, SCRAM, cold
+ * catalog caches) costs more CPU than the work. Only for work that leaves no session state behind.
+ * A connection whose work failed is closed, not reused; idle ones close after 10 s.
+ */
+export async function withPooledTarget<T>(target: TargetConfig, work: (client: ClientBase) => Promise<T>): Promise<T> {
+  const key = JSON.stringify([target.name, target.host, target.port, target.database, target.user]);
+  let pool = pools.get(key);
+  if (!pool) {
+    pool = new Pool({ ...clientOptions(target), max: 8, idleTimeoutMillis: POOL_IDLE_MS, allowExitOnIdle: true });
+    // A connection dropped by the server (restart, failover) fails its query or, idle, leaves the
+    // pool; either way its 'error' event must not crash the worker.
+    pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
+    pools.set(key, pool);
+  }
+  let client;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw targetFailure(target, err);
+  }
+  let failed = false;
+  try {
+    return await work(client);
+  } catch (err) {
+    failed = true;
+    throw targetFailure(target, err);
+  } finally {
+    client.release(failed);
+  }
+}
+
+/** Closes the pooled connections (worker shutdown, tests). */
+export async function closePooledTargets(): Promise<void> {
+  const open = [...pools.values()];
+  pools.clear();
+  await Promise.all(open.map((pool) => pool.end().catch(() => undefined)));
 }
