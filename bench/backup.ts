@@ -1,8 +1,10 @@
 // Backup benchmark: in one run, on one seeded CS Arena database, compare
 //   1. the logical-dump limit: pg_dump -Fc -Z0 to /dev/null
 //   2. the script pgops replaces: pg_dump | gzip > file, then upload the file
-//   3. nightlyBackup (dump + test restore + upload + prune) with its defaults and other compressions
-// and write wall times, ratios, stored bytes and the worker's peak RSS to docs/benchmarks.md.
+//   3. pg_dump -Fc -Z gzip:1 to /dev/null: what nightlyBackup's default compression alone costs
+//   4. nightlyBackup (dump + test restore + upload + prune) with its defaults and other compressions
+// and write wall times, ratios, stored bytes, the CPU each needed and the worker's peak RSS to
+// docs/benchmarks.md.
 //
 //   npx tsx bench/backup.ts [--scale 10]        (the local stack must be up: scripts/stack up)
 // The worker under test is the compiled one (npm run build, which this script runs first).

@@ -62,7 +62,7 @@ function commandLine(pid: string): string {
 }
 
 /** What a process is, from its own command line or its parent's (PostgreSQL backends and auxiliaries). */
-export function processKind(command: string, parentCommand: string, named: Record<string, RegExp>): string {
+function processKind(command: string, parentCommand: string, named: Record<string, RegExp>): string {
   for (const [kind, pattern] of Object.entries(named)) if (pattern.test(command) || pattern.test(parentCommand)) return kind;
   if (/\btemporal server\b/.test(command)) return 'Temporal server';
   if (/\bcli\.[jt]s worker\b|bin\/pgops worker\b|dist\/src\/worker\.js/.test(command)) return 'pgops worker';

@@ -3,9 +3,10 @@
 //   2. embeddingBackfill, 1536-d vectors from a zero-latency local API, with its defaults and tuned
 //   3. embeddingBackfill against an API with 200 ms latency and a 3,000 requests/min budget:
 //      the share of the budget it achieves
-// and print a Markdown section for docs/benchmarks.md.
+//   4. the HNSW index build over the complete column (unless --skip-index: ~12 minutes at 100k)
+// with the CPU each run needed, and print a Markdown section for docs/benchmarks.md.
 //
-//   npx tsx bench/embeddings.ts [--rows 100000]        (the local stack must be up: scripts/stack up)
+//   npx tsx bench/embeddings.ts [--rows 100000] [--skip-index]   (the local stack must be up: scripts/stack up)
 // The worker under test is a separate process (the compiled worker, as deployed); the API runs in this process.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';

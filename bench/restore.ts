@@ -1,8 +1,9 @@
 // Restore benchmark: in one run, on a ≥ 1 GB backup of the seeded CS Arena database, compare
 //   1. the script pgops replaces: gunzip -c dump.sql.gz | psql into a fresh database
-//   2. guardedRestore of the same data (mode replace, approval sent as soon as it is asked for):
+//   2. pg_restore -j2 of a custom-format dump alone: what the staging step runs, without pgops
+//   3. guardedRestore of the same data (mode replace, approval sent as soon as it is asked for):
 //      fetch + checksum, plan, pg_restore -j2 into staging, safety snapshot, swap
-// and report wall times, ratios and the swap's downtime to docs/benchmarks.md.
+// and report wall times, ratios, the CPU each needed and the swap's downtime to docs/benchmarks.md.
 //
 //   npx tsx bench/restore.ts [--scale 10]        (the local stack must be up: scripts/stack up)
 import { randomUUID } from 'node:crypto';
