@@ -316,7 +316,7 @@ export interface ClusterConfig {
   policy: FailoverPolicy;
 }
 
-function clusterVariable(cluster: string, setting: string): string {
+export function clusterVariable(cluster: string, setting: string): string {
   return `PGOPS_CLUSTER_${cluster.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_${setting}`;
 }
 

@@ -84,7 +84,7 @@ function wholeNumber(name: string, value: number, min: number, max: number): num
  * Names are only shape-checked here; the activities check them against the catalog and quote
  * them. The shape check keeps nonsense out of workflow ids and error messages.
  */
-function identifier(name: string, value: unknown): string {
+export function identifier(name: string, value: unknown): string {
   if (typeof value !== 'string' || !NAME.test(value)) {
     throw new EmbeddingInputInvalid(`${name}=${JSON.stringify(value)} is not a table or column name (letters, digits, _ and $, at most 63)`);
   }

@@ -31,3 +31,13 @@ export function heartbeatWhile(details: () => unknown, keepAliveMs = 5_000): Hea
     stop: () => clearInterval(timer),
   };
 }
+
+/** Runs `work` with heartbeats every few seconds carrying `details`: for a step with no progress to report. */
+export async function heartbeatDuring<T>(details: () => unknown, work: () => Promise<T>): Promise<T> {
+  const heartbeats = heartbeatWhile(details);
+  try {
+    return await work();
+  } finally {
+    heartbeats.stop();
+  }
+}

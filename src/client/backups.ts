@@ -1,8 +1,8 @@
 // Starting, watching and scheduling backups, for the CLI and the app.
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
 import { PGOPS_TARGET } from '../searchAttributes';
 import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
+import { progressWithHeartbeats } from './progress';
 
 export function backupScheduleId(target: string): string {
   return `nightly-backup-${target}`;
@@ -25,17 +25,11 @@ export async function startBackup(
  * The workflow's `progress` query gives the stage; the running activity's latest heartbeat
  * gives live byte counts without adding an event to history per progress tick.
  */
-export async function backupProgress(handle: WorkflowHandle): Promise<BackupProgress> {
-  const progress = await handle.query<BackupProgress>('progress');
-  const description = await handle.describe();
-  for (const activity of description.raw.pendingActivities ?? []) {
-    const payload = activity.heartbeatDetails?.payloads?.[0];
-    if (!payload) continue;
-    const details = defaultPayloadConverter.fromPayload<Partial<BackupProgress>>(payload);
+export function backupProgress(handle: WorkflowHandle): Promise<BackupProgress> {
+  return progressWithHeartbeats<BackupProgress, BackupProgress>(handle, (progress, details) => {
     if (details.dumpedBytes !== undefined && progress.stage === 'dump') progress.dumpedBytes = details.dumpedBytes;
     if (details.uploadedBytes !== undefined && progress.stage === 'upload') progress.uploadedBytes = details.uploadedBytes;
-  }
-  return progress;
+  });
 }
 
 export interface ScheduleOptions {

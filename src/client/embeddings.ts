@@ -1,11 +1,11 @@
 // The embedding backfill for the app and the CLI: start (or attach to) the backfill of a table,
 // watch it, pause and resume it; and the queries the game runs on the vectors.
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
 import type { ClientBase } from 'pg';
-import { embeddingBackfillId, EmbeddingInputInvalid, resolveEmbeddingBackfill } from '../embeddingDefaults';
+import { embeddingBackfillId, identifier, resolveEmbeddingBackfill } from '../embeddingDefaults';
 import type { EmbedBatchResult, EmbeddingBackfillInput, EmbeddingBackfillResult, EmbeddingProgress } from '../embeddingTypes';
 import { PGOPS_TARGET } from '../searchAttributes';
+import { progressWithHeartbeats } from './progress';
 
 type EmbeddingBackfillWorkflow = (input: EmbeddingBackfillInput) => Promise<EmbeddingBackfillResult>;
 export type EmbeddingBackfillHandle = WorkflowHandle<EmbeddingBackfillWorkflow>;
@@ -37,16 +37,10 @@ export function embeddingBackfillHandle(client: Client, input: EmbeddingBackfill
 }
 
 /** The workflow's progress, plus what the batches in flight have embedded so far (from their heartbeats). */
-export async function embeddingProgress(handle: WorkflowHandle): Promise<EmbeddingProgress> {
-  const progress = await handle.query<EmbeddingProgress>('progress');
-  const description = await handle.describe();
-  for (const activity of description.raw.pendingActivities ?? []) {
-    const payload = activity.heartbeatDetails?.payloads?.[0];
-    if (!payload) continue;
-    const details = defaultPayloadConverter.fromPayload<Partial<EmbedBatchResult>>(payload);
+export function embeddingProgress(handle: WorkflowHandle): Promise<EmbeddingProgress> {
+  return progressWithHeartbeats<EmbeddingProgress, EmbedBatchResult>(handle, (progress, details) => {
     progress.done += details.embedded ?? 0;
-  }
-  return progress;
+  });
 }
 
 export async function pauseEmbeddingBackfill(handle: WorkflowHandle): Promise<void> {
@@ -70,9 +64,7 @@ export interface VectorQueryOptions {
 }
 
 function embeddingColumn(db: ClientBase, options: VectorQueryOptions): string {
-  const name = options.embeddingColumn ?? 'embedding';
-  if (!/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(name)) throw new EmbeddingInputInvalid(`embeddingColumn=${JSON.stringify(name)} is not a column name`);
-  return db.escapeIdentifier(name);
+  return db.escapeIdentifier(identifier('embeddingColumn', options.embeddingColumn ?? 'embedding'));
 }
 
 /**

@@ -72,14 +72,20 @@ class Budget {
     public at: number,
   ) {}
 
+  /** Adds what flowed in since the last refill, up to a second's worth (or `amount`, if larger). */
+  refill(now: number, amount = 0): void {
+    if (this.perMinute !== undefined) {
+      const capacity = Math.max(this.perMinute / 60, amount);
+      this.level = Math.min(capacity, this.level + (now - this.at) * (this.perMinute / 60_000));
+    }
+    this.at = now;
+  }
+
   /** How long to wait before `amount` fits. */
   waitFor(amount: number, now: number): number {
     if (this.perMinute === undefined) return 0;
-    const perMs = this.perMinute / 60_000;
-    const capacity = Math.max(this.perMinute / 60, amount);
-    this.level = Math.min(capacity, this.level + (now - this.at) * perMs);
-    this.at = now;
-    return this.level >= amount ? 0 : Math.ceil((amount - this.level) / perMs);
+    this.refill(now, amount);
+    return this.level >= amount ? 0 : Math.ceil((amount - this.level) / (this.perMinute / 60_000));
   }
 
   take(amount: number): void {
@@ -214,20 +220,22 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
         await drain();
         if (failure) throw failure;
         if (!paused) activeMs += Date.now() - activeSince;
-        requestBudget.waitFor(0, Date.now());
-        tokenBudget.waitFor(0, Date.now());
+        const now = Date.now();
+        requestBudget.refill(now);
+        tokenBudget.refill(now);
         return await continueAsNew<typeof embeddingBackfill>(input, {
           progress,
           afterKey: queue[0].afterKey,
           paused,
           activeMs,
-          bucket: { requests: requestBudget.level, tokens: tokenBudget.level, at: requestBudget.at },
+          bucket: { requests: requestBudget.level, tokens: tokenBudget.level, at: now },
         });
       }
       await condition(() => (!paused && progress.batchesInFlight < spec.batchesInFlight) || failure !== undefined);
       if (failure) continue;
       const batch = queue[0];
-      const wait = Math.max(holdUntil - Date.now(), requestBudget.waitFor(batch.requests ?? 1, Date.now()), tokenBudget.waitFor(batch.estimatedTokens, Date.now()));
+      const requests = batch.requests ?? 1;
+      const wait = Math.max(holdUntil - Date.now(), requestBudget.waitFor(requests, Date.now()), tokenBudget.waitFor(batch.estimatedTokens, Date.now()));
       if (wait > 0) {
         // Every timer costs a workflow task; at high rates, waking once per batch would cap the
         // dispatch rate below the budget. Sleeping a little longer lets the bucket fill with several
@@ -235,7 +243,7 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
         await sleep(Math.max(wait, MIN_BUDGET_SLEEP_MS));
         continue; // paused, failed or cancelled meanwhile? look again
       }
-      requestBudget.take(batch.requests ?? 1);
+      requestBudget.take(requests);
       tokenBudget.take(batch.estimatedTokens);
       dispatch(queue.shift()!);
     }

@@ -42,8 +42,9 @@ function failoverActivities(view: ClusterView) {
     heartbeatTimeout: '15 seconds',
     retry: { initialInterval: '1 second', maximumInterval: '5 seconds', maximumAttempts: 5 },
   });
-  // pg_promote waits up to 60 s, then up to 10 s more of polling for the end of recovery.
-  const { promoteCandidate } = proxyActivities<Activities>({
+  // pg_promote waits up to 60 s, then up to 10 s more of polling for the end of recovery;
+  // pg_waldump over the lost WAL may take up to 120 s. Neither heartbeats meanwhile.
+  const { promoteCandidate, countLostTransactions } = proxyActivities<Activities>({
     startToCloseTimeout: '3 minutes',
     retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
   });
@@ -63,7 +64,7 @@ function failoverActivities(view: ClusterView) {
     promoteCandidate,
     repointClients: serverSteps.repointClients,
     stopPrimaryForSwitchover: serverSteps.stopPrimaryForSwitchover,
-    countLostTransactions: serverSteps.countLostTransactions,
+    countLostTransactions,
     resumeOldPrimary: serverSteps.resumeOldPrimary,
     recordFailoverAudit,
   };
@@ -152,18 +153,35 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     }
   }
 
-  async function finish(stage: 'done' | 'cancelled'): Promise<FailoverResult> {
-    status.stage = 'recording';
+  function stampFinished(): void {
     result.finishedAt = new Date().toISOString();
     result.totalMs = Date.now() - Date.parse(startedAt);
+  }
+
+  async function finish(stage: 'done' | 'cancelled'): Promise<FailoverResult> {
+    status.stage = 'recording';
+    stampFinished();
     result.auditKey = await acts.recordFailoverAudit(result);
     status.stage = stage;
     return result;
   }
 
+  /** Records a run that failed or was cancelled; the run's own ending is what the caller sees, so a failed record is not. */
+  async function recordEnding(outcome: FailoverResult['outcome']): Promise<void> {
+    stampFinished();
+    try {
+      result.auditKey = await acts.recordFailoverAudit({ ...result, outcome });
+    } catch {
+      // left out of the audit trail; the run's failure or cancellation still reaches the caller
+    }
+  }
+
+  const restartOldPrimary = (stage: FailoverStage) =>
+    step(stage, 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line);
+
   /** Ends the run with nothing promoted; the old primary comes back if a switchover stopped it. */
   async function refuse(type: string, message: string): Promise<never> {
-    if (result.switchover) await step('failed', 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line);
+    if (result.switchover) await restartOldPrimary('failed');
     status.stage = 'failed';
     status.refusal = message;
     throw ApplicationFailure.nonRetryable(message, type);
@@ -201,7 +219,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
         );
       } catch (err) {
         // Undo a half-done stop: the primary up again, the endpoint no longer paused (on cancellation, done below).
-        if (!isCancellation(err)) await step('failed', 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line).catch(() => undefined);
+        if (!isCancellation(err)) await restartOldPrimary('failed').catch(() => undefined);
         throw err;
       }
     }
@@ -290,32 +308,18 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
       // Cancelled: undo a switchover's stop that promoted nothing and record the run, then end cancelled.
       await CancellationScope.nonCancellable(async () => {
         if (mode === 'switchover' && primaryStopStarted && !promotionStarted) {
-          await step('cancelled', 'restart old primary', () => acts.resumeOldPrimary({ cluster: view.cluster, primary: view.primary }), (line) => line).catch(
-            () => undefined,
-          );
+          await restartOldPrimary('cancelled').catch(() => undefined);
         }
         status.stage = 'cancelled';
         result.error = result.outcome === 'promoted' ? 'cancelled after the promotion' : 'cancelled';
-        result.finishedAt = new Date().toISOString();
-        result.totalMs = Date.now() - Date.parse(startedAt);
-        try {
-          result.auditKey = await acts.recordFailoverAudit({ ...result, outcome: result.outcome === 'promoted' ? 'promoted' : 'cancelled' });
-        } catch {
-          // The cancellation is what the caller asked for and sees.
-        }
+        await recordEnding(result.outcome);
       });
       throw err;
     }
     if (!(err instanceof ApplicationFailure || err instanceof ActivityFailure)) throw err; // a bug: let the workflow task retry
     status.stage = 'failed';
     result.error = causeMessage(err);
-    result.finishedAt = new Date().toISOString();
-    result.totalMs = Date.now() - Date.parse(startedAt);
-    try {
-      result.auditKey = await acts.recordFailoverAudit({ ...result, outcome: 'failed' });
-    } catch {
-      // The failover's own failure is what the operator must see.
-    }
+    await recordEnding('failed');
     if (err instanceof ApplicationFailure) throw err;
     throw ApplicationFailure.nonRetryable(`${mode} of ${view.cluster} failed: ${result.error}`, 'FailoverFailed');
   }

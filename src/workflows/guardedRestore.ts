@@ -238,11 +238,16 @@ export async function guardedRestore(input: GuardedRestoreInput): Promise<Guarde
     const failedAt = status.stage;
     status.stage = 'failed';
     status.error = causeMessage(err);
-    try {
-      // A swap that failed after refusing connections must not leave the target refusing them.
-      if (failedAt === 'swapping' && status.plan) {
+    // A swap that failed after refusing connections must not leave the target refusing them.
+    if (failedAt === 'swapping' && status.plan) {
+      try {
         await CancellationScope.nonCancellable(() => steps.reopenDatabase({ target: input.target, database: status.plan!.database }));
+      } catch (reopenErr) {
+        // Said beside the restore's own failure; the staging cleanup and the audit still run.
+        status.error = `${status.error} (re-opening ${status.plan.database} also failed: ${causeMessage(reopenErr)})`;
       }
+    }
+    try {
       await finish(audit('failed', { error: status.error }));
     } catch (cleanupErr) {
       // The restore's own failure is what the operator must see; the cleanup's goes beside it.

@@ -34,9 +34,8 @@ export interface EmbedBatchRequest {
   batch: EmbeddingBatchPlan;
 }
 
-function rejectReason(row: Row, spec: EmbeddingBackfillSpec): string | undefined {
+function rejectReason(row: Row, tokens: number, spec: EmbeddingBackfillSpec): string | undefined {
   if (row.text.trim() === '') return 'empty text';
-  const tokens = estimateTokens(Buffer.byteLength(row.text));
   if (tokens > spec.maxTokensPerInput) {
     return `text of ~${tokens} tokens (estimated) is over the model's limit of ${spec.maxTokensPerInput} tokens per input`;
   }
@@ -122,11 +121,12 @@ export function embedBatchActivities(config: WorkerConfig) {
         const rows = await readRows(db, table, spec, batch);
         result.skipped = Math.max(0, batch.rows - rows.length);
         const bad: BadRow[] = [];
-        const good: Row[] = [];
+        const good: (Row & { tokens: number })[] = [];
         for (const row of rows) {
-          const reason = rejectReason(row, spec);
+          const tokens = estimateTokens(Buffer.byteLength(row.text));
+          const reason = rejectReason(row, tokens, spec);
           if (reason) bad.push({ ...row, reason });
-          else good.push(row);
+          else good.push({ ...row, tokens });
         }
 
         const embed = async (part: Row[]): Promise<void> => {
@@ -151,7 +151,7 @@ export function embedBatchActivities(config: WorkerConfig) {
           heartbeats.progressed();
         };
         // The batch's requests go out together: the workflow budgeted them as one dispatch.
-        const parts = splitIntoRequests(good, (row) => estimateTokens(Buffer.byteLength(row.text)), spec);
+        const parts = splitIntoRequests(good, (row) => row.tokens, spec);
         await Promise.all(parts.map(embed));
         result.errors = await recordBadRows(db, table, spec, bad);
         result.changedMeanwhile += bad.length - result.errors;

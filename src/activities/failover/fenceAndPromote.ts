@@ -4,9 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import execa from 'execa';
-import type { ClusterConfig, WorkerConfig } from '../../config';
+import type { ClusterConfig, TargetConfig, WorkerConfig } from '../../config';
 import type { FenceResult, PromotionResult } from '../../failoverTypes';
-import { heartbeatWhile } from '../heartbeat';
+import { heartbeatDuring } from '../heartbeat';
 import { resolveTarget, withTarget } from '../postgres/connection';
 import { clusterNode, hookArguments, resolveCluster } from './cluster';
 import { controlData, runServerTool, stopServer } from './serverControl';
@@ -66,12 +66,7 @@ export function fenceAndPromoteActivities(config: WorkerConfig) {
     const actions: string[] = [];
     let stopped = false;
     if (target.server) {
-      const heartbeats = heartbeatWhile(() => `stopping ${input.node}`);
-      try {
-        actions.push(await stopServer(config, target, 'fast'));
-      } finally {
-        heartbeats.stop();
-      }
+      actions.push(await heartbeatDuring(() => `stopping ${input.node}`, () => stopServer(config, target, 'fast')));
       stopped = true;
     } else if (await acceptsWrites(config, input.node)) {
       await withTarget(target, async (client) => {
@@ -148,8 +143,7 @@ export function fenceAndPromoteActivities(config: WorkerConfig) {
   }
 
   async function countLostTransactions(input: { cluster: string; node: string; fromLsn: string }) {
-    resolveCluster(config, input.cluster);
-    return countLostCommits(config, input);
+    return countLostCommits(config, clusterNode(config, resolveCluster(config, input.cluster), input.node), input.fromLsn);
   }
 
   return { fenceOldPrimary, promoteCandidate, countLostTransactions };
@@ -183,7 +177,7 @@ export async function writeFailoverMarker(client: import('pg').Client, workflowI
  * promotion writes one before anything else), or its control file's, whichever is later. The
  * control file alone lags until the first checkpoint after a promotion.
  */
-async function currentTimeline(config: WorkerConfig, target: import('../../config').TargetConfig): Promise<string> {
+async function currentTimeline(config: WorkerConfig, target: TargetConfig): Promise<string> {
   const fromControl = Number((await controlData(config, target))["Latest checkpoint's TimeLineID"]);
   const fromHistory = readdirSync(`${target.server!.dataDir}/pg_wal`)
     .map((file) => /^([0-9A-F]{8})\.history$/.exec(file))
@@ -197,17 +191,13 @@ async function currentTimeline(config: WorkerConfig, target: import('../../confi
  * ended): the transactions the failover lost. Read with pg_waldump from the stopped old primary's
  * own pg_wal, so only for a node under server control; never fails the failover.
  */
-export async function countLostCommits(
-  config: WorkerConfig,
-  input: { cluster: string; node: string; fromLsn: string },
-): Promise<{ lostCommits?: number; detail: string }> {
-  const target = resolveTarget(config, input.node);
-  if (!target.server) return { detail: `${input.node} has no server control: its WAL cannot be read here` };
+async function countLostCommits(config: WorkerConfig, target: TargetConfig, fromLsn: string): Promise<{ lostCommits?: number; detail: string }> {
+  if (!target.server) return { detail: `${target.name} has no server control: its WAL cannot be read here` };
   const timeline = await currentTimeline(config, target);
   const dump = await runServerTool(config, target, 'pg_waldump', [
     '--path', `${target.server.dataDir}/pg_wal`,
     '--timeline', timeline,
-    '--start', input.fromLsn,
+    '--start', fromLsn,
     '--rmgr', 'Transaction',
   ], { timeoutMs: 120_000 });
   // pg_waldump ends with an error at the end of the WAL a crash left: the records before it count.
@@ -215,7 +205,7 @@ export async function countLostCommits(
   const commits = dump.stdout.split('\n').filter((line) => /desc: COMMIT\b/.test(line)).length;
   const endOfWal = /invalid record length|record with incorrect prev-link|invalid magic number|contrecord is requested|could not find a valid record after/;
   if (dump.exitCode !== 0 && !endOfWal.test(dump.stderr)) {
-    return { detail: `pg_waldump on ${input.node} failed: ${dump.stderr.trim().split('\n').pop()}` };
+    return { detail: `pg_waldump on ${target.name} failed: ${dump.stderr.trim().split('\n').pop()}` };
   }
-  return { lostCommits: commits, detail: `${commits} commit(s) on timeline ${timeline} of ${input.node} after ${input.fromLsn}` };
+  return { lostCommits: commits, detail: `${commits} commit(s) on timeline ${timeline} of ${target.name} after ${fromLsn}` };
 }

@@ -6,7 +6,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, TargetConfig, WorkerConfig } from '../../config';
 import type { RejoinResult } from '../../failoverTypes';
-import { heartbeatWhile } from '../heartbeat';
+import { heartbeatDuring } from '../heartbeat';
 import { withTarget } from '../postgres/connection';
 import { clusterNode, resolveCluster } from './cluster';
 import { runServerTool, serverControl, serverRunning, startServer, stopServer } from './serverControl';
@@ -119,12 +119,7 @@ export function rejoinActivities(config: WorkerConfig) {
    */
   async function rewindOrRebuild(input: { cluster: string; node: string; newPrimary: string; allowBaseBackup: boolean; workflowId: string }) {
     let step = 'stopping';
-    const heartbeats = heartbeatWhile(() => step);
-    try {
-      return await rewindOrRebuildSteps(input, (now) => (step = now));
-    } finally {
-      heartbeats.stop();
-    }
+    return heartbeatDuring(() => step, () => rewindOrRebuildSteps(input, (now) => (step = now)));
   }
 
   async function rewindOrRebuildSteps(
@@ -174,12 +169,7 @@ export function rejoinActivities(config: WorkerConfig) {
 
   async function startAsStandby(input: { cluster: string; node: string; newPrimary: string }): Promise<string> {
     const { node } = nodes(input);
-    const heartbeats = heartbeatWhile(() => `starting ${node.name}`);
-    try {
-      await startServer(config, node);
-    } finally {
-      heartbeats.stop();
-    }
+    await heartbeatDuring(() => `starting ${node.name}`, () => startServer(config, node));
     return `started ${node.name}`;
   }
 

@@ -3,7 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../config';
 import type { SwitchoverStop } from '../../failoverTypes';
-import { heartbeatWhile } from '../heartbeat';
+import { heartbeatDuring } from '../heartbeat';
 import { clusterNode, resolveCluster } from './cluster';
 import { pgbouncerCommand } from './repoint';
 import { controlData, serverControl, startServer, stopServer } from './serverControl';
@@ -19,12 +19,7 @@ export function switchoverActivities(config: WorkerConfig) {
       await pgbouncerCommand(cluster, 'PAUSE', 20_000);
       pausedEndpoint = true;
     }
-    const heartbeats = heartbeatWhile(() => `stopping ${input.primary}`);
-    try {
-      await stopServer(config, primary, 'fast');
-    } finally {
-      heartbeats.stop();
-    }
+    await heartbeatDuring(() => `stopping ${input.primary}`, () => stopServer(config, primary, 'fast'));
     const control = await controlData(config, primary);
     const state = control['Database cluster state'];
     if (state !== 'shut down') {
@@ -40,12 +35,7 @@ export function switchoverActivities(config: WorkerConfig) {
   async function resumeOldPrimary(input: { cluster: string; primary: string }): Promise<string> {
     const cluster = resolveCluster(config, input.cluster);
     const primary = clusterNode(config, cluster, input.primary);
-    const heartbeats = heartbeatWhile(() => `starting ${input.primary}`);
-    try {
-      await startServer(config, primary);
-    } finally {
-      heartbeats.stop();
-    }
+    await heartbeatDuring(() => `starting ${input.primary}`, () => startServer(config, primary));
     if (cluster.pgbouncerIni && !cluster.repointCommand) await pgbouncerCommand(cluster, 'RESUME');
     return `restarted ${input.primary}${cluster.pgbouncerIni ? ' and resumed PgBouncer' : ''}`;
   }

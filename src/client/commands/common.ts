@@ -1,7 +1,13 @@
 // What every CLI command shares: one-line errors, and a Temporal client that is always closed.
+import { userInfo } from 'node:os';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { loadTemporalConfig, type TemporalConfig } from '../../config';
 import { connectClient } from '../../temporal/connection';
+
+/** Who is acting: --as, else PGOPS_OPERATOR, else the login name. Self-declared; see the README. */
+export function operator(as: string | undefined): string {
+  return as ?? process.env.PGOPS_OPERATOR ?? userInfo().username;
+}
 
 /** An error the CLI prints as one line, without a stack trace. */
 export class UsageError extends Error {
@@ -25,11 +31,16 @@ export async function printOutcome<T>(result: Promise<T>, describe: (value: T) =
     return 0;
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
-      console.error(`pgops: ${err.cause?.message ?? err.message}`);
+      printFailure(err);
       return 1;
     }
     throw err;
   }
+}
+
+/** A failed run as one line: its cause, which says what went wrong, not the "workflow failed" wrapper. */
+function printFailure(err: WorkflowFailedError): void {
+  console.error(`pgops: ${err.cause?.message ?? err.message}`);
 }
 
 export function megabytes(bytes: number | undefined): string {
@@ -56,6 +67,6 @@ export async function followRun<R>(handle: { result(): Promise<R> }, progressLin
   } finally {
     clearInterval(timer);
     if (tty) process.stderr.write('\n');
-    if (failure) console.error(`pgops: ${failure.cause?.message ?? failure.message}`);
+    if (failure) printFailure(failure);
   }
 }

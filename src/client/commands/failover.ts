@@ -1,17 +1,18 @@
 // pgops failover start|status|approve and pgops rejoin.
-import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { FailoverMode, FailoverResult, FailoverStatus } from '../../failoverTypes';
 import { approveFailover, failoverHandle, failoverStatus, startFailover, startRejoin } from '../failovers';
 import { formatTable } from '../format';
-import { printOutcome, UsageError, withTemporal } from './common';
+import { operator, printOutcome, UsageError, withTemporal } from './common';
+
+const stepsTable = (steps: FailoverStatus['steps']) => formatTable(['step', 'ms', 'outcome'], steps.map((t) => [t.step, String(t.ms), t.outcome]));
 
 function statusLines(s: FailoverStatus): string {
   const head =
     `failover of ${s.cluster} (${s.mode}): ${s.stage}` +
     `${s.candidate ? `, candidate ${s.candidate}` : ''}${s.waitingFor ? `, waiting for ${s.waitingFor}` : ''}` +
     `${s.refusal ? `\n  ${s.refusal}` : ''}`;
-  return `${head}\n${formatTable(['step', 'ms', 'outcome'], s.steps.map((t) => [t.step, String(t.ms), t.outcome]))}`;
+  return `${head}\n${stepsTable(s.steps)}`;
 }
 
 function resultLines(r: FailoverResult): string {
@@ -20,7 +21,7 @@ function resultLines(r: FailoverResult): string {
     `promoted ${r.newPrimary} (was standby of ${r.oldPrimary}) on timeline ${r.promotion?.timelineAfter}; ` +
     `lag at promotion ${r.lagBytesAtPromotion} bytes${r.forced ? ' (forced)' : ''}\n` +
     `fence: ${r.fence?.detail}\nrepoint: ${r.repoint?.detail}\n` +
-    `${formatTable(['step', 'ms', 'outcome'], r.steps.map((t) => [t.step, String(t.ms), t.outcome]))}\n` +
+    `${stepsTable(r.steps)}\n` +
     `total ${r.totalMs} ms; audit: ${r.auditKey}`
   );
 }
@@ -32,7 +33,7 @@ async function startCommand(args: string[]): Promise<number> {
       cluster: { type: 'string', default: 'main' },
       mode: { type: 'string', default: 'failover' },
       reason: { type: 'string' },
-      as: { type: 'string', default: userInfo().username },
+      as: { type: 'string' },
       detach: { type: 'boolean', default: false },
     },
   });
@@ -41,7 +42,7 @@ async function startCommand(args: string[]): Promise<number> {
     const handle = await startFailover(
       client,
       { taskQueue: config.taskQueue },
-      { cluster: values.cluster!, mode: values.mode as FailoverMode, reason: values.reason, requestedBy: values.as },
+      { cluster: values.cluster!, mode: values.mode as FailoverMode, reason: values.reason, requestedBy: operator(values.as) },
     );
     console.error(`started workflow ${handle.workflowId}; follow with: pgops failover status --cluster ${values.cluster}`);
     return values.detach ? 0 : printOutcome(handle.result(), resultLines);
@@ -55,7 +56,7 @@ export async function failoverCommand(args: string[]): Promise<number> {
     args: rest,
     options: {
       cluster: { type: 'string', default: 'main' },
-      as: { type: 'string', default: userInfo().username },
+      as: { type: 'string' },
       force: { type: 'boolean', default: false },
       'fencing-confirmed': { type: 'boolean', default: false },
       note: { type: 'string' },
@@ -68,7 +69,7 @@ export async function failoverCommand(args: string[]): Promise<number> {
       return 0;
     }
     if (sub === 'approve') {
-      await approveFailover(handle, { operator: values.as!, forcePromotion: values.force, fencingConfirmed: values['fencing-confirmed'], note: values.note });
+      await approveFailover(handle, { operator: operator(values.as), forcePromotion: values.force, fencingConfirmed: values['fencing-confirmed'], note: values.note });
       console.log(`approval sent to ${handle.workflowId}`);
       return 0;
     }

@@ -1,5 +1,4 @@
 // pgops restore start|status|approve|reject|cleanup: the operator's side of guardedRestore.
-import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { resolveTarget, withTarget } from '../../activities/postgres/connection';
@@ -7,15 +6,11 @@ import { loadWorkerConfig } from '../../config';
 import type { RestoreMode, RestorePlan, RestoreStatus } from '../../types';
 import { formatTable } from '../format';
 import { decideRestore, DecisionRefused, restoreStatus, startRestore } from '../restores';
-import { megabytes, UsageError, withTemporal } from './common';
+import { megabytes, operator, UsageError, withTemporal } from './common';
 
 const PRE_RESTORE = /_pre_restore_\d{14}$/;
 const PLAN_WAIT_MS = 10 * 60_000;
 
-/** Who is acting: --as, else PGOPS_OPERATOR, else the login name. Self-declared; see the README. */
-function operator(as: string | undefined): string {
-  return as ?? process.env.PGOPS_OPERATOR ?? userInfo().username;
-}
 
 export async function restoreCommand([sub, ...args]: string[]): Promise<number> {
   switch (sub) {
