@@ -25,18 +25,14 @@ import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { DEFAULT_COMPRESSION } from '../src/backupDefaults';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
-import { describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
+import { cpuCell, describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
 import { benchTarget, prependToBenchmarks, seconds, stepSeconds } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
 const scale = Number(values.scale);
-const DATABASE = `pgops_bench_scale_${String(scale).replace('.', '_')}`;
 const PREFIX = `bench-${randomUUID().slice(0, 8)}/backups`;
 
-function servers(): Record<string, RegExp> {
-  const { targets } = loadWorkerConfig(stackEnv());
-  return stackServers(targets.primary.server!.dataDir, targets.standby?.server?.dataDir);
-}
+const SERVERS = stackServers(loadWorkerConfig(stackEnv()).targets);
 
 interface Row {
   name: string;
@@ -55,18 +51,18 @@ async function databaseSize(target: TargetConfig): Promise<number> {
 
 /** pg_dump alone to /dev/null: with -Z0 the logical-dump limit; with gzip:1 what the default compression alone costs. */
 async function pgDumpAlone(pgBinDir: string, target: TargetConfig, compression: '0' | 'gzip:1'): Promise<Row> {
-  const meter = startCpuMeter(servers());
+  const meter = startCpuMeter(SERVERS);
   const started = Date.now();
   await execa(path.join(pgBinDir, 'pg_dump'), ['--format=custom', `--compress=${compression}`], { env: libpqEnv(target), stdout: openSync('/dev/null', 'w') });
-  return compression === '0'
-    ? { name: 'raw dump: pg_dump -Fc -Z0 > /dev/null', seconds: seconds(started), storedBytes: 0, note: 'the logical-dump limit', cpu: meter.stop() }
-    : { name: 'pg_dump -Fc -Z gzip:1 > /dev/null', seconds: seconds(started), storedBytes: 0, note: "pg_dump alone with nightlyBackup's default compression", cpu: meter.stop() };
+  const [name, note] =
+    compression === '0' ? ['raw dump: pg_dump -Fc -Z0 > /dev/null', 'the logical-dump limit'] : ['pg_dump -Fc -Z gzip:1 > /dev/null', "pg_dump alone with nightlyBackup's default compression"];
+  return { name, seconds: seconds(started), storedBytes: 0, note, cpu: meter.stop() };
 }
 
 async function oldScript(pgBinDir: string, target: TargetConfig, config: ReturnType<typeof loadWorkerConfig>): Promise<Row> {
   const dir = mkdtempSync(path.join(tmpdir(), 'pgops-bench-'));
   const file = path.join(dir, 'dump.sql.gz');
-  const meter = startCpuMeter(servers());
+  const meter = startCpuMeter(SERVERS);
   const started = Date.now();
   const dump = execa(path.join(pgBinDir, 'pg_dump'), [], { env: libpqEnv(target), buffer: false });
   const gzip = execa('gzip', [], { stdin: dump.stdout!, stdout: openSync(file, 'w') });
@@ -110,7 +106,7 @@ async function nightly(compression: string, format: DumpFormat, env: Record<stri
   const rss = watchPeakRss(worker.child.pid!);
   const client = await connectClient(config.temporal);
   try {
-    const meter = startCpuMeter(servers());
+    const meter = startCpuMeter(SERVERS);
     const started = Date.now();
     const handle = await startBackup(client, { taskQueue }, { target: 'bench', compression, format, jobs: 2 });
     const result = await handle.result();
@@ -142,7 +138,7 @@ function report(rows: Row[], dbBytes: number): string {
   const script = rows[1].seconds;
   const lines = rows.map(
     (r) =>
-      `| ${r.name} | ${r.seconds.toFixed(1)} | ${(r.seconds / raw).toFixed(2)}× | ${(r.seconds / script).toFixed(2)}× | ${r.storedBytes ? `${(r.storedBytes / 1e6).toFixed(0)} MB` : '-'} | ${r.cpu ? `${r.cpu.busySeconds.toFixed(1)} / ${r.cpu.floorSeconds.toFixed(1)} s` : ''} | ${r.note ?? ''} |`,
+      `| ${r.name} | ${r.seconds.toFixed(1)} | ${(r.seconds / raw).toFixed(2)}× | ${(r.seconds / script).toFixed(2)}× | ${r.storedBytes ? `${(r.storedBytes / 1e6).toFixed(0)} MB` : '-'} | ${cpuCell(r.cpu)} | ${r.note ?? ''} |`,
   );
   const cpuLines = rows.filter((r) => r.cpu).map((r) => `- ${r.name}: ${describeCpu(r.cpu!)}`);
   return [
@@ -164,7 +160,7 @@ function report(rows: Row[], dbBytes: number): string {
 async function main(): Promise<void> {
   // Measure the worker a deployment runs: compiled, with the workflow bundle built ahead.
   await execa('npm', ['run', '--silent', 'build'], { cwd: path.join(__dirname, '..'), stdio: 'inherit' });
-  const target = await benchTarget(scale, DATABASE);
+  const target = await benchTarget(scale);
   const base = loadWorkerConfig(stackEnv());
   const stagingDir = mkdtempSync(path.join(tmpdir(), 'pgops-bench-staging-'));
   const env = { PGOPS_TARGETS: 'primary,standby,bench', PGOPS_TARGET_BENCH_URL: targetUrl(target), PGOPS_S3_PREFIX: PREFIX, PGOPS_STAGING_DIR: stagingDir };

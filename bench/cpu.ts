@@ -7,6 +7,7 @@
 // checked against.
 import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import type { WorkerConfig } from '../src/config';
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux architecture Node runs on.
 const SAMPLE_MS = 100;
@@ -149,8 +150,15 @@ export function describeCpu(usage: CpuUsage): string {
   return `${usage.busySeconds.toFixed(1)} CPU-s busy (floor ${usage.floorSeconds.toFixed(1)} s on ${usage.cores} cores${usage.stealSeconds >= 0.5 ? `, ${usage.stealSeconds.toFixed(1)} s stolen` : ''}): ${parts}`;
 }
 
+/** The table cell "busy CPU-s / floor": '' when there is no usage. */
+export function cpuCell(usage?: CpuUsage): string {
+  return usage ? `${usage.busySeconds.toFixed(1)} / ${usage.floorSeconds.toFixed(1)} s` : '';
+}
+
 /** The PostgreSQL servers of the local stack, told apart by their data directories. */
-export function stackServers(primaryDataDir: string, standbyDataDir?: string): Record<string, RegExp> {
+export function stackServers(targets: WorkerConfig['targets']): Record<string, RegExp> {
+  const primaryDataDir = targets.primary.server!.dataDir;
+  const standbyDataDir = targets.standby?.server?.dataDir;
   const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const named: Record<string, RegExp> = { 'PostgreSQL primary': new RegExp(`postgres -D ${escape(primaryDataDir)}\\b`) };
   if (standbyDataDir) named['PostgreSQL standby'] = new RegExp(`postgres -D ${escape(standbyDataDir)}\\b`);

@@ -16,11 +16,11 @@ import OpenAI from 'openai';
 import { connectTarget } from '../src/activities/postgres/connection';
 import { connectClient, startEmbeddingBackfill } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/config';
-import { migrate } from '../src/db/migrate';
 import { startFakeEmbeddingsServer, type FakeEmbeddingsServer } from '../src/dev/fakeEmbeddingsServer';
 import type { EmbeddingBackfillInput, EmbeddingBackfillResult } from '../src/embeddingTypes';
 import { targetUrl } from '../test/support/backupFixture';
-import { describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
+import { cpuCell, describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
+import { ensureBenchDatabase, seconds } from './support';
 import { insertQuestions } from '../test/support/embeddingFixture';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
@@ -30,16 +30,11 @@ const ROWS = Number(values.rows);
 const NAIVE_ROWS = Number(values['naive-rows']);
 const DATABASE = `pgops_bench_embeddings_${ROWS}`;
 const TARGET = 'bench';
+const STACK = loadWorkerConfig(stackEnv());
+const SERVERS = stackServers(STACK.targets);
 
 async function benchTarget(): Promise<TargetConfig> {
-  const base = loadWorkerConfig(stackEnv());
-  const admin = await connectTarget(base.targets.primary);
-  const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE])).rowCount === 1;
-  if (!exists) await admin.query(`CREATE DATABASE ${DATABASE}`);
-  await admin.end();
-  const target = { ...base.targets.primary, name: TARGET, database: DATABASE, source: 'PGOPS_TARGET_BENCH_URL' };
-  const db = await connectTarget(target);
-  await migrate(db);
+  const { target, db } = await ensureBenchDatabase(DATABASE);
   const count = Number((await db.query('SELECT count(*) AS n FROM questions')).rows[0].n);
   if (count !== ROWS) {
     console.error(`seeding ${ROWS} questions into ${DATABASE}...`);
@@ -69,7 +64,7 @@ async function naiveLoop(target: TargetConfig, server: FakeEmbeddingsServer): Pr
     const response = await openai.embeddings.create({ model: 'text-embedding-3-small', input: row.content, dimensions: 1536 });
     await db.query('UPDATE questions SET embedding_naive = $1 WHERE id = $2', [`[${response.data[0].embedding.join(',')}]`, row.id]);
   }
-  const rowsPerSecond = rows.length / ((Date.now() - started) / 1000);
+  const rowsPerSecond = rows.length / seconds(started);
   await db.end();
   await freshColumn(target, 'embedding_naive');
   return rowsPerSecond;
@@ -88,17 +83,16 @@ async function backfill(name: string, env: Record<string, string>, target: Targe
   if (fresh) await freshColumn(target, input.embeddingColumn!);
   const taskQueue = `bench-${randomUUID()}`;
   const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue }, { compiled: true });
-  const client = await connectClient(loadWorkerConfig(stackEnv()).temporal);
+  const client = await connectClient(STACK.temporal);
   try {
-    const { targets } = loadWorkerConfig(stackEnv());
-    const meter = startCpuMeter(stackServers(targets.primary.server!.dataDir, targets.standby?.server?.dataDir));
+    const meter = startCpuMeter(SERVERS);
     const started = Date.now();
     const handle = await startEmbeddingBackfill(client, { taskQueue, workflowId: `bench-embeddings-${randomUUID()}` }, { target: TARGET, ...input });
     const result = await handle.result();
-    const seconds = (Date.now() - started) / 1000;
+    const took = seconds(started);
     const cpu = meter.stop();
-    console.error(`${name}: ${result.progress.done} rows in ${seconds.toFixed(1)} s; ${describeCpu(cpu)}`);
-    return { name, rows: result.progress.done, seconds, result, cpu };
+    console.error(`${name}: ${result.progress.done} rows in ${took.toFixed(1)} s; ${describeCpu(cpu)}`);
+    return { name, rows: result.progress.done, seconds: took, result, cpu };
   } finally {
     await client.connection.close();
     await worker.kill('SIGKILL');
@@ -165,7 +159,7 @@ async function main(): Promise<void> {
       ...runs.map((r) => {
         const rate = r.rows / r.seconds;
         const note = r.requestsPerMinute !== undefined ? `${r.requestsPerMinute.toFixed(0)} requests/min achieved = ${((r.requestsPerMinute / 3_000) * 100).toFixed(1)}% of the budget` : `${r.result.progress.requests} requests`;
-        return `| ${r.name} | ${r.rows} | ${r.seconds.toFixed(1)} | ${rate.toFixed(0)} | ${(rate / naive).toFixed(1)}× | ${r.cpu.busySeconds.toFixed(1)} / ${r.cpu.floorSeconds.toFixed(1)} s | ${note} |`;
+        return `| ${r.name} | ${r.rows} | ${r.seconds.toFixed(1)} | ${rate.toFixed(0)} | ${(rate / naive).toFixed(1)}× | ${cpuCell(r.cpu)} | ${note} |`;
       }),
       '',
       'Where the CPU went (by process, sampled every 100 ms; a process that exited is counted through its parent; the local API runs in the benchmark process):',

@@ -8,7 +8,8 @@
 //   npx tsx bench/failover.ts [--runs 5]        (Temporal and MinIO of the local stack must be up)
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { startFailover, startRejoin } from '../src/client';
+import { startFailover } from '../src/client';
+import { clusterVariable } from '../src/config';
 import { createReplicaCluster, startWriter, type NodeName, type ReplicaCluster } from '../test/support/replicaCluster';
 import { withWorker } from '../test/support/stack';
 
@@ -20,20 +21,13 @@ const DEFAULT_POLICY = { CONFIRM_WINDOW: '6s', REPLAY_CATCHUP_TIMEOUT: '10s' };
 const other = (node: NodeName): NodeName => (node === 'pg1' ? 'pg2' : 'pg1');
 
 function policyEnv(cluster: ReplicaCluster): Record<string, string> {
-  const prefix = `PGOPS_CLUSTER_${cluster.name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
-  return Object.fromEntries(Object.entries(DEFAULT_POLICY).map(([k, v]) => [`${prefix}_${k}`, v]));
+  return Object.fromEntries(Object.entries(DEFAULT_POLICY).map(([k, v]) => [clusterVariable(cluster.name, k), v]));
 }
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-async function rejoin(cluster: ReplicaCluster, primary: NodeName, node: NodeName): Promise<void> {
-  await withWorker(cluster.config(primary, policyEnv(cluster)), async ({ client, taskQueue }) => {
-    await (await startRejoin(client, { taskQueue, workflowId: `bench-rejoin-${randomUUID()}` }, { cluster: cluster.name, node, newPrimary: primary })).result();
-  });
 }
 
 async function main(): Promise<void> {
@@ -61,7 +55,7 @@ async function main(): Promise<void> {
         rto.push(recoveredAt - killedAt);
         console.error(`run ${run + 1}: RTO ${recoveredAt - killedAt} ms (${result.steps.map((s) => `${s.step} ${s.ms}`).join(', ')})`);
       });
-      await rejoin(cluster, other(primary), primary);
+      await cluster.rejoin(primary, other(primary), { extra: policyEnv(cluster), workflowIdPrefix: 'bench-rejoin' });
       primary = other(primary);
     }
     for (let run = 0; run < runs; run++) {
@@ -80,7 +74,7 @@ async function main(): Promise<void> {
         console.error(`switchover ${run + 1}: longest write gap ${gap} ms, ${writer.acknowledged.length - present} lost, ${writer.errors.length} failed attempts`);
         await cluster.sql('endpoint', 'TRUNCATE bench_writes');
       });
-      await rejoin(cluster, other(primary), primary);
+      await cluster.rejoin(primary, other(primary), { extra: policyEnv(cluster), workflowIdPrefix: 'bench-rejoin' });
       primary = other(primary);
     }
   } finally {

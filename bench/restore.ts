@@ -19,17 +19,16 @@ import { loadWorkerConfig, type TargetConfig } from '../src/config';
 import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
-import { describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
+import { cpuCell, describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
 import { benchTarget, prependToBenchmarks, seconds } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
 const scale = Number(values.scale);
-const DATABASE = `pgops_bench_scale_${String(scale).replace('.', '_')}`;
 const PREFIX = `bench-${randomUUID().slice(0, 8)}/backups`;
 
 /** Runs `load` against a fresh scratch database, metered; the database is dropped after. */
 async function intoScratch(target: TargetConfig, servers: Record<string, RegExp>, load: (scratch: string) => Promise<unknown>): Promise<CpuUsage> {
-  const scratch = `${DATABASE}_bench_restore`;
+  const scratch = `${target.database}_bench_restore`;
   const admin = { ...target, database: 'postgres' };
   await withTarget(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`).then(() => c.query(`CREATE DATABASE ${scratch}`).then(() => c.query('CHECKPOINT'))));
   const meter = startCpuMeter(servers);
@@ -57,7 +56,7 @@ async function pgRestore(pgBinDir: string, target: TargetConfig, dump: string, s
 
 async function main(): Promise<void> {
   await execa('npm', ['run', '--silent', 'build'], { cwd: path.join(__dirname, '..'), stdio: 'inherit' });
-  const target = await benchTarget(scale, DATABASE);
+  const target = await benchTarget(scale);
   const base = loadWorkerConfig(stackEnv());
   const work = mkdtempSync(path.join(tmpdir(), 'pgops-bench-restore-'));
   const env = {
@@ -81,7 +80,7 @@ async function main(): Promise<void> {
     const backup = await (await startBackup(client, { taskQueue }, { target: 'bench', verify: 'list' })).result();
     console.error(`prepared: ${(statSync(dumpGz).size / 1e6).toFixed(0)} MB dump.sql.gz, backup ${backup.backupId} (${(backup.manifest.sizeBytes / 1e6).toFixed(0)} MB)`);
 
-    const servers = stackServers(base.targets.primary.server!.dataDir, base.targets.standby?.server?.dataDir);
+    const servers = stackServers(base.targets);
     const scriptCpu = await intoScratch(target, servers, (scratch) => scriptRestore(base.pgBinDir, target, dumpGz, scratch));
     const script = scriptCpu.wallSeconds;
     console.error(`gunzip | psql: ${script.toFixed(1)} s; ${describeCpu(scriptCpu)}`);
@@ -102,7 +101,7 @@ async function main(): Promise<void> {
 
     const size = await withTarget(target, async (c) => Number((await c.query('SELECT pg_database_size(current_database()) AS b')).rows[0].b));
     const row = (name: string, s: number, note = '', cpu?: CpuUsage) =>
-      `| ${name} | ${s.toFixed(1)} | ${(s / script).toFixed(2)}× | ${cpu ? `${cpu.busySeconds.toFixed(1)} / ${cpu.floorSeconds.toFixed(1)} s` : ''} | ${note} |`;
+      `| ${name} | ${s.toFixed(1)} | ${(s / script).toFixed(2)}× | ${cpuCell(cpu)} | ${note} |`;
     const section = [
       `## Restore (${new Date().toISOString().slice(0, 10)}, scale ${scale}, database ${(size / 1e9).toFixed(2)} GB)`,
       '',

@@ -3,6 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
+import type { Client } from 'pg';
 import { connectTarget } from '../src/activities/postgres/connection';
 import { loadWorkerConfig, type TargetConfig } from '../src/config';
 import { migrate } from '../src/db/migrate';
@@ -11,16 +12,26 @@ import { stackEnv } from '../test/support/stack';
 
 export const seconds = (startMs: number) => (Date.now() - startMs) / 1000;
 
-/** The seeded CS Arena database of the given scale as target "bench", seeded the first time only. */
-export async function benchTarget(scale: number, database: string): Promise<TargetConfig> {
+/** The name of the seeded CS Arena database of the given scale. */
+const benchDatabaseName = (scale: number) => `pgops_bench_scale_${String(scale).replace('.', '_')}`;
+
+/** `database` on the stack's primary (created if missing) as target "bench", with an open connection to it, migrated. */
+export async function ensureBenchDatabase(database: string): Promise<{ target: TargetConfig; db: Client }> {
   const base = loadWorkerConfig(stackEnv());
   const admin = await connectTarget(base.targets.primary);
   const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount === 1;
-  if (!exists) await admin.query(`CREATE database ${database}`);
+  if (!exists) await admin.query(`CREATE DATABASE ${database}`);
   await admin.end();
-  const target = { ...base.targets.primary, name: 'bench', database: database, source: 'PGOPS_TARGET_BENCH_URL' };
+  const target = { ...base.targets.primary, name: 'bench', database, source: 'PGOPS_TARGET_BENCH_URL' };
   const db = await connectTarget(target);
   await migrate(db);
+  return { target, db };
+}
+
+/** The seeded CS Arena database of the given scale as target "bench", seeded the first time only. */
+export async function benchTarget(scale: number): Promise<TargetConfig> {
+  const database = benchDatabaseName(scale);
+  const { target, db } = await ensureBenchDatabase(database);
   const users = Number((await db.query('SELECT count(*) AS n FROM users')).rows[0].n);
   if (users !== seedCounts(scale).users) {
     console.error(`seeding ${database} at scale ${scale}...`);

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import { failoverStatus, startFailover, startRejoin } from '../src/client';
+import { failoverStatus, startFailover } from '../src/client';
 import { createS3Client } from '../src/activities/storage/s3Client';
 import type { FailoverResult } from '../src/failoverTypes';
 import { connectClient } from '../src/temporal/connection';
@@ -103,10 +103,7 @@ describe('failoverPromotion on an isolated primary + standby + PgBouncer', () =>
     expect(await presentIds('pg1', 'acked', [-2])).toBe(0);
     expect(await presentIds('pg2', 'acked', [-2])).toBe(1);
 
-    const rejoin = await withWorker(cluster.config('pg2'), async ({ client, taskQueue }) => {
-      const handle = await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg1', newPrimary: 'pg2' });
-      return handle.result();
-    });
+    const rejoin = await cluster.rejoin('pg1', 'pg2');
     expect(rejoin).toMatchObject({ node: 'pg1', newPrimary: 'pg2', method: 'pg_rewind', receiverStatus: 'streaming' });
     expect(await inRecovery('pg1')).toBe(true);
     const receiver = await cluster.sql<{ status: string }>('pg1', 'SELECT status FROM pg_stat_wal_receiver');
@@ -164,10 +161,7 @@ describe('failoverPromotion on an isolated primary + standby + PgBouncer', () =>
     const dir = cluster.dataDir.pg2;
     rmSync(dir, { recursive: true, force: true });
     await cluster.asServerUser('initdb', ['-D', dir, '-U', 'postgres', '--auth=trust', '--no-locale', '--no-sync']);
-    const rejoin = await withWorker(cluster.config('pg1'), async ({ client, taskQueue }) => {
-      const handle = await startRejoin(client, { taskQueue, workflowId: `rejoin-rebuild-${randomUUID()}` }, { cluster: cluster.name, node: 'pg2', newPrimary: 'pg1' });
-      return handle.result();
-    });
+    const rejoin = await cluster.rejoin('pg2', 'pg1', { workflowIdPrefix: 'rejoin-rebuild' });
     expect(rejoin).toMatchObject({ node: 'pg2', newPrimary: 'pg1', method: 'pg_basebackup', receiverStatus: 'streaming' });
     expect(rejoin.rewindError).toMatch(/different systems/);
     expect(existsSync(`${rejoin.keptOldDataDir}/PG_VERSION`)).toBe(true);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError } from '@temporalio/client';
-import { approveFailover, failoverStatus, startFailover, startRejoin } from '../src/client';
+import { approveFailover, failoverStatus, startFailover } from '../src/client';
 import { createReplicaCluster, startWriter, type NodeName, type ReplicaCluster } from './support/replicaCluster';
 import { withWorker } from './support/stack';
 import { waitUntil } from './support/workerProcess';
@@ -96,9 +96,7 @@ describe('failoverPromotion guards and switchover', () => {
 
   test('planned switchover under steady writes through PgBouncer: zero lost commits', async () => {
     // pg2 is the primary now; bring pg1 (SIGKILLed above) back as its standby first.
-    const rejoin = await withWorker(cluster.config('pg2'), async ({ client, taskQueue }) =>
-      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg1', newPrimary: 'pg2' })).result(),
-    );
+    const rejoin = await cluster.rejoin('pg1', 'pg2');
     expect(rejoin.receiverStatus).toBe('streaming');
     await cluster.sql('pg2', 'CREATE TABLE steady (id int PRIMARY KEY)');
 
@@ -126,9 +124,7 @@ describe('failoverPromotion guards and switchover', () => {
 
   test('async replication: commits the standby never received are lost, and the failover counts them', async () => {
     // pg1 is the primary after the switchover; the old primary pg2 was stopped cleanly: rejoin it.
-    const rejoin = await withWorker(cluster.config('pg1'), async ({ client, taskQueue }) =>
-      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg2', newPrimary: 'pg1' })).result(),
-    );
+    const rejoin = await cluster.rejoin('pg2', 'pg1');
     expect(rejoin.receiverStatus).toBe('streaming');
     await cluster.sql('pg1', 'CREATE TABLE async_lost (id int PRIMARY KEY)');
     await waitUntil('the table to reach the standby', async () => (await cluster.sql('pg2', `SELECT to_regclass('async_lost') IS NOT NULL AS ok`))[0].ok === true);
@@ -150,9 +146,7 @@ describe('failoverPromotion guards and switchover', () => {
     expect(result.lostCommits).toBeGreaterThanOrEqual(ids.length);
 
     // The diverged old primary is rewound onto the new timeline.
-    const back = await withWorker(cluster.config('pg2'), async ({ client, taskQueue }) =>
-      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg1', newPrimary: 'pg2' })).result(),
-    );
+    const back = await cluster.rejoin('pg1', 'pg2');
     expect(back).toMatchObject({ method: 'pg_rewind', receiverStatus: 'streaming' });
     expect(Number((await cluster.sql<{ n: string }>('pg1', 'SELECT count(*) AS n FROM async_lost'))[0].n)).toBe(0);
   });
@@ -182,9 +176,7 @@ describe('failoverPromotion guards and switchover', () => {
   });
 
   test('a remote old primary with no fencing hook: the failover waits for an operator to confirm the fencing', async () => {
-    const rejoin = await withWorker(cluster.config('pg1'), async ({ client, taskQueue }) =>
-      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg2', newPrimary: 'pg1' })).result(),
-    );
+    const rejoin = await cluster.rejoin('pg2', 'pg1');
     expect(rejoin.receiverStatus).toBe('streaming');
     cluster.signal('pg1', 'SIGKILL');
     const result = await withWorker(cluster.config('pg1', remote('pg1')), async ({ client, taskQueue }) => {
@@ -201,9 +193,7 @@ describe('failoverPromotion guards and switchover', () => {
   });
 
   test('a switchover whose standby misses the shutdown checkpoint is aborted: the old primary comes back', async () => {
-    const rejoin = await withWorker(cluster.config('pg2'), async ({ client, taskQueue }) =>
-      (await startRejoin(client, { taskQueue, workflowId: `rejoin-${randomUUID()}` }, { cluster: cluster.name, node: 'pg1', newPrimary: 'pg2' })).result(),
-    );
+    const rejoin = await cluster.rejoin('pg1', 'pg2');
     expect(rejoin.receiverStatus).toBe('streaming');
     // A frozen WAL receiver: the standby cannot receive the shutdown checkpoint.
     const [{ pid: walReceiver }] = await cluster.sql<{ pid: number }>('pg1', 'SELECT pid FROM pg_stat_wal_receiver');

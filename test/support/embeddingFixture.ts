@@ -25,7 +25,7 @@ export interface EmbeddingFixture {
 }
 
 /** Question text of row i: varied in length and language, like the seed's. */
-export function questionText(i: number): string {
+function questionText(i: number): string {
   const topic = ['deadlock', '교착 상태', 'virtual memory', 'B+ tree indexes', '해시 테이블', 'the TCP handshake'][i % 6];
   return `Question ${i}: explain ${topic} and where it fails in practice.${i % 17 === 0 ? ' 조건: 시간 제한 1초.'.repeat(20) : ''}`;
 }

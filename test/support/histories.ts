@@ -23,16 +23,17 @@ export async function saveHistory(client: Client, workflowId: string, name: stri
   return file;
 }
 
-/** The named activity's started and completed events in a run's history. */
-async function activityEvents(handle: WorkflowHandle, activityType: string) {
+/** The named activity's scheduled, started, completed and cancel-requested events in a run's history. */
+export async function activityEvents(handle: WorkflowHandle, activityType: string) {
   const events = (await handle.fetchHistory()).events!;
-  const scheduled = new Set(
-    events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType).map((e) => String(e.eventId)),
-  );
-  const of = (id: unknown) => scheduled.has(String(id));
+  const scheduled = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activityType);
+  const scheduledIds = new Set(scheduled.map((e) => String(e.eventId)));
+  const of = (id: unknown) => scheduledIds.has(String(id));
   return {
+    scheduled,
     started: events.filter((e) => of(e.activityTaskStartedEventAttributes?.scheduledEventId)),
     completed: events.filter((e) => of(e.activityTaskCompletedEventAttributes?.scheduledEventId)),
+    cancelRequested: events.filter((e) => of(e.activityTaskCancelRequestedEventAttributes?.scheduledEventId)),
   };
 }
 

@@ -1,15 +1,17 @@
 // An isolated primary + streaming standby + PgBouncer per test file (scripts/replica-cluster), so
 // failover tests can kill servers without touching the shared stack's. Nodes are targets pg1
 // (first primary) and pg2 (first standby); the cluster's roles are given per worker config.
+import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import execa from 'execa';
 import type { Client as PgClient } from 'pg';
 import { connectTarget } from '../../src/activities/postgres/connection';
-import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
+import { clusterVariable, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
 import type { Client as TemporalClient } from '@temporalio/client';
 import { startFailover, startRejoin } from '../../src/client';
+import type { RejoinResult } from '../../src/failoverTypes';
 import { REPO_DIR, stackEnv, withWorker } from './stack';
 
 export type NodeName = 'pg1' | 'pg2';
@@ -29,6 +31,11 @@ export interface ReplicaCluster {
   postmasterPid(node: NodeName): number;
   signal(node: NodeName, signal: NodeJS.Signals): void;
   start(node: NodeName): Promise<void>;
+  /**
+   * rejoinAsStandby of `node` under `newPrimary`, run by a worker whose config has `newPrimary` as
+   * the cluster's primary (plus `extra`), as workflow `<workflowIdPrefix>-<uuid>` (default "rejoin").
+   */
+  rejoin(node: NodeName, newPrimary: NodeName, options?: { extra?: Record<string, string>; workflowIdPrefix?: string }): Promise<RejoinResult>;
   down(): Promise<void>;
 }
 
@@ -98,7 +105,7 @@ export async function createReplicaCluster(name: string, basePort: number, extra
   );
   const dataDir = { pg1: info.PRIMARY_DIR, pg2: info.STANDBY_DIR };
   const url = (port: number) => `postgres://${info.SUPERUSER}:${info.PASSWORD}@127.0.0.1:${port}/${info.DATABASE}`;
-  const v = `PGOPS_CLUSTER_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+  const v = (setting: string) => clusterVariable(name, setting);
 
   const env = (primary: NodeName, extra: Record<string, string> = {}): Record<string, string> => ({
     ...(stackEnv() as Record<string, string>),
@@ -110,14 +117,14 @@ export async function createReplicaCluster(name: string, basePort: number, extra
     PGOPS_TARGET_PG2_DATA_DIR: dataDir.pg2,
     PGOPS_TARGET_PG2_OS_USER: info.PG_USER,
     PGOPS_CLUSTERS: name,
-    [`${v}_PRIMARY`]: primary,
-    [`${v}_STANDBYS`]: primary === 'pg1' ? 'pg2' : 'pg1',
-    [`${v}_ENDPOINT_URL`]: url(ports.pgbouncer),
-    [`${v}_PGBOUNCER_INI`]: info.PGBOUNCER_INI,
-    [`${v}_REPLICATION_USER`]: info.REPLICATION_USER,
-    [`${v}_REPLICATION_PASSWORD`]: info.REPLICATION_PASSWORD,
-    [`${v}_CONFIRM_WINDOW`]: '4s',
-    [`${v}_REPLAY_CATCHUP_TIMEOUT`]: '3s',
+    [v('PRIMARY')]: primary,
+    [v('STANDBYS')]: primary === 'pg1' ? 'pg2' : 'pg1',
+    [v('ENDPOINT_URL')]: url(ports.pgbouncer),
+    [v('PGBOUNCER_INI')]: info.PGBOUNCER_INI,
+    [v('REPLICATION_USER')]: info.REPLICATION_USER,
+    [v('REPLICATION_PASSWORD')]: info.REPLICATION_PASSWORD,
+    [v('CONFIRM_WINDOW')]: '4s',
+    [v('REPLAY_CATCHUP_TIMEOUT')]: '3s',
     ...extra,
   });
   const config = (primary: NodeName, extra?: Record<string, string>) => loadWorkerConfig({ ...env(primary, extra), PGOPS_ENV_FILE: '/dev/null' });
@@ -149,6 +156,10 @@ export async function createReplicaCluster(name: string, basePort: number, extra
     async start(node) {
       await asPgUser([path.join(info.PG_BIN, 'pg_ctl'), '-D', dataDir[node], '-l', `${dataDir[node]}.log`, '-o', `-p ${ports[node]}`, '-w', 'start']);
     },
+    rejoin: (node, newPrimary, { extra, workflowIdPrefix = 'rejoin' } = {}) =>
+      withWorker(config(newPrimary, extra), async ({ client, taskQueue }) =>
+        (await startRejoin(client, { taskQueue, workflowId: `${workflowIdPrefix}-${randomUUID()}` }, { cluster: name, node, newPrimary })).result(),
+      ),
     async down() {
       await execa(script, ['down'], { env: scriptEnv, reject: false });
     },
