@@ -31,7 +31,7 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const cluster = await createReplicaCluster('bench-fo', 56140);
+  const cluster = await createReplicaCluster('bench-fo', 26140);
   const rto: number[] = [];
   const downtime: number[] = [];
   let lost = 0;

@@ -19,7 +19,7 @@ let cluster: ReplicaCluster;
 const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
-  cluster = await createReplicaCluster('fo-sync', 56110);
+  cluster = await createReplicaCluster('fo-sync', 26110);
   // Synchronous commit to the standby on the first primary only (the standby was cloned before):
   // after the failover the new primary must not wait for a standby it no longer has.
   await cluster.sql('pg1', `ALTER SYSTEM SET synchronous_standby_names = '*'`);

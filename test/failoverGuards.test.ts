@@ -18,7 +18,7 @@ jest.setTimeout(180_000);
 let cluster: ReplicaCluster;
 
 beforeAll(async () => {
-  cluster = await createReplicaCluster('fo-guard', 56120);
+  cluster = await createReplicaCluster('fo-guard', 26120);
   await cluster.sql('pg1', 'CREATE TABLE filler (id bigserial PRIMARY KEY, payload text)');
   await cluster.sql('pg1', 'ALTER TABLE filler ALTER payload SET STORAGE EXTERNAL'); // uncompressed: the WAL is as big as the rows
 });

@@ -76,7 +76,11 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** Builds the cluster on basePort..basePort+2 (refused if any is taken). `extraConf` goes into both servers' config. */
+/**
+ * Builds the cluster on basePort..basePort+2 (refused if any is taken). Keep them below the
+ * kernel's ephemeral range (32768 and up here): a client connection's local port can take one
+ * between one test file's cluster and the next. `extraConf` goes into both servers' config.
+ */
 export async function createReplicaCluster(name: string, basePort: number, extraConf = ''): Promise<ReplicaCluster> {
   const ports = { pg1: basePort, pg2: basePort + 1, pgbouncer: basePort + 2 };
   await removeAbandonedClusters(name, ports);
@@ -218,7 +222,7 @@ export function startWriter(cluster: ReplicaCluster, node: NodeName | 'endpoint'
  * under `workflowId`, or (`rejoin`) do that first and then record rejoinAsStandby of the old primary.
  */
 export async function recordFailover(client: TemporalClient, workflowId: string, workflow: 'failoverPromotion' | 'rejoinAsStandby'): Promise<void> {
-  const cluster = await createReplicaCluster(`record-${workflow.toLowerCase()}`, 56130);
+  const cluster = await createReplicaCluster(`record-${workflow.toLowerCase()}`, 26130);
   try {
     await withWorker(cluster.config('pg1'), async ({ taskQueue }) => {
       cluster.signal('pg1', 'SIGKILL');
