@@ -22,7 +22,7 @@ export const DEFAULT_EMBEDDING_BACKFILL = {
   model: 'text-embedding-3-small',
   dimensions: 1_536,
   batchSize: 512,
-  requestsPerBatch: 1,
+  requestsPerBatch: 2,
   maxTokensPerRequest: API_MAX_TOKENS_PER_REQUEST,
   maxTokensPerInput: MODEL_MAX_TOKENS_PER_INPUT,
   batchesInFlight: 2,

@@ -31,7 +31,7 @@ beforeEach(() => fixture.server.reset());
 
 /** Each test fills a column of its own, in few dimensions: faults, not vector sizes, are under test here. */
 function input(column: string, extra: EmbeddingBackfillInput = {}): EmbeddingBackfillInput {
-  return { target: fixture.targetName, embeddingColumn: column, dimensions: 64, batchSize: 20, ...extra };
+  return { target: fixture.targetName, embeddingColumn: column, dimensions: 64, batchSize: 20, requestsPerBatch: 1, ...extra };
 }
 
 async function embeddedRows(column: string): Promise<number> {

@@ -1,7 +1,7 @@
 // How the backfill sizes its API requests and reads the API's pacing headers, and how the local
 // API writes its responses: pure functions, so these run without the stack.
 import { cutIntoBatches } from '../src/activities/embeddings/planEmbeddingBatches';
-import { parseResetDuration, rateLimitHint, retryAfterMs } from '../src/activities/embeddings/embeddingsApi';
+import { parseEmbeddingsBody, parseResetDuration, rateLimitHint, retryAfterMs } from '../src/activities/embeddings/embeddingsApi';
 import { estimateTokens, resolveEmbeddingBackfill, EmbeddingInputInvalid } from '../src/embeddingDefaults';
 import { base64EmbeddingsBody, fakeEmbedding } from '../src/dev/fakeEmbeddingsServer';
 
@@ -9,7 +9,7 @@ const rows = (bytes: number[]) => bytes.map((b, i) => ({ key: String(i + 1), byt
 
 describe('cutting rows into API requests', () => {
   test('no request carries more than batchSize inputs or maxTokensPerRequest estimated tokens', () => {
-    const spec = resolveEmbeddingBackfill({ batchSize: 3, maxTokensPerRequest: 1_000, maxTokensPerInput: 900 });
+    const spec = resolveEmbeddingBackfill({ batchSize: 3, requestsPerBatch: 1, maxTokensPerRequest: 1_000, maxTokensPerInput: 900 });
     const sizes = [100, 1_200, 600, 1_790, 40, 40, 40, 40, 1_000, 1_000];
     const batches = cutIntoBatches(rows(sizes), spec, '0');
     for (const batch of batches) {
@@ -99,3 +99,27 @@ describe('the local API\'s base64 response body', () => {
     expect(decoded).toEqual(vectors);
   });
 });
+
+describe('reading the API\'s response', () => {
+  const floats = (bytes: Buffer) => Array.from(new Float32Array(new Uint8Array(bytes).buffer));
+
+  test('base64 vectors are cut out of the body and the rest parses as the JSON it was', () => {
+    const vectors = ['deadlock', '교착 상태', ''].map((text) => fakeEmbedding(text, 8));
+    const usage = { prompt_tokens: 7, total_tokens: 7 };
+    const { body, vectors: cut } = parseEmbeddingsBody(base64EmbeddingsBody(vectors, 'model "ü"', usage));
+    expect(body).toEqual({ object: 'list', data: vectors.map((_, index) => ({ object: 'embedding', index, embedding: index })), model: 'model "ü"', usage });
+    expect(cut.map(floats)).toEqual(vectors.map((v) => Array.from(v)));
+  });
+
+  test('fields written another way are left to JSON.parse: escaped slashes, spaces, float arrays', () => {
+    const text = '{"data":[{"index":0,"embedding":"\\/\\/\\/\\/AAAA"},{"embedding": "AACAPw==","index":1},{"index":2,"embedding":[0.5,1]}]}';
+    const { body, vectors: cut } = parseEmbeddingsBody(Buffer.from(text));
+    expect(cut).toEqual([]);
+    expect(body.data.map((d) => d.embedding)).toEqual(['////AAAA', 'AACAPw==', [0.5, 1]]);
+  });
+
+  test('a body that is not JSON throws', () => {
+    expect(() => parseEmbeddingsBody(Buffer.from('<html>502 Bad Gateway</html>'))).toThrow();
+  });
+});
+

@@ -18,7 +18,9 @@ export interface Heartbeats {
  * mistaken for a dead worker. Stop it when the step ends.
  */
 export function heartbeatWhile(details: () => unknown, keepAliveMs = 5_000): Heartbeats {
-  let last = 0;
+  // Progress waits a second from the start too: each heartbeat is a write on the Temporal server,
+  // and a step over in less than a second (most embedding batches) needs none.
+  let last = Date.now();
   const beat = () => {
     last = Date.now();
     Context.current().heartbeat(details());

@@ -78,16 +78,20 @@ export class RateLimited extends Error {
 /** A request the API refused because of what we sent (an input over the model's limit): split it. */
 export class InputRejected extends Error {}
 
-function decodeVector(embedding: string | number[], dimensions: number, model: string): Float32Array {
-  const vector =
-    typeof embedding === 'string'
-      ? (() => {
-          const bytes = Buffer.from(embedding, 'base64');
-          // A view when the bytes are 4-aligned (a buffer this size has its own memory), else a copy.
-          if (bytes.byteOffset % 4 === 0 && bytes.length % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
-          return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
-        })()
-      : Float32Array.from(embedding);
+/** A vector as the body carried it: base64 (cut out of the body already), a base64 string, or floats. */
+type RawVector = Buffer | string | number[];
+
+function decodeVector(embedding: RawVector, dimensions: number, model: string): Float32Array {
+  let vector: Float32Array;
+  if (Array.isArray(embedding)) vector = Float32Array.from(embedding);
+  else {
+    const bytes = typeof embedding === 'string' ? Buffer.from(embedding, 'base64') : embedding;
+    // A view when the bytes are 4-aligned (a buffer this size has its own memory), else a copy.
+    vector =
+      bytes.byteOffset % 4 === 0 && bytes.length % 4 === 0
+        ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)
+        : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  }
   if (vector.length !== dimensions) {
     throw ApplicationFailure.nonRetryable(
       `model ${model} returned ${vector.length}-dimensional vectors, but the column holds ${dimensions}; ` +
@@ -98,6 +102,61 @@ function decodeVector(embedding: string | number[], dimensions: number, model: s
   return vector;
 }
 
+interface EmbeddingsBody {
+  /** `embedding` is the ordinal of a vector cut out of the body (see parseEmbeddingsBody), or as sent. */
+  data: { index: number; embedding: number | string | number[] }[];
+  usage?: { prompt_tokens?: number };
+}
+
+const EMBEDDING_FIELD = Buffer.from('"embedding":"');
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/**
+ * The body with its vectors cut out before JSON.parse: each `"embedding":"<base64>"` is decoded
+ * straight from the bytes and replaced by its ordinal, so JSON.parse reads only the small rest
+ * (and still checks the shape and gives each vector's index). Decoding 8 KB of UTF-8 and parsing
+ * it as a JSON string per 1536-d vector cost the worker more than a second of CPU per 100k rows.
+ * A field written another way (spaces, an escaped "\/") is left to JSON.parse as it is. The cuts
+ * fall on ASCII quotes, so no UTF-8 character is split.
+ */
+export function parseEmbeddingsBody(bytes: Buffer): { body: EmbeddingsBody; vectors: Buffer[] } {
+  const vectors: Buffer[] = [];
+  let rest = '';
+  let from = 0;
+  for (let at = bytes.indexOf(EMBEDDING_FIELD); at >= 0; at = bytes.indexOf(EMBEDDING_FIELD, from)) {
+    const start = at + EMBEDDING_FIELD.length;
+    const end = bytes.indexOf(QUOTE, start);
+    if (end < 0) break;
+    if (bytes.subarray(start, end).includes(BACKSLASH)) {
+      rest += bytes.toString('utf8', from, end + 1);
+    } else {
+      rest += `${bytes.toString('utf8', from, at)}"embedding":${vectors.length}`;
+      vectors.push(Buffer.from(bytes.toString('latin1', start, end), 'base64'));
+    }
+    from = end + 1;
+  }
+  rest += bytes.toString('utf8', from);
+  return { body: JSON.parse(rest) as EmbeddingsBody, vectors };
+}
+
+async function readEmbeddingsBody(response: Response, config: WorkerConfig): Promise<{ body: EmbeddingsBody; vectors: Buffer[] }> {
+  const bytes = Buffer.from(await response.arrayBuffer());
+  let parsed: { body: EmbeddingsBody; vectors: Buffer[] } | undefined;
+  try {
+    parsed = parseEmbeddingsBody(bytes);
+  } catch {
+    // not JSON: said below
+  }
+  if (!parsed || !Array.isArray(parsed.body?.data)) {
+    throw ApplicationFailure.retryable(
+      `the embeddings API at ${apiLocation(config)} answered ${response.status} with a body that is not an embeddings list: ${bytes.subarray(0, 200).toString('utf8')}`,
+      'EmbeddingApiUnavailable',
+    );
+  }
+  return parsed;
+}
+
 /** One API request. Throws RateLimited on 429, InputRejected on 400, and Temporal failures otherwise. */
 export async function requestEmbeddings(
   openai: OpenAI,
@@ -105,14 +164,27 @@ export async function requestEmbeddings(
   request: { model: string; dimensions: number; texts: string[] },
 ): Promise<EmbeddingsResponse> {
   try {
-    const { data: body, response } = await openai.embeddings
+    const response = await openai.embeddings
       .create({ model: request.model, input: request.texts, dimensions: request.dimensions, encoding_format: 'base64' })
-      .withResponse();
+      .asResponse();
+    const { body, vectors: cut } = await readEmbeddingsBody(response, config);
     if (body.data.length !== request.texts.length) {
       throw ApplicationFailure.retryable(`the embeddings API returned ${body.data.length} vectors for ${request.texts.length} inputs`, 'EmbeddingApiUnavailable');
     }
     const vectors = new Array<Float32Array>(request.texts.length);
-    for (const item of body.data) vectors[item.index] = decodeVector(item.embedding as unknown as string | number[], request.dimensions, request.model);
+    for (const item of body.data) {
+      if (!Number.isInteger(item?.index) || item.index < 0 || item.index >= vectors.length || vectors[item.index]) {
+        throw ApplicationFailure.retryable(
+          `the embeddings API returned a vector for input ${item?.index}, which is not one of the request's ${vectors.length} or came twice`,
+          'EmbeddingApiUnavailable',
+        );
+      }
+      const raw = typeof item.embedding === 'number' ? cut[item.embedding] : item.embedding;
+      if (raw === undefined || raw === null) {
+        throw ApplicationFailure.retryable(`the embeddings API returned no vector for input ${item.index}`, 'EmbeddingApiUnavailable');
+      }
+      vectors[item.index] = decodeVector(raw, request.dimensions, request.model);
+    }
     return { vectors, tokens: body.usage?.prompt_tokens ?? 0, rateLimit: rateLimitHint(response.headers) };
   } catch (err) {
     throw explain(err, config, request.model);
