@@ -6,13 +6,14 @@
 //   4. the HNSW index build over the complete column (unless --skip-index: ~12 minutes at 100k)
 // with the CPU each run needed, and print a Markdown section for docs/benchmarks.md.
 //
-//   npx tsx bench/embeddings.ts [--rows 100000] [--skip-index]   (the local stack must be up: scripts/stack up)
+//   npx tsx bench/embeddings.ts [--rows 100000] [--repeat 1] [--skip-index]   (the local stack must be up: scripts/stack up)
 // The worker under test is a separate process (the compiled worker, as deployed); the API runs in this process.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import execa from 'execa';
 import OpenAI from 'openai';
+import type { Client } from 'pg';
 import { connectTarget } from '../src/activities/postgres/connection';
 import { connectClient, startEmbeddingBackfill } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/config';
@@ -25,7 +26,15 @@ import { insertQuestions } from '../test/support/embeddingFixture';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
 
-const { values } = parseArgs({ options: { rows: { type: 'string', default: '100000' }, 'naive-rows': { type: 'string', default: '2000' }, 'skip-index': { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '100000' },
+    'naive-rows': { type: 'string', default: '2000' },
+    // The machine's speed drifts between minutes: several runs of the defaults show how far.
+    repeat: { type: 'string', default: '1' },
+    'skip-index': { type: 'boolean', default: false },
+  },
+});
 const ROWS = Number(values.rows);
 const NAIVE_ROWS = Number(values['naive-rows']);
 const DATABASE = `pgops_bench_embeddings_${ROWS}`;
@@ -33,13 +42,17 @@ const TARGET = 'bench';
 const STACK = loadWorkerConfig(stackEnv());
 const SERVERS = stackServers(STACK.targets);
 
+async function seed(db: Client): Promise<void> {
+  for (let first = 1; first <= ROWS; first += 10_000) await insertQuestions(db, first, Math.min(10_000, ROWS - first + 1));
+}
+
 async function benchTarget(): Promise<TargetConfig> {
   const { target, db } = await ensureBenchDatabase(DATABASE);
   const count = Number((await db.query('SELECT count(*) AS n FROM questions')).rows[0].n);
   if (count !== ROWS) {
     console.error(`seeding ${ROWS} questions into ${DATABASE}...`);
     await db.query('TRUNCATE questions CASCADE');
-    for (let first = 1; first <= ROWS; first += 10_000) await insertQuestions(db, first, Math.min(10_000, ROWS - first + 1));
+    await seed(db);
   }
   await db.end();
   return target;
@@ -50,6 +63,20 @@ async function freshColumn(target: TargetConfig, column: string): Promise<void> 
   const db = await connectTarget(target);
   await db.query(`ALTER TABLE questions DROP COLUMN IF EXISTS ${column}, DROP COLUMN IF EXISTS ${column}_sha256, DROP COLUMN IF EXISTS ${column}_model`);
   await db.query('VACUUM questions');
+  await db.end();
+}
+
+/**
+ * Every timed backfill starts from the same state: the questions reloaded (a dropped column's
+ * vectors stay in the table until it is rewritten), vacuumed, and checkpointed, so no run pays
+ * for an earlier run's dead rows, dirty pages or a checkpoint that falls due inside it.
+ */
+async function freshTable(target: TargetConfig): Promise<void> {
+  const db = await connectTarget(target);
+  await db.query('TRUNCATE questions RESTART IDENTITY CASCADE');
+  await seed(db);
+  await db.query('VACUUM ANALYZE questions');
+  await db.query('CHECKPOINT');
   await db.end();
 }
 
@@ -80,7 +107,10 @@ interface Run {
 }
 
 async function backfill(name: string, env: Record<string, string>, target: TargetConfig, input: EmbeddingBackfillInput, fresh = true): Promise<Run> {
-  if (fresh) await freshColumn(target, input.embeddingColumn!);
+  if (fresh) {
+    await freshColumn(target, input.embeddingColumn!);
+    await freshTable(target);
+  }
   const taskQueue = `bench-${randomUUID()}`;
   const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue }, { compiled: true });
   const client = await connectClient(STACK.temporal);
@@ -117,11 +147,6 @@ async function main(): Promise<void> {
     const naive = await naiveLoop(target, server);
     console.error(`naive loop: ${naive.toFixed(0)} rows/s over ${NAIVE_ROWS} rows`);
 
-    runs.push(await backfill('embeddingBackfill, defaults (batch 512, 2 in flight), 1536-d', env, target, { embeddingColumn: 'embedding' }));
-    runs.push(
-      await backfill('embeddingBackfill, batch 1024, 3 in flight, 1536-d', env, target, { embeddingColumn: 'embedding', batchSize: 1024, batchesInFlight: 3 }),
-    );
-
     // The budget run: 200 ms per request, 3,000 requests/min; batches of 20 rows of 256-d on the
     // first 20,000 rows (1,000 requests, ≥ 20 s at the budget): the API's pace, not the writes, is measured.
     server.latencyMs = 200;
@@ -140,9 +165,19 @@ async function main(): Promise<void> {
     paced.requestsPerMinute = ((ok.length - 1) / ((ok[ok.length - 1] - ok[0]) / 1000)) * 60;
     runs.push(paced);
     await freshColumn(target, 'embedding_paced');
+    server.latencyMs = 0;
+
+    const repeat = Number(values.repeat);
+    for (let i = 1; i <= repeat; i++) {
+      const name = `embeddingBackfill, defaults (2 requests of 512 per batch, 2 batches in flight), 1536-d${repeat > 1 ? `, run ${i} of ${repeat}` : ''}`;
+      runs.push(await backfill(name, env, target, { embeddingColumn: 'embedding' }));
+    }
+    runs.push(
+      await backfill('embeddingBackfill, 2 requests of 1024 per batch, 3 batches in flight, 1536-d', env, target, { embeddingColumn: 'embedding', batchSize: 1024, batchesInFlight: 3 }),
+    );
 
     // Last, because every later write to the table would also insert into the index. `embedding` is
-    // complete, so this run embeds nothing and only builds the HNSW index.
+    // complete (the run above filled it), so this run embeds nothing and only builds the HNSW index.
     // --skip-index leaves it out: at 100k rows the build alone takes ~12 minutes on 2 cores.
     const indexed = values['skip-index'] ? undefined : await backfill('HNSW index only', env, target, { embeddingColumn: 'embedding', index: true }, false);
     const indexSeconds = (indexed?.result.indexBuilt?.ms ?? NaN) / 1000;
@@ -151,7 +186,7 @@ async function main(): Promise<void> {
     const lines = [
       `## Embedding backfill (${new Date().toISOString().slice(0, 10)}, ${ROWS.toLocaleString('en')} questions)`,
       '',
-      `Command: \`npx tsx bench/embeddings.ts --rows ${ROWS}\` (stack up; 2-core machine shared with the worker, the API and PostgreSQL)`,
+      `Command: \`npx tsx bench/embeddings.ts --rows ${ROWS} --repeat ${values.repeat}${values['skip-index'] ? ' --skip-index' : ''}\` (stack up; 2-core machine shared with the worker, the API and PostgreSQL)`,
       '',
       '| run | rows | wall s | rows/s | vs naive loop | busy CPU-s / floor on 2 cores | notes |',
       '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
