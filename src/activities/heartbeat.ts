@@ -6,6 +6,8 @@ export function killOnCancel(child: { kill: (signal?: NodeJS.Signals) => boolean
   Context.current().cancelled.catch(() => child.kill('SIGTERM'));
 }
 
+const PROGRESS_INTERVAL_MS = 1_000;
+
 export interface Heartbeats {
   /** Call on progress: heartbeats the latest details at most once a second. */
   progressed(): void;
@@ -15,12 +17,13 @@ export interface Heartbeats {
 /**
  * Heartbeats the latest details on progress (for `pgops backup now`) and every `keepAliveMs`
  * regardless, so a step that moves nothing for a while (a lock wait, a slow part) is not
- * mistaken for a dead worker. Stop it when the step ends.
+ * mistaken for a dead worker. Stop it when the step ends. `quietStartMs` holds back progress
+ * heartbeats for that long after the start: each is a write on the Temporal server, and a step
+ * that is usually over by then (an embedding batch) needs none.
  */
-export function heartbeatWhile(details: () => unknown, keepAliveMs = 5_000): Heartbeats {
-  // Progress waits a second from the start too: each heartbeat is a write on the Temporal server,
-  // and a step over in less than a second (most embedding batches) needs none.
-  let last = Date.now();
+export function heartbeatWhile(details: () => unknown, { keepAliveMs = 5_000, quietStartMs = 0 } = {}): Heartbeats {
+  // Progress beats at most once a second; the first may come quietStartMs after the start.
+  let last = Date.now() - PROGRESS_INTERVAL_MS + quietStartMs;
   const beat = () => {
     last = Date.now();
     Context.current().heartbeat(details());
@@ -28,7 +31,7 @@ export function heartbeatWhile(details: () => unknown, keepAliveMs = 5_000): Hea
   const timer = setInterval(beat, keepAliveMs);
   return {
     progressed: () => {
-      if (Date.now() - last >= 1_000) beat();
+      if (Date.now() - last >= PROGRESS_INTERVAL_MS) beat();
     },
     stop: () => clearInterval(timer),
   };

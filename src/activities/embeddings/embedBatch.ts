@@ -113,7 +113,7 @@ export function embedBatchActivities(config: WorkerConfig) {
     const openai = createEmbeddingsClient(config, spec.requestTimeoutMs);
     const result: EmbedBatchResult = { embedded: 0, errors: 0, skipped: 0, changedMeanwhile: 0, requests: 0, tokens: 0, rateLimitedMs: 0 };
     let waiting: number | undefined;
-    const heartbeats = heartbeatWhile(() => ({ ...result, waitingForRateLimitMs: waiting }));
+    const heartbeats = heartbeatWhile(() => ({ ...result, waitingForRateLimitMs: waiting }), { quietStartMs: 1_000 });
     try {
       return await withPooledTarget(resolveTarget(config, spec.target), async (db) => {
         const table = await resolveEmbeddingTable(db, spec);
