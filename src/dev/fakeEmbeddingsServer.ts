@@ -1,7 +1,8 @@
 // A local OpenAI-compatible /v1/embeddings server for tests, benchmarks and the demo: the real
 // OpenAI cannot be reached from here. Vectors are derived from the text alone (SHA-256 seeds a
 // PRNG, then the vector is normalised), so anyone can recompute what a row must hold. Latency,
-// 429s with Retry-After, 500s and timeouts can be injected; counters tell tests what was sent.
+// 429s with Retry-After, 500s, timeouts and answers stalled mid-body can be injected; counters
+// tell tests what was sent.
 //
 //   npx tsx src/dev/fakeEmbeddingsServer.ts [--port 8089] [--latency-ms 0]
 import { createHash } from 'node:crypto';
@@ -9,7 +10,13 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 
-export type Fault = { kind: '429'; retryAfterMs: number } | { kind: '500' } | { kind: 'timeout'; holdMs: number };
+export type Fault =
+  | { kind: '429'; retryAfterMs: number }
+  | { kind: '500' }
+  /** The answer is held back whole for holdMs. */
+  | { kind: 'timeout'; holdMs: number }
+  /** Headers and half the body go out, then the rest holdMs later. */
+  | { kind: 'stall'; holdMs: number };
 
 export interface ServedRequest {
   at: number;
@@ -110,6 +117,9 @@ export function base64EmbeddingsBody(vectors: Float32Array[], model: string, usa
   return body.subarray(0, at);
 }
 
+/** A held answer does not keep the process alive once the server is closed. */
+const hold = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
 export async function startFakeEmbeddingsServer(options: { port?: number; latencyMs?: number } = {}): Promise<FakeEmbeddingsServer> {
   const queued: Fault[] = [];
   let concurrent = 0;
@@ -138,7 +148,7 @@ export async function startFakeEmbeddingsServer(options: { port?: number; latenc
       return sendJson(res, 401, apiError('You didn\'t provide an API key.', 'invalid_request_error'));
     }
     const fault = queued.shift() ?? state.faultPlan?.(state.log.length);
-    if (state.latencyMs > 0) await new Promise((r) => setTimeout(r, state.latencyMs));
+    if (state.latencyMs > 0) await hold(state.latencyMs);
     if (fault?.kind === '429') {
       entry.status = 429;
       return sendJson(res, 429, apiError('Rate limit reached for requests', 'requests'), {
@@ -167,7 +177,7 @@ export async function startFakeEmbeddingsServer(options: { port?: number; latenc
     const tokens = inputs.reduce((sum, text) => sum + fakeTokenCount(text), 0);
     const vectors = inputs.map((text) => fakeEmbedding(text, dimensions));
     // The client may have given up on a held request; it was still answered, like a real server would.
-    if (fault?.kind === 'timeout') await new Promise((r) => setTimeout(r, fault.holdMs));
+    if (fault?.kind === 'timeout') await hold(fault.holdMs);
     entry.status = 200;
     entry.inputs = inputs.length;
     entry.tokens = tokens;
@@ -178,6 +188,12 @@ export async function startFakeEmbeddingsServer(options: { port?: number; latenc
     if (request.encoding_format === 'base64') {
       const body = base64EmbeddingsBody(vectors, request.model, usage);
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, ...headers });
+      if (fault?.kind === 'stall') {
+        res.write(body.subarray(0, body.length >> 1));
+        await hold(fault.holdMs);
+        if (res.destroyed) return;
+        return void res.end(body.subarray(body.length >> 1));
+      }
       return void res.end(body);
     }
     const data = vectors.map((vector, index) => ({ object: 'embedding', index, embedding: Array.from(vector) }));

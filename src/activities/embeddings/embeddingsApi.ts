@@ -163,9 +163,11 @@ export async function requestEmbeddings(
   config: WorkerConfig,
   request: { model: string; dimensions: number; texts: string[] },
 ): Promise<EmbeddingsResponse> {
+  // The client's own timeout ends once the headers are in; this deadline also bounds the body.
+  const deadline = AbortSignal.timeout(openai.timeout);
   try {
     const response = await openai.embeddings
-      .create({ model: request.model, input: request.texts, dimensions: request.dimensions, encoding_format: 'base64' })
+      .create({ model: request.model, input: request.texts, dimensions: request.dimensions, encoding_format: 'base64' }, { signal: deadline })
       .asResponse();
     const { body, vectors: cut } = await readEmbeddingsBody(response, config);
     if (body.data.length !== request.texts.length) {
@@ -187,11 +189,11 @@ export async function requestEmbeddings(
     }
     return { vectors, tokens: body.usage?.prompt_tokens ?? 0, rateLimit: rateLimitHint(response.headers) };
   } catch (err) {
-    throw explain(err, config, request.model);
+    throw explain(err, config, request.model, deadline.aborted);
   }
 }
 
-function explain(err: unknown, config: WorkerConfig, model: string): Error {
+function explain(err: unknown, config: WorkerConfig, model: string, timedOut: boolean): Error {
   const where = apiLocation(config);
   if (err instanceof RateLimitError) return new RateLimited(retryAfterMs(err.headers));
   if (err instanceof AuthenticationError || err instanceof PermissionDeniedError) {
@@ -204,6 +206,9 @@ function explain(err: unknown, config: WorkerConfig, model: string): Error {
     return ApplicationFailure.nonRetryable(`the embeddings API at ${where} does not know model ${model} (404): ${err.message}`, 'EmbeddingModelUnknown');
   }
   if (err instanceof BadRequestError) return new InputRejected(err.message);
+  if (timedOut) {
+    return ApplicationFailure.retryable(`the embeddings API at ${where} did not finish its answer within the request timeout`, 'EmbeddingApiUnavailable');
+  }
   // Timeouts, refused connections and 5xx: the service is having a moment, Temporal retries.
   if (err instanceof APIConnectionError || err instanceof APIError) {
     return ApplicationFailure.retryable(`the embeddings API at ${where} failed: ${err.message}`, 'EmbeddingApiUnavailable');
