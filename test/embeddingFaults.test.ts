@@ -121,7 +121,11 @@ describe('embeddingBackfill under faults', () => {
     };
     const first = await start();
     const handle = await startEmbeddingBackfill(client, { taskQueue }, input('embedding_kill', { batchesInFlight: 3, heartbeatTimeout: '5 seconds' }));
-    await waitUntil('a quarter of the rows to be embedded', async () => (await embeddedRows('embedding_kill')) >= ROWS / 4);
+    // Killed while the server holds a request that arrived under 50 ms ago (of its 150): that batch
+    // cannot have finished on the first worker, so it must be retried. Killed between batches, the
+    // run would only move to the new worker with nothing to retry.
+    const heldJustNow = () => fixture.server.log.some((r) => r.status === 0 && Date.now() - r.at < 50);
+    await waitUntil('a quarter of the rows embedded and a request just arrived', async () => (await embeddedRows('embedding_kill')) >= ROWS / 4 && heldJustNow());
     await first.kill('SIGKILL');
     const writtenBeforeKill = await embeddedRows('embedding_kill');
     expect(writtenBeforeKill).toBeLessThan(ROWS);
