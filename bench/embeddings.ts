@@ -1,8 +1,9 @@
 // Embedding backfill benchmark, in one run on one database of seeded questions:
 //   1. a naive loop, one API request and one UPDATE per row (on a sample: it is slow)
-//   2. embeddingBackfill, 1536-d vectors from a zero-latency local API, with its defaults and tuned
-//   3. embeddingBackfill against an API with 200 ms latency and a 3,000 requests/min budget:
+//   2. embeddingBackfill against an API with 200 ms latency and a 3,000 requests/min budget:
 //      the share of the budget it achieves
+//   3. embeddingBackfill, 1536-d vectors from a zero-latency local API, with its defaults
+//      (--repeat times) and tuned, each from a freshly loaded table
 //   4. the HNSW index build over the complete column (unless --skip-index: ~12 minutes at 100k)
 // with the CPU each run needed, and print a Markdown section for docs/benchmarks.md.
 //
