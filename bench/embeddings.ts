@@ -59,21 +59,26 @@ async function benchTarget(): Promise<TargetConfig> {
   return target;
 }
 
-/** A fresh column per run, so every run starts with every row needing work. `column` is this script's own constant. */
+/** `column` (this script's own constant) and its tracking columns dropped, so every row needs work again. */
+async function dropColumn(db: Client, column: string): Promise<void> {
+  await db.query(`ALTER TABLE questions DROP COLUMN IF EXISTS ${column}, DROP COLUMN IF EXISTS ${column}_sha256, DROP COLUMN IF EXISTS ${column}_model`);
+}
+
 async function freshColumn(target: TargetConfig, column: string): Promise<void> {
   const db = await connectTarget(target);
-  await db.query(`ALTER TABLE questions DROP COLUMN IF EXISTS ${column}, DROP COLUMN IF EXISTS ${column}_sha256, DROP COLUMN IF EXISTS ${column}_model`);
+  await dropColumn(db, column);
   await db.query('VACUUM questions');
   await db.end();
 }
 
 /**
- * Every timed backfill starts from the same state: the questions reloaded (a dropped column's
- * vectors stay in the table until it is rewritten), vacuumed, and checkpointed, so no run pays
- * for an earlier run's dead rows, dirty pages or a checkpoint that falls due inside it.
+ * Every timed backfill starts from the same state: a fresh column, the questions reloaded (a
+ * dropped column's vectors stay in the table until it is rewritten), vacuumed, and checkpointed,
+ * so no run pays for an earlier run's dead rows, dirty pages or a checkpoint that falls due inside it.
  */
-async function freshTable(target: TargetConfig): Promise<void> {
+async function freshTable(target: TargetConfig, column: string): Promise<void> {
   const db = await connectTarget(target);
+  await dropColumn(db, column);
   await db.query('TRUNCATE questions RESTART IDENTITY CASCADE');
   await seed(db);
   await db.query('VACUUM ANALYZE questions');
@@ -108,10 +113,7 @@ interface Run {
 }
 
 async function backfill(name: string, env: Record<string, string>, target: TargetConfig, input: EmbeddingBackfillInput, fresh = true): Promise<Run> {
-  if (fresh) {
-    await freshColumn(target, input.embeddingColumn!);
-    await freshTable(target);
-  }
+  if (fresh) await freshTable(target, input.embeddingColumn!);
   const taskQueue = `bench-${randomUUID()}`;
   const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue }, { compiled: true });
   const client = await connectClient(STACK.temporal);

@@ -83,31 +83,35 @@ describe('the API pacing headers', () => {
   });
 });
 
+/** Vectors of mixed-language texts (one empty) and a model name that JSON must escape. */
+const sample = {
+  vectors: ['deadlock', '교착 상태', ''].map((text) => fakeEmbedding(text, 8)),
+  model: 'model "ü"',
+  usage: { prompt_tokens: 7, total_tokens: 7 },
+};
+const floats = (bytes: Buffer) => Array.from(new Float32Array(new Uint8Array(bytes).buffer));
+
 describe('the local API\'s base64 response body', () => {
   test('is the JSON that JSON.stringify would give, vectors intact', () => {
-    const vectors = ['deadlock', '교착 상태', ''].map((text) => fakeEmbedding(text, 8));
-    const usage = { prompt_tokens: 7, total_tokens: 7 };
-    const body = base64EmbeddingsBody(vectors, 'model "ü"', usage);
+    const { vectors, model, usage } = sample;
+    const body = base64EmbeddingsBody(vectors, model, usage);
     const expected = {
       object: 'list',
       data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: Buffer.from(v.buffer).toString('base64') })),
-      model: 'model "ü"',
+      model,
       usage,
     };
     expect(body.toString('utf8')).toBe(JSON.stringify(expected));
-    const decoded = (JSON.parse(body.toString('utf8')) as typeof expected).data.map((d) => new Float32Array(new Uint8Array(Buffer.from(d.embedding, 'base64')).buffer));
-    expect(decoded).toEqual(vectors);
+    const decoded = (JSON.parse(body.toString('utf8')) as typeof expected).data.map((d) => floats(Buffer.from(d.embedding, 'base64')));
+    expect(decoded).toEqual(vectors.map((v) => Array.from(v)));
   });
 });
 
 describe('reading the API\'s response', () => {
-  const floats = (bytes: Buffer) => Array.from(new Float32Array(new Uint8Array(bytes).buffer));
-
   test('base64 vectors are cut out of the body and the rest parses as the JSON it was', () => {
-    const vectors = ['deadlock', '교착 상태', ''].map((text) => fakeEmbedding(text, 8));
-    const usage = { prompt_tokens: 7, total_tokens: 7 };
-    const { body, vectors: cut } = parseEmbeddingsBody(base64EmbeddingsBody(vectors, 'model "ü"', usage));
-    expect(body).toEqual({ object: 'list', data: vectors.map((_, index) => ({ object: 'embedding', index, embedding: index })), model: 'model "ü"', usage });
+    const { vectors, model, usage } = sample;
+    const { body, vectors: cut } = parseEmbeddingsBody(base64EmbeddingsBody(vectors, model, usage));
+    expect(body).toEqual({ object: 'list', data: vectors.map((_, index) => ({ object: 'embedding', index, embedding: index })), model, usage });
     expect(cut.map(floats)).toEqual(vectors.map((v) => Array.from(v)));
   });
 
@@ -122,4 +126,3 @@ describe('reading the API\'s response', () => {
     expect(() => parseEmbeddingsBody(Buffer.from('<html>502 Bad Gateway</html>'))).toThrow();
   });
 });
-

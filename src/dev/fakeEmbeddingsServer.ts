@@ -183,21 +183,25 @@ export async function startFakeEmbeddingsServer(options: { port?: number; latenc
     entry.tokens = tokens;
     for (const text of inputs) state.embeddedCount.set(text, (state.embeddedCount.get(text) ?? 0) + 1);
     if (res.destroyed) return;
-    const headers = { 'x-ratelimit-limit-requests': '10000', 'x-ratelimit-remaining-requests': '9999', 'x-ratelimit-reset-requests': '6ms' };
     const usage = { prompt_tokens: tokens, total_tokens: tokens };
-    if (request.encoding_format === 'base64') {
-      const body = base64EmbeddingsBody(vectors, request.model, usage);
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, ...headers });
-      if (fault?.kind === 'stall') {
-        res.write(body.subarray(0, body.length >> 1));
-        await hold(fault.holdMs);
-        if (res.destroyed) return;
-        return void res.end(body.subarray(body.length >> 1));
-      }
-      return void res.end(body);
+    const answer =
+      request.encoding_format === 'base64'
+        ? base64EmbeddingsBody(vectors, request.model, usage)
+        : Buffer.from(JSON.stringify({ object: 'list', data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: Array.from(v) })), model: request.model, usage }));
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': answer.length,
+      'x-ratelimit-limit-requests': '10000',
+      'x-ratelimit-remaining-requests': '9999',
+      'x-ratelimit-reset-requests': '6ms',
+    });
+    if (fault?.kind === 'stall') {
+      res.write(answer.subarray(0, answer.length >> 1));
+      await hold(fault.holdMs);
+      if (res.destroyed) return;
+      return void res.end(answer.subarray(answer.length >> 1));
     }
-    const data = vectors.map((vector, index) => ({ object: 'embedding', index, embedding: Array.from(vector) }));
-    sendJson(res, 200, { object: 'list', data, model: request.model, usage }, headers);
+    res.end(answer);
   };
 
   const server = createServer((req, res) => {

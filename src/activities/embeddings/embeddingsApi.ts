@@ -157,6 +157,28 @@ async function readEmbeddingsBody(response: Response, config: WorkerConfig): Pro
   return parsed;
 }
 
+/** One decoded vector per input, placed by the `index` the API gave it: none missing, none twice. */
+function vectorsInInputOrder(body: EmbeddingsBody, cut: Buffer[], request: { model: string; dimensions: number; texts: string[] }): Float32Array[] {
+  if (body.data.length !== request.texts.length) {
+    throw ApplicationFailure.retryable(`the embeddings API returned ${body.data.length} vectors for ${request.texts.length} inputs`, 'EmbeddingApiUnavailable');
+  }
+  const vectors = new Array<Float32Array>(request.texts.length);
+  for (const item of body.data) {
+    if (!Number.isInteger(item?.index) || item.index < 0 || item.index >= vectors.length || vectors[item.index]) {
+      throw ApplicationFailure.retryable(
+        `the embeddings API returned a vector for input ${item?.index}, which is not one of the request's ${vectors.length} or came twice`,
+        'EmbeddingApiUnavailable',
+      );
+    }
+    const raw = typeof item.embedding === 'number' ? cut[item.embedding] : item.embedding;
+    if (raw === undefined || raw === null) {
+      throw ApplicationFailure.retryable(`the embeddings API returned no vector for input ${item.index}`, 'EmbeddingApiUnavailable');
+    }
+    vectors[item.index] = decodeVector(raw, request.dimensions, request.model);
+  }
+  return vectors;
+}
+
 /** One API request. Throws RateLimited on 429, InputRejected on 400, and Temporal failures otherwise. */
 export async function requestEmbeddings(
   openai: OpenAI,
@@ -170,24 +192,7 @@ export async function requestEmbeddings(
       .create({ model: request.model, input: request.texts, dimensions: request.dimensions, encoding_format: 'base64' }, { signal: deadline })
       .asResponse();
     const { body, vectors: cut } = await readEmbeddingsBody(response, config);
-    if (body.data.length !== request.texts.length) {
-      throw ApplicationFailure.retryable(`the embeddings API returned ${body.data.length} vectors for ${request.texts.length} inputs`, 'EmbeddingApiUnavailable');
-    }
-    const vectors = new Array<Float32Array>(request.texts.length);
-    for (const item of body.data) {
-      if (!Number.isInteger(item?.index) || item.index < 0 || item.index >= vectors.length || vectors[item.index]) {
-        throw ApplicationFailure.retryable(
-          `the embeddings API returned a vector for input ${item?.index}, which is not one of the request's ${vectors.length} or came twice`,
-          'EmbeddingApiUnavailable',
-        );
-      }
-      const raw = typeof item.embedding === 'number' ? cut[item.embedding] : item.embedding;
-      if (raw === undefined || raw === null) {
-        throw ApplicationFailure.retryable(`the embeddings API returned no vector for input ${item.index}`, 'EmbeddingApiUnavailable');
-      }
-      vectors[item.index] = decodeVector(raw, request.dimensions, request.model);
-    }
-    return { vectors, tokens: body.usage?.prompt_tokens ?? 0, rateLimit: rateLimitHint(response.headers) };
+    return { vectors: vectorsInInputOrder(body, cut, request), tokens: body.usage?.prompt_tokens ?? 0, rateLimit: rateLimitHint(response.headers) };
   } catch (err) {
     throw explain(err, config, request.model, deadline.aborted);
   }

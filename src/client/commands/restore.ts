@@ -11,7 +11,6 @@ import { megabytes, operator, UsageError, withTemporal } from './common';
 const PRE_RESTORE = /_pre_restore_\d{14}$/;
 const PLAN_WAIT_MS = 10 * 60_000;
 
-
 export async function restoreCommand([sub, ...args]: string[]): Promise<number> {
   switch (sub) {
     case 'start':
