@@ -429,8 +429,19 @@ stack_up() {
   start_temporal
   start_minio
   stack_env >"$STACK_DIR/stack.env"
+  start_failover_watcher
   log "ready in $((SECONDS - started))s"
   stack_status
+}
+
+# The cluster's failover watcher (one per cluster: a running one is kept). It waits in Temporal
+# until a worker polls the "pgops" task queue (npm run demo, bin/pgops worker); `pgops failover
+# watch --stop` ends it.
+start_failover_watcher() {
+  "$TEMPORAL_BIN" workflow start --address "127.0.0.1:$TEMPORAL_PORT" --namespace "$TEMPORAL_NAMESPACE" \
+    --task-queue pgops --type failoverWatcher --workflow-id failover-watch-main \
+    --input '{"cluster":"main"}' --id-conflict-policy UseExisting >/dev/null \
+    || die "could not start the failover watcher of cluster main"
 }
 
 stack_down() {

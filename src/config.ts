@@ -394,6 +394,8 @@ function loadClusters(env: Env, targets: Record<string, TargetConfig>): Record<s
   const clusters: Record<string, ClusterConfig> = {};
   for (const name of (optional(env, 'PGOPS_CLUSTERS') ?? '').split(',').map((n) => n.trim()).filter(Boolean)) {
     if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new ConfigError(`PGOPS_CLUSTERS: "${name}" is not a valid cluster name (lowercase letters, digits, _ and -)`);
+    // Backups of a cluster role ("main:primary") are catalogued under the cluster's name.
+    if (targets[name]) throw new ConfigError(`PGOPS_CLUSTERS: "${name}" is also a target's name; a cluster's backup catalog would mix with that target's`);
     clusters[name] = loadCluster(env, name, targets);
   }
   return clusters;

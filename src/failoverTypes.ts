@@ -1,4 +1,6 @@
-// Types shared by the failover workflows, their activities and clients. Workflows import these as types only.
+// The failover contract shared by workflows, activities and clients: types, workflow ids, and the
+// watcher's query and signals (both the watcher and the runs that pause it import them from here).
+import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { FailoverPolicy } from './config';
 import type { TargetName } from './types';
 
@@ -13,6 +15,77 @@ export interface FailoverInput {
   mode?: FailoverMode;
   reason?: string;
   requestedBy?: string;
+  /** When a watcher's probe first failed (epoch ms): the confirmation window counts from there. */
+  failingSinceMs?: number;
+}
+
+/** A cluster role as a target: "main:primary", or "main:standby" (a streaming standby, else the primary). */
+export const ROLE_TARGET = /^([a-z][a-z0-9_-]*):(primary|standby)$/;
+
+/** One failover per cluster at a time: the id is the cluster's, so a second start is refused by Temporal. */
+export function failoverWorkflowId(cluster: string): string {
+  return `failover-${cluster}`;
+}
+
+/** One watcher per cluster, however many workers run. */
+export function watcherWorkflowId(cluster: string): string {
+  return `failover-watch-${cluster}`;
+}
+
+export const watchStatusQuery = defineQuery<WatchState>('watchStatus');
+export const pauseWatchSignal = defineSignal<[WatchPause]>('pauseWatch');
+export const resumeWatchSignal = defineSignal<[WatchResume]>('resumeWatch');
+
+export interface WatchInput {
+  cluster: string;
+  /** Carried across continue-as-new. */
+  carried?: WatchState;
+}
+
+/** A reason the watcher does not act: a maintenance window, a switchover, a restore. */
+export interface WatchPause {
+  /** Who holds the pause (an operator, or the workflow id of a switchover or restore). */
+  by: string;
+  reason: string;
+  /** Held at most this long (default 1 hour): a holder that dies cannot pause the watcher forever. */
+  forMs?: number;
+}
+
+export interface WatchResume {
+  by: string;
+  /** Lift every pause, not only the caller's own. */
+  all?: boolean;
+}
+
+export interface WatchedFailover {
+  workflowId: string;
+  startedAt: string;
+  primary: TargetName;
+  outcome: 'promoted' | 'cancelled' | 'failed' | 'already-running';
+  detail: string;
+}
+
+export interface WatchState {
+  cluster: string;
+  watchingSince: string;
+  /** The primary as last watched. */
+  primary?: TargetName;
+  /** Active pauses by holder, with the time each ends (epoch ms). */
+  pauses: Record<string, { reason: string; untilMs: number }>;
+  failoversStarted: number;
+  lastFailover?: WatchedFailover;
+  /** Consecutive failovers that promoted nothing: the wait before the next grows with them. */
+  fruitlessFailovers: number;
+}
+
+/** What one round of watching saw. */
+export interface WatchVerdict {
+  outcome: 'healthy' | 'failing';
+  primary: TargetName;
+  probes: number;
+  /** When the first failed probe started (epoch ms). */
+  failingSinceMs?: number;
+  error?: string;
 }
 
 /** What a workflow may know of a cluster: names, capabilities and policy, never credentials. */
@@ -27,6 +100,36 @@ export interface ClusterView {
   /** Nodes on the worker's machine that pgops can stop, start and rebuild. */
   controlledNodes: TargetName[];
   policy: FailoverPolicy;
+  /** How the primary was found: from the nodes, the last failover's record, or the configuration. */
+  topology: string;
+}
+
+/** Which node of a cluster is primary now, and how that was found. */
+export interface ClusterTopology {
+  cluster: string;
+  primary: TargetName;
+  standbys: TargetName[];
+  source: 'nodes' | 'record' | 'configuration';
+  detail: string;
+  nodes: StandbyPosition[];
+}
+
+/** What a failover writes after promoting, read back while no node answers as primary. */
+export interface RecordedPrimary {
+  cluster: string;
+  primary: TargetName;
+  timeline: number;
+  workflowId: string;
+  at: string;
+}
+
+/** A cluster role target ("main:primary", "main:standby") resolved to the node that serves it now. */
+export interface RoleResolution {
+  roleTarget: string;
+  cluster: string;
+  node: TargetName;
+  primary: TargetName;
+  detail: string;
 }
 
 export interface PrimaryProbe {

@@ -68,6 +68,7 @@ export interface RetentionPolicy {
 export type DumpFormat = 'custom' | 'directory';
 
 export interface NightlyBackupInput {
+  /** A target, or a cluster role ("main:primary", "main:standby") resolved when the run starts. */
   target: TargetName;
   /** `custom` (one file, the default) or `directory` (one file per table, dumped with `jobs` in parallel). */
   format?: DumpFormat;
@@ -87,7 +88,10 @@ export interface NightlyBackupInput {
 export interface BackupManifest {
   formatVersion: 1;
   backupId: string;
+  /** The catalog: a target's name, or a cluster's when a role ("main:primary") was backed up. */
   target: TargetName;
+  /** The node the dump was read from, when it is not `target` itself. */
+  sourceNode?: TargetName;
   database: string;
   serverVersion: string;
   pgDumpVersion: string;

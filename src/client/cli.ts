@@ -35,6 +35,8 @@ const USAGE = `usage: pgops <command> [options]
   failover status [--cluster main] stage, steps and what it waits for
   failover approve [--cluster main] [--force] [--fencing-confirmed] [--as NAME] [--note TEXT]
                                    the approve signal (--force accepts a lagging candidate)
+  failover watch [--cluster main] [--status | --pause [--for 1h] [--reason TEXT] | --resume [--all] | --stop]
+                                   the watcher that starts a failover when the primary stops answering
   rejoin --node OLD --new-primary NEW [--cluster main] [--no-base-backup]
                                    turn the old primary into a streaming standby (pg_rewind)
   backfill start [--target primary] [--table questions] [--column embedding] [--text content]

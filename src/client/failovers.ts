@@ -1,11 +1,15 @@
 // Starting and steering failovers and rejoins, for the CLI and the app.
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import type { FailoverApproval, FailoverInput, FailoverResult, FailoverStatus, RejoinInput, RejoinResult } from '../failoverTypes';
-
-/** One failover per cluster at a time: the id is the cluster's, so a second start is refused by Temporal. */
-export function failoverWorkflowId(cluster: string): string {
-  return `failover-${cluster}`;
-}
+import {
+  failoverWorkflowId,
+  pauseWatchSignal,
+  resumeWatchSignal,
+  watcherWorkflowId,
+  watchStatusQuery,
+  type WatchPause,
+  type WatchResume,
+  type WatchState,
+  type FailoverApproval, type FailoverInput, type FailoverResult, type FailoverStatus, type RejoinInput, type RejoinResult } from '../failoverTypes';
 
 export type FailoverHandle = WorkflowHandle<(input: FailoverInput) => Promise<FailoverResult>>;
 
@@ -43,4 +47,33 @@ export async function startRejoin(
     args: [input],
     workflowExecutionTimeout: '1 day',
   });
+}
+
+/**
+ * Starts the cluster's watcher, or finds the one already running (one per cluster: its id is the
+ * cluster's). It runs until stopped: `pgops failover watch --stop`, or cancelled in the Temporal UI.
+ */
+export async function startWatcher(client: Client, options: { taskQueue: string }, cluster: string): Promise<WorkflowHandle> {
+  return client.workflow.start('failoverWatcher', {
+    taskQueue: options.taskQueue,
+    workflowId: watcherWorkflowId(cluster),
+    args: [{ cluster }],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+}
+
+export function watcherHandle(client: Client, cluster: string): WorkflowHandle {
+  return client.workflow.getHandle(watcherWorkflowId(cluster));
+}
+
+export function watchStatus(handle: WorkflowHandle): Promise<WatchState> {
+  return handle.query(watchStatusQuery);
+}
+
+export function pauseWatcher(handle: WorkflowHandle, pause: WatchPause): Promise<void> {
+  return handle.signal(pauseWatchSignal, pause);
+}
+
+export function resumeWatcher(handle: WorkflowHandle, resume: WatchResume): Promise<void> {
+  return handle.signal(resumeWatchSignal, resume);
 }

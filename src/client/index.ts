@@ -24,7 +24,8 @@ export async function runStackCheck(client: Client, options: StartOptions, input
 }
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
 export { startRestore, restoreStatus, restorePlan, decideRestore, DecisionRefused } from './restores';
-export { startFailover, failoverHandle, failoverStatus, approveFailover, startRejoin, failoverWorkflowId } from './failovers';
+export { startFailover, failoverHandle, failoverStatus, approveFailover, startRejoin, startWatcher, watcherHandle, watchStatus, pauseWatcher, resumeWatcher } from './failovers';
+export { failoverWorkflowId, watcherWorkflowId } from '../failoverTypes';
 export {
   startEmbeddingBackfill,
   embeddingBackfillHandle,

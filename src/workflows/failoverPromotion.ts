@@ -9,20 +9,24 @@ import {
   condition,
   defineQuery,
   defineSignal,
+  getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type {
-  ClusterView,
-  FailoverApproval,
-  FailoverInput,
-  FailoverResult,
-  FailoverStage,
-  FailoverStatus,
-  StepTiming,
+import {
+  pauseWatchSignal,
+  resumeWatchSignal,
+  watcherWorkflowId,
+  type ClusterView,
+  type FailoverApproval,
+  type FailoverInput,
+  type FailoverResult,
+  type FailoverStage,
+  type FailoverStatus,
+  type StepTiming,
 } from '../failoverTypes';
 
 export const failoverStatusQuery = defineQuery<FailoverStatus>('status');
@@ -53,7 +57,7 @@ function failoverActivities(view: ClusterView) {
     heartbeatTimeout: '30 seconds',
     retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
   });
-  const { recordFailoverAudit } = proxyActivities<Activities>({
+  const { recordFailoverAudit, recordPrimary } = proxyActivities<Activities>({
     startToCloseTimeout: '1 minute',
     retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 20 },
   });
@@ -67,6 +71,7 @@ function failoverActivities(view: ClusterView) {
     countLostTransactions,
     resumeOldPrimary: serverSteps.resumeOldPrimary,
     recordFailoverAudit,
+    recordPrimary,
   };
 }
 
@@ -200,7 +205,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     // 1. confirm the failure, or stop the primary cleanly for a planned switchover
     if (mode === 'failover') {
       const confirmation = await step('confirming', 'confirm failure', () =>
-        acts.confirmPrimaryFailure({ cluster: view.cluster, primary: view.primary, standbys: view.standbys }),
+        acts.confirmPrimaryFailure({ cluster: view.cluster, primary: view.primary, standbys: view.standbys, failingSinceMs: input.failingSinceMs }),
         (c) => c.reason,
       );
       result.confirmation = confirmation;
@@ -288,7 +293,8 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
       (r) => `${r.method}: ${r.detail}${r.verifiedWrite ? '; write through the endpoint landed on the new primary' : ''}`,
     );
 
-    // 7. record, with the commits the old primary made that the new one never got (async replication)
+    // 7. record the new primary (the nodes say so too; the record answers while none does),
+    //    and the commits the old primary made that the new one never got (async replication)
     if (mode === 'failover' && view.controlledNodes.includes(view.primary)) {
       const promotion = result.promotion;
       const lost = await step('recording', 'count lost commits', () =>
@@ -298,9 +304,19 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
       result.lostCommits = lost.lostCommits;
       result.lostCommitsDetail = lost.detail;
     }
+    const promotion = result.promotion;
+    await step('recording', 'record new primary', () =>
+      acts.recordPrimary({ cluster: view.cluster, primary: choice.candidate, timeline: promotion.timelineAfter, workflowId: result.workflowId, at: new Date().toISOString() }),
+    ).catch(() => undefined); // the step's outcome says why; the nodes still tell who is primary
     return finish('done');
   }
 
+  // The cluster's watcher must not start a failover of its own meanwhile: a switchover stops the
+  // primary on purpose, and an operator's failover is already the one. A run the watcher started
+  // needs no pause (the watcher waits for it).
+  const watcher = workflowInfo().parent?.workflowId === watcherWorkflowId(view.cluster) ? undefined : getExternalWorkflowHandle(watcherWorkflowId(view.cluster));
+  const holder = `${result.workflowId}/${result.runId}`;
+  await watcher?.signal(pauseWatchSignal, { by: holder, reason: `${mode} ${result.workflowId}`, forMs: 2 * 60 * 60_000 }).catch(() => undefined); // no watcher running
   try {
     return await runbook();
   } catch (err) {
@@ -322,5 +338,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     await recordEnding('failed');
     if (err instanceof ApplicationFailure) throw err;
     throw ApplicationFailure.nonRetryable(`${mode} of ${view.cluster} failed: ${result.error}`, 'FailoverFailed');
+  } finally {
+    await CancellationScope.nonCancellable(() => watcher?.signal(resumeWatchSignal, { by: holder }).catch(() => undefined) ?? Promise.resolve());
   }
 }

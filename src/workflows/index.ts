@@ -5,3 +5,4 @@ export { guardedRestore } from './guardedRestore';
 export { embeddingBackfill } from './embeddingBackfill';
 export { failoverPromotion } from './failoverPromotion';
 export { rejoinAsStandby } from './rejoinAsStandby';
+export { failoverWatcher } from './failoverWatcher';

@@ -1,8 +1,10 @@
 // nightlyBackup: the runbook that replaces `pg_dump | gzip` in cron. A backup counts only once
 // it has been restored: dump → verify (test restore) → upload → prune, and a webhook on failure.
-import { ApplicationFailure, defineQuery, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
 import { DEFAULT_COMPRESSION } from '../backupDefaults';
 import { resolveRetention, RetentionInvalid } from '../retention';
+import { ROLE_TARGET } from '../failoverTypes';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../searchAttributes';
 import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
 import { backupActivities, causeMessage, newBackupId, TARGET_NAME } from './common';
@@ -10,8 +12,11 @@ import { backupActivities, causeMessage, newBackupId, TARGET_NAME } from './comm
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
 
 function validate(input: NightlyBackupInput): void {
-  if (!input || typeof input.target !== 'string' || !TARGET_NAME.test(input.target)) {
-    throw ApplicationFailure.nonRetryable(`input.target must name a configured target (e.g. "primary"), got ${JSON.stringify(input?.target)}`, 'BadInput');
+  if (!input || typeof input.target !== 'string' || !(TARGET_NAME.test(input.target) || ROLE_TARGET.test(input.target))) {
+    throw ApplicationFailure.nonRetryable(
+      `input.target must name a configured target (e.g. "primary") or a cluster role (e.g. "main:primary", "main:standby"), got ${JSON.stringify(input?.target)}`,
+      'BadInput',
+    );
   }
   if (input.verify !== undefined && input.verify !== 'list' && input.verify !== 'restore') {
     throw ApplicationFailure.nonRetryable(`input.verify must be "list" or "restore", got ${JSON.stringify(input.verify)}`, 'BadInput');
@@ -24,12 +29,20 @@ function validate(input: NightlyBackupInput): void {
   }
 }
 
+const { resolveClusterRole } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '2 seconds', maximumInterval: '10 seconds', maximumAttempts: 10 },
+});
+
 export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyBackupResult> {
   validate(input);
-  const { target } = input;
   const { dumpDatabase, verifyByTestRestore, uploadBackup, pruneBackups, notifyWebhook } = backupActivities(
     input.heartbeatTimeout ?? '30 seconds',
   );
+  // A cluster role follows failovers: the node serving it is read from the servers at each run,
+  // and every backup of the cluster lands in one catalog named after it.
+  const role = ROLE_TARGET.test(input.target) ? await resolveClusterRole(input.target) : undefined;
+  const target = role?.cluster ?? input.target;
   const backupId = newBackupId(target);
   const progress: BackupProgress = { backupId, target, stage: 'starting' };
   setHandler(backupProgressQuery, () => progress);
@@ -45,6 +58,7 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
     progress.stage = 'dump';
     const manifest = await dumpDatabase({
       target,
+      node: role?.node,
       backupId,
       format: input.format ?? 'custom',
       jobs: input.jobs ?? 2,
@@ -56,7 +70,8 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
     const verification = await verifyByTestRestore({
       backupId,
       level: input.verify ?? 'restore',
-      verifyTarget: input.verifyTarget ?? target,
+      // A standby cannot host the scratch database: a role's test restore runs on its primary.
+      verifyTarget: input.verifyTarget ?? role?.primary ?? target,
     });
 
     progress.stage = 'upload';

@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import execa from 'execa';
 import type { Client as PgClient } from 'pg';
+import { killServerProcesses, serverProcesses } from '../../src/activities/failover/serverProcesses';
 import { connectTarget } from '../../src/activities/postgres/connection';
 import { clusterVariable, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
 import type { Client as TemporalClient } from '@temporalio/client';
@@ -30,6 +31,10 @@ export interface ReplicaCluster {
   sql<T = Record<string, unknown>>(node: NodeName | 'endpoint', text: string, values?: unknown[]): Promise<T[]>;
   postmasterPid(node: NodeName): number;
   signal(node: NodeName, signal: NodeJS.Signals): void;
+  /** Every process of the node's data directory: the postmaster and its children. */
+  processes(node: NodeName): number[];
+  /** SIGSTOPs the postmaster and every child: a hung server, as a stuck disk or kernel leaves it. */
+  freeze(node: NodeName): number[];
   start(node: NodeName): Promise<void>;
   /**
    * rejoinAsStandby of `node` under `newPrimary`, run by a worker whose config has `newPrimary` as
@@ -157,6 +162,12 @@ export async function createReplicaCluster(name: string, basePort: number, extra
     },
     postmasterPid,
     signal: (node, signal) => process.kill(postmasterPid(node), signal),
+    processes: (node) => serverProcesses(dataDir[node]).map((p) => p.pid),
+    freeze(node) {
+      const pids = serverProcesses(dataDir[node]).map((p) => p.pid);
+      for (const pid of pids) process.kill(pid, 'SIGSTOP');
+      return pids;
+    },
     async start(node) {
       await asPgUser([path.join(info.PG_BIN, 'pg_ctl'), '-D', dataDir[node], '-l', `${dataDir[node]}.log`, '-o', `-p ${ports[node]}`, '-w', 'start']);
     },
@@ -165,6 +176,8 @@ export async function createReplicaCluster(name: string, basePort: number, extra
         (await startRejoin(client, { taskQueue, workflowId: `${workflowIdPrefix}-${randomUUID()}` }, { cluster: name, node, newPrimary })).result(),
       ),
     async down() {
+      // A frozen node would hold pg_ctl stop to its timeout and outlive its deleted directory.
+      for (const node of ['pg1', 'pg2'] as const) await killServerProcesses(dataDir[node]).catch(() => undefined);
       await execa(script, ['down'], { env: scriptEnv, reject: false });
     },
   };

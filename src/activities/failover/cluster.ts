@@ -1,7 +1,6 @@
-// The cluster a failover acts on, as configured on the worker, and what a workflow may see of it.
+// The cluster a failover acts on, as configured on the worker.
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, TargetConfig, WorkerConfig } from '../../config';
-import type { ClusterView } from '../../failoverTypes';
 import { resolveTarget } from '../postgres/connection';
 
 export function resolveCluster(config: WorkerConfig, name: string): ClusterConfig {
@@ -29,22 +28,4 @@ export function clusterNode(config: WorkerConfig, cluster: ClusterConfig, name: 
 /** Placeholders a fence or repoint hook may use; values are names and addresses, never secrets. */
 export function hookArguments(command: string[], values: Record<string, string>): string[] {
   return command.map((arg) => arg.replace(/\{([a-z_]+)\}/g, (whole, key: string) => values[key] ?? whole));
-}
-
-export function clusterActivities(config: WorkerConfig) {
-  async function describeCluster(name: string): Promise<ClusterView> {
-    const cluster = resolveCluster(config, name);
-    const nodes = [cluster.primary, ...cluster.standbys];
-    return {
-      cluster: cluster.name,
-      primary: cluster.primary,
-      standbys: cluster.standbys,
-      endpoint: cluster.endpoint ? `${cluster.endpoint.host}:${cluster.endpoint.port}` : undefined,
-      repoint: cluster.repointCommand ? 'command' : cluster.pgbouncerIni ? 'pgbouncer' : 'none',
-      fenceCommand: cluster.fenceCommand !== undefined,
-      controlledNodes: nodes.filter((node) => resolveTarget(config, node).server),
-      policy: cluster.policy,
-    };
-  }
-  return { describeCluster };
 }

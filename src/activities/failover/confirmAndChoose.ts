@@ -11,15 +11,17 @@ export function confirmAndChooseActivities(config: WorkerConfig) {
   /**
    * Probes the primary every interval across the window. Any answer cancels: a blip is not a
    * failure. So does a standby whose WAL receiver still hears the primary (the worker may be the
-   * one cut off). Safe to repeat: a retry starts a new window.
+   * one cut off). Safe to repeat: a retry starts a new window. `failingSinceMs` is when a
+   * watcher's probe first failed: the window counts from there (never from earlier than one
+   * window ago), and every probe of this run must fail too.
    */
-  async function confirmPrimaryFailure(input: { cluster: string; primary: string; standbys: string[] }): Promise<FailureConfirmation> {
+  async function confirmPrimaryFailure(input: { cluster: string; primary: string; standbys: string[]; failingSinceMs?: number }): Promise<FailureConfirmation> {
     const cluster = resolveCluster(config, input.cluster);
     const { confirmWindowMs, probeIntervalMs, probeTimeoutMs } = cluster.policy;
     const primary = clusterNode(config, cluster, input.primary);
     const standbys = input.standbys.map((name) => clusterNode(config, cluster, name));
     const probes: PrimaryProbe[] = [];
-    const started = Date.now();
+    const started = Math.max(input.failingSinceMs ?? Date.now(), Date.now() - confirmWindowMs);
     for (;;) {
       const probe = await probePrimary(primary, probeTimeoutMs);
       probes.push(probe);
@@ -33,10 +35,9 @@ export function confirmAndChooseActivities(config: WorkerConfig) {
           standbys: await readPositions(standbys, probeTimeoutMs),
         };
       }
-      // Probes at 0, interval, …, window: the last one comes a whole window after the first.
-      const next = started + probes.length * probeIntervalMs;
-      if (next - started > confirmWindowMs) break;
-      await sleep(Math.max(0, next - Date.now()));
+      const windowLeft = started + confirmWindowMs - Date.now();
+      if (windowLeft <= 0) break;
+      await sleep(Math.min(probeIntervalMs, windowLeft));
     }
     const positions = await readPositions(standbys, probeTimeoutMs);
     const stillHearing = positions.find(

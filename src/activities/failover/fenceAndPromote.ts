@@ -9,7 +9,7 @@ import type { FenceResult, PromotionResult } from '../../failoverTypes';
 import { heartbeatDuring } from '../heartbeat';
 import { resolveTarget, withTarget } from '../postgres/connection';
 import { clusterNode, hookArguments, resolveCluster } from './cluster';
-import { controlData, runServerTool, stopServer } from './serverControl';
+import { controlData, FENCE_STOP, runServerTool, stopServer } from './serverControl';
 import { boundedQuery } from './walPositions';
 
 const HOOK_TIMEOUT_MS = 60_000;
@@ -66,7 +66,7 @@ export function fenceAndPromoteActivities(config: WorkerConfig) {
     const actions: string[] = [];
     let stopped = false;
     if (target.server) {
-      actions.push(await heartbeatDuring(() => `stopping ${input.node}`, () => stopServer(config, target, 'fast')));
+      actions.push(await heartbeatDuring(() => `stopping ${input.node}`, () => stopServer(config, target, FENCE_STOP)));
       stopped = true;
     } else if (await acceptsWrites(config, input.node)) {
       await withTarget(target, async (client) => {

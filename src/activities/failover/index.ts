@@ -2,12 +2,13 @@
 import type { WorkerConfig } from '../../config';
 import type { FailoverResult } from '../../failoverTypes';
 import { appendAuditRecord } from '../storage/auditLog';
-import { clusterActivities } from './cluster';
 import { confirmAndChooseActivities } from './confirmAndChoose';
 import { fenceAndPromoteActivities } from './fenceAndPromote';
 import { rejoinActivities } from './rejoin';
 import { repointActivities } from './repoint';
 import { switchoverActivities } from './switchover';
+import { topologyActivities } from './topology';
+import { watchActivities } from './watchPrimary';
 
 export function failoverActivities(config: WorkerConfig) {
   /** Appends the failover's record to the audit trail in S3 (once, however often retried). */
@@ -17,12 +18,13 @@ export function failoverActivities(config: WorkerConfig) {
     return appendAuditRecord(config, 'failovers', id, result, result.finishedAt);
   }
   return {
-    ...clusterActivities(config),
+    ...topologyActivities(config),
     ...confirmAndChooseActivities(config),
     ...fenceAndPromoteActivities(config),
     ...switchoverActivities(config),
     ...repointActivities(config),
     ...rejoinActivities(config),
+    ...watchActivities(config),
     recordFailoverAudit,
   };
 }

@@ -131,7 +131,7 @@ export function rejoinActivities(config: WorkerConfig) {
     const role = replicationRole(cluster);
     await refuseUnlessRejoinable(node, newPrimary);
     await ensureSlot(newPrimary, node.name);
-    await stopServer(config, node, 'fast');
+    await stopServer(config, node);
     stepTo('pg_rewind');
     const rewind = await runServerTool(
       config,

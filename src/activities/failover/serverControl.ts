@@ -4,6 +4,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { ServerControl, TargetConfig, WorkerConfig } from '../../config';
 import { runPgTool, type PgTool } from '../postgres/pgTools';
+import { killServerProcesses, serverFrozen, serverProcesses } from './serverProcesses';
 
 export function serverControl(target: TargetConfig): ServerControl {
   if (!target.server) {
@@ -39,15 +40,43 @@ export async function serverRunning(config: WorkerConfig, target: TargetConfig):
   throw ApplicationFailure.retryable(`pg_ctl status for ${target.name} failed (${result.exitCode}): ${result.all}`, 'ServerControlFailed');
 }
 
-/** Stops the server; `fast` first, `immediate` when fast does not finish in time. Returns what it did. */
-export async function stopServer(config: WorkerConfig, target: TargetConfig, mode: 'fast' | 'immediate' = 'fast'): Promise<string> {
+export interface StopBounds {
+  /** Seconds pg_ctl may wait for each shutdown mode. */
+  fastSeconds: number;
+  immediateSeconds: number;
+  /** Fencing: when neither mode finishes, SIGKILL every process of the data directory. */
+  kill: boolean;
+}
+
+/** A clean stop (switchover, rejoin): a shutdown checkpoint is worth waiting for. */
+const CLEAN_STOP: StopBounds = { fastSeconds: 30, immediateSeconds: 30, kill: false };
+/** Fencing a failed primary: bounded to seconds, and it always ends with nothing running. */
+export const FENCE_STOP: StopBounds = { fastSeconds: 3, immediateSeconds: 3, kill: true };
+
+/**
+ * Stops the server: `fast`, then `immediate` when fast does not finish in time, then (with
+ * `kill`) SIGKILL of the postmaster and every process of its data directory, confirmed by the
+ * processes being gone. A frozen server goes straight to SIGKILL. Returns what it did.
+ */
+export async function stopServer(config: WorkerConfig, target: TargetConfig, bounds: StopBounds = CLEAN_STOP): Promise<string> {
   const dataDir = serverControl(target).dataDir;
-  if (!(await serverRunning(config, target))) return `${target.name} was not running`;
-  const fast = await runServerTool(config, target, 'pg_ctl', ['-D', dataDir, '-m', mode, '-w', '-t', '30', 'stop'], { timeoutMs: 40_000 });
-  if (fast.exitCode === 0 && !(await serverRunning(config, target))) return `stopped ${target.name} (pg_ctl stop -m ${mode})`;
-  const immediate = await runServerTool(config, target, 'pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', '-t', '30', 'stop'], { timeoutMs: 40_000 });
-  if (immediate.exitCode === 0 && !(await serverRunning(config, target))) return `stopped ${target.name} (pg_ctl stop -m immediate after -m ${mode} failed)`;
-  throw ApplicationFailure.retryable(`could not stop ${target.name}: ${fast.all}\n${immediate.all}`, 'ServerControlFailed');
+  const leftovers = () => (bounds.kill ? serverProcesses(dataDir).length : 0);
+  if (!(await serverRunning(config, target)) && leftovers() === 0) return `${target.name} was not running`;
+  if (bounds.kill && serverFrozen(dataDir)) {
+    return `killed ${await killServerProcesses(dataDir)} process(es) of ${target.name} with SIGKILL: the server was frozen (stopped processes act on no other signal)`;
+  }
+  const tried: string[] = [];
+  for (const [mode, seconds] of [['fast', bounds.fastSeconds], ['immediate', bounds.immediateSeconds]] as const) {
+    if (!(await serverRunning(config, target))) break;
+    const stop = await runServerTool(config, target, 'pg_ctl', ['-D', dataDir, '-m', mode, '-w', '-t', String(seconds), 'stop'], { timeoutMs: (seconds + 10) * 1000 });
+    tried.push(`-m ${mode}: ${stop.exitCode === 0 ? 'ok' : (stop.all ?? '').trim().split('\n').pop()}`);
+    if (stop.exitCode === 0 && !(await serverRunning(config, target)) && leftovers() === 0) {
+      return `stopped ${target.name} (pg_ctl stop -m ${mode}${mode === 'immediate' ? ' after -m fast failed' : ''})`;
+    }
+  }
+  if (!bounds.kill) throw ApplicationFailure.retryable(`could not stop ${target.name}: ${tried.join('; ')}`, 'ServerControlFailed');
+  const killed = await killServerProcesses(dataDir);
+  return `killed ${killed} process(es) of ${target.name} with SIGKILL after pg_ctl stop did not finish (${tried.join('; ') || 'server already down'})`;
 }
 
 /** Starts the server on its configured port, logging beside its data directory. */

@@ -19,7 +19,7 @@ export function switchoverActivities(config: WorkerConfig) {
       await pgbouncerCommand(cluster, 'PAUSE', 20_000);
       pausedEndpoint = true;
     }
-    await heartbeatDuring(() => `stopping ${input.primary}`, () => stopServer(config, primary, 'fast'));
+    await heartbeatDuring(() => `stopping ${input.primary}`, () => stopServer(config, primary));
     const control = await controlData(config, primary);
     const state = control['Database cluster state'];
     if (state !== 'shut down') {

@@ -28,7 +28,10 @@ import { majorVersion, pgToolVersion, runPgTool } from './pgTools';
 import { countRows } from './rowCounts';
 
 export interface DumpInput {
+  /** The catalog the backup belongs to: a target, or a cluster whose role was resolved to `node`. */
   target: string;
+  /** The server to dump from (default: `target`). */
+  node?: string;
   backupId: string;
   format: DumpFormat;
   jobs: number;
@@ -40,7 +43,7 @@ const COMPRESSION = /^(none|gzip|lz4|zstd)(:\d{1,2})?$|^\d$/;
 
 export function dumpActivities(config: WorkerConfig) {
   async function dumpDatabase(input: DumpInput): Promise<BackupManifest> {
-    const target = resolveTarget(config, input.target);
+    const target = resolveTarget(config, input.node ?? input.target);
     if (!COMPRESSION.test(input.compression)) {
       throw ApplicationFailure.nonRetryable(
         `compression "${input.compression}" is not one of none, gzip[:level], lz4[:level], zstd[:level]`,
@@ -88,6 +91,7 @@ export function dumpActivities(config: WorkerConfig) {
         formatVersion: 1,
         backupId: input.backupId,
         target: input.target,
+        ...(input.node && input.node !== input.target ? { sourceNode: input.node } : {}),
         database: target.database,
         serverVersion: info.serverVersion,
         pgDumpVersion,

@@ -1,7 +1,9 @@
 // pgops failover start|status|approve and pgops rejoin.
 import { parseArgs } from 'node:util';
-import type { FailoverMode, FailoverResult, FailoverStatus } from '../../failoverTypes';
-import { approveFailover, failoverHandle, failoverStatus, startFailover, startRejoin } from '../failovers';
+import type { FailoverMode, FailoverResult, FailoverStatus, WatchState } from '../../failoverTypes';
+import { isDuration } from '../../duration';
+import { msToNumber } from '@temporalio/common/lib/time';
+import { approveFailover, failoverHandle, failoverStatus, pauseWatcher, resumeWatcher, startFailover, startRejoin, startWatcher, watcherHandle, watchStatus } from '../failovers';
 import { formatTable } from '../format';
 import { operator, printOutcome, UsageError, withTemporal } from './common';
 
@@ -49,9 +51,55 @@ async function startCommand(args: string[]): Promise<number> {
   });
 }
 
+function watchLines(w: WatchState): string {
+  const pauses = Object.entries(w.pauses).map(([by, p]) => `paused by ${by} until ${new Date(p.untilMs).toISOString()}: ${p.reason}`);
+  const last = w.lastFailover ? `last failover ${w.lastFailover.workflowId} at ${w.lastFailover.startedAt}: ${w.lastFailover.outcome}, ${w.lastFailover.detail}` : 'no failover started';
+  return [`watching ${w.cluster} since ${w.watchingSince}, primary ${w.primary ?? 'not read yet'}; ${w.failoversStarted} failover(s) started`, ...pauses, last].join('\n');
+}
+
+/** pgops failover watch [--cluster main] [--status | --pause [--for 2h] [--reason R] | --resume [--all] | --stop] */
+async function watchCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      cluster: { type: 'string', default: 'main' },
+      status: { type: 'boolean', default: false },
+      pause: { type: 'boolean', default: false },
+      for: { type: 'string', default: '1h' },
+      reason: { type: 'string', default: 'maintenance' },
+      resume: { type: 'boolean', default: false },
+      all: { type: 'boolean', default: false },
+      stop: { type: 'boolean', default: false },
+      as: { type: 'string' },
+    },
+  });
+  if (!isDuration(values.for!)) throw new UsageError(`--for must be a duration such as 30m or 2h, got ${values.for}`);
+  return withTemporal(async (client, config) => {
+    const cluster = values.cluster!;
+    const handle = watcherHandle(client, cluster);
+    if (values.pause) {
+      await pauseWatcher(handle, { by: operator(values.as), reason: values.reason!, forMs: msToNumber(values.for as Parameters<typeof msToNumber>[0]) });
+    } else if (values.resume) {
+      await resumeWatcher(handle, { by: operator(values.as), all: values.all });
+    } else if (values.stop) {
+      await handle.cancel();
+      console.log(`watcher of ${cluster} stopped; nothing starts a failover of ${cluster} until pgops failover watch runs again`);
+      return 0;
+    } else if (!values.status) {
+      const started = await startWatcher(client, { taskQueue: config.taskQueue }, cluster);
+      // No query here: it would wait for a worker, and the watcher may be started before any runs.
+      console.log(`watcher of ${cluster} runs as workflow ${started.workflowId} on task queue ${config.taskQueue}; see pgops failover watch --status`);
+      return 0;
+    }
+    console.log(watchLines(await watchStatus(handle)));
+    return 0;
+  });
+}
+
 export async function failoverCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'start') return startCommand(rest);
+  if (sub === 'watch') return watchCommand(rest);
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -73,7 +121,7 @@ export async function failoverCommand(args: string[]): Promise<number> {
       console.log(`approval sent to ${handle.workflowId}`);
       return 0;
     }
-    throw new UsageError(`failover needs start, status or approve, got ${sub ?? 'nothing'}`);
+    throw new UsageError(`failover needs start, status, approve or watch, got ${sub ?? 'nothing'}`);
   });
 }
 
