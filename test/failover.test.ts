@@ -79,7 +79,7 @@ describe('failoverPromotion on an isolated primary + standby + PgBouncer', () =>
     expect(result.promotion!.timelineAfter).toBeGreaterThan(result.promotion!.timelineBefore);
     expect(result.fence?.confirmed).toBe(true);
     expect(result.repoint).toMatchObject({ method: 'pgbouncer', verifiedWrite: true, endpointServerPort: cluster.ports.pg2 });
-    expect(result.steps.map((s) => s.step)).toEqual(['confirm failure', 'choose candidate', 'fence old primary', 'promote', 'repoint clients', 'count lost commits']);
+    expect(result.steps.map((s) => s.step)).toEqual(['confirm failure', 'choose candidate', 'fence old primary', 'promote', 'repoint clients', 'count lost commits', 'record new primary']);
     // Synchronous replication: whatever the old primary committed past the standby was never acknowledged.
     expect(result.lostCommitsDetail).toMatch(/^\d+ commit\(s\) on timeline 1 of pg1 after /);
 

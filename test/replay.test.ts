@@ -9,7 +9,7 @@ describe('workflow replay', () => {
   const recorded = recordedHistories();
 
   test('histories are recorded for every workflow', () => {
-    expect(recorded.map((r) => r.name)).toEqual(expect.arrayContaining(['stackCheck.json', 'nightlyBackup.json', 'guardedRestore.json', 'failoverPromotion.json', 'rejoinAsStandby.json', 'embeddingBackfill.json']));
+    expect(recorded.map((r) => r.name)).toEqual(expect.arrayContaining(['stackCheck.json', 'nightlyBackup.json', 'guardedRestore.json', 'failoverPromotion.json', 'rejoinAsStandby.json', 'embeddingBackfill.json', 'failoverWatcher.json']));
   });
 
   test.each(recorded.map((r) => [r.name, r.history] as const))('replays recorded %s', async (_name, history) => {

@@ -6,7 +6,7 @@ import { withTarget } from '../../src/activities/postgres/connection';
 import { restoreStatus, runStackCheck, startBackup, startRestore } from '../../src/client';
 import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';
-import { recordFailover } from './replicaCluster';
+import { recordFailover, recordWatcher } from './replicaCluster';
 import { stackConfig, withWorker } from './stack';
 
 type Recorder = (client: Client, taskQueue: string, workflowId: string) => Promise<void>;
@@ -33,6 +33,7 @@ const RECORDERS: Record<string, Recorder> = {
   // On an isolated primary + standby of their own: the primary SIGKILLed, then the old primary rejoined.
   failoverPromotion: (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'failoverPromotion'),
   rejoinAsStandby: (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'rejoinAsStandby'),
+  failoverWatcher: (client, _taskQueue, workflowId) => recordWatcher(client, workflowId),
   // On a scratch database with a local embeddings API, and a worker that sees both.
   embeddingBackfill: (client, _taskQueue, workflowId) => recordEmbeddingBackfill(client, workflowId),
 };

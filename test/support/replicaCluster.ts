@@ -12,7 +12,7 @@ import { connectTarget } from '../../src/activities/postgres/connection';
 import { clusterVariable, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
 import type { Client as TemporalClient } from '@temporalio/client';
 import { startFailover, startRejoin } from '../../src/client';
-import type { RejoinResult } from '../../src/failoverTypes';
+import type { RejoinResult, WatchState } from '../../src/failoverTypes';
 import { REPO_DIR, stackEnv, withWorker } from './stack';
 
 export type NodeName = 'pg1' | 'pg2';
@@ -244,6 +244,26 @@ export async function recordFailover(client: TemporalClient, workflowId: string,
       if (workflow === 'rejoinAsStandby') {
         await (await startRejoin(client, { taskQueue, workflowId }, { cluster: cluster.name, node: 'pg1', newPrimary: 'pg2' })).result();
       }
+    });
+  } finally {
+    await cluster.down();
+  }
+}
+
+/**
+ * For the history recorder: a watcher on a cluster of its own sees the primary SIGKILLed, fails
+ * over, and is stopped (cancelled) once the failover is done.
+ */
+export async function recordWatcher(client: TemporalClient, workflowId: string): Promise<void> {
+  const cluster = await createReplicaCluster('record-watcher', 26130);
+  try {
+    await withWorker(cluster.config('pg1'), async ({ taskQueue }) => {
+      const handle = await client.workflow.start('failoverWatcher', { taskQueue, workflowId, args: [{ cluster: cluster.name }] });
+      await new Promise((r) => setTimeout(r, 2_000));
+      cluster.signal('pg1', 'SIGKILL');
+      while ((await handle.query<WatchState>('watchStatus')).lastFailover === undefined) await new Promise((r) => setTimeout(r, 250));
+      await handle.cancel();
+      await handle.result().catch(() => undefined);
     });
   } finally {
     await cluster.down();
