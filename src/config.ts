@@ -260,7 +260,8 @@ function loadObjectLock(env: Env): S3Config['objectLock'] {
 
 function loadWebhookUrl(env: Env): string | undefined {
   const url = optional(env, 'PGOPS_NOTIFY_WEBHOOK_URL');
-  if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) throw new ConfigError(`PGOPS_NOTIFY_WEBHOOK_URL=${url} is not an http(s) URL`);
+  // Not echoed: a webhook's URL is often its secret.
+  if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) throw new ConfigError('PGOPS_NOTIFY_WEBHOOK_URL is not an http(s) URL (http://... or https://...)');
   return url;
 }
 
