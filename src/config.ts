@@ -260,8 +260,33 @@ function loadObjectLock(env: Env): S3Config['objectLock'] {
 
 function loadWebhookUrl(env: Env): string | undefined {
   const url = optional(env, 'PGOPS_NOTIFY_WEBHOOK_URL');
-  if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) throw new ConfigError(`PGOPS_NOTIFY_WEBHOOK_URL=${url} is not an http(s) URL`);
+  // Not echoed: a webhook's URL is often its secret.
+  if (url !== undefined && !/^https?:\/\/[^/]+/.test(url)) throw new ConfigError('PGOPS_NOTIFY_WEBHOOK_URL is not an http(s) URL (http://... or https://...)');
   return url;
+}
+
+/** The embeddings API is sent the API key and the rows' text, so only loopback may go unencrypted. */
+export function loadOpenAi(env: Env): WorkerConfig['openai'] {
+  const baseUrl = optional(env, 'PGOPS_OPENAI_BASE_URL');
+  if (baseUrl !== undefined) checkEmbeddingsApiUrl(baseUrl);
+  return { apiKey: optional(env, 'PGOPS_OPENAI_API_KEY'), baseUrl };
+}
+
+function checkEmbeddingsApiUrl(baseUrl: string): void {
+  const allowed = 'use https://, or http:// only to this machine (127.0.0.0/8, ::1, localhost)';
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    throw new ConfigError(`PGOPS_OPENAI_BASE_URL=${baseUrl} is not a URL: ${allowed}`);
+  }
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname))) return;
+  throw new ConfigError(`PGOPS_OPENAI_BASE_URL=${baseUrl}: the API key and the rows' text must not cross the network unencrypted; ${allowed}`);
+}
+
+/** `hostname` as WHATWG URL normalises it: 127.1 is already 127.0.0.1, IPv6 in brackets. */
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
 /** Who may approve a guarded restore. Lives with the worker so a restore's input cannot loosen it. */
@@ -415,7 +440,7 @@ export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
     stagingDir: optional(env, 'PGOPS_STAGING_DIR') ?? '/var/tmp/pgops-staging',
     shutdownGraceTime: optional(env, 'PGOPS_WORKER_SHUTDOWN_GRACE') ?? '15 minutes',
     notifyWebhookUrl: loadWebhookUrl(env),
-    openai: { apiKey: optional(env, 'PGOPS_OPENAI_API_KEY'), baseUrl: optional(env, 'PGOPS_OPENAI_BASE_URL') },
+    openai: loadOpenAi(env),
     restore: loadRestorePolicy(env),
     clusters: loadClusters(env, targets),
   };

@@ -18,20 +18,40 @@ export type DecisionVerdict = { ok: true; request: RestoreDecisionRequest } | { 
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
 
+/** A name as typed, with compatibility look-alikes (fullwidth `ａ`) folded into the letters they copy. */
+function canonicalName(name: string): string {
+  return name.normalize('NFKC').trim();
+}
+
+/**
+ * A name as people are told apart: without this `Alice`, `alice ` or a fullwidth `ａｌｉｃｅ` would
+ * count as someone else than `alice` and let her approve her own restore.
+ */
+export function operatorKey(name: string): string {
+  return canonicalName(name).toLowerCase();
+}
+
+/** Who asks for and who decides a restore pass the same rule, so the two compare alike. */
+export function isOperatorName(name: unknown): name is string {
+  return typeof name === 'string' && NAME.test(canonicalName(name));
+}
+
 export function judgeDecision(kind: DecisionKind, payload: unknown, ctx: DecisionContext): DecisionVerdict {
   const request = payload as Partial<RestoreDecisionRequest> | undefined;
   if (!request || typeof request !== 'object') return { ok: false, why: `${kind} needs {approver, reason}, got ${describe(payload)}` };
-  const { approver, reason } = request;
-  if (typeof approver !== 'string' || !NAME.test(approver)) {
-    return { ok: false, why: `${kind}: approver must be a name (letters, digits, . _ @ + -), got ${describe(approver)}` };
+  const { reason } = request;
+  if (!isOperatorName(request.approver)) {
+    return { ok: false, why: `${kind}: approver must be a name (letters, digits, . _ @ + -), got ${describe(request.approver)}` };
   }
+  const approver = canonicalName(request.approver);
+  const approverKey = operatorKey(approver);
   if (typeof reason !== 'string' || reason.trim() === '') return { ok: false, why: `${kind} by ${approver}: a reason is required` };
   if (ctx.decided) return { ok: false, why: `${kind} by ${approver}: this restore has already been decided` };
   if (!ctx.awaiting) return { ok: false, why: `${kind} by ${approver}: this restore is not waiting for a decision` };
-  if (ctx.policy.approvers.length > 0 && !ctx.policy.approvers.includes(approver)) {
+  if (ctx.policy.approvers.length > 0 && !ctx.policy.approvers.some((allowed) => operatorKey(allowed) === approverKey)) {
     return { ok: false, why: `${kind} by ${approver}: not in the approvers allowed by the worker's PGOPS_RESTORE_APPROVERS` };
   }
-  if (kind === 'approve' && ctx.policy.twoPersonRule && approver === ctx.requestedBy) {
+  if (kind === 'approve' && ctx.policy.twoPersonRule && approverKey === operatorKey(ctx.requestedBy)) {
     return { ok: false, why: `approve by ${approver}: the two-person rule forbids approving your own restore` };
   }
   return { ok: true, request: { approver, reason: reason.trim() } };

@@ -33,6 +33,11 @@ describe('bad configuration', () => {
     expect(() => loadWorkerConfig(env)).toThrow(new ConfigError('PGOPS_TARGET_PRIMARY_URL must start with postgres://, found mysql://'));
   });
 
+  test('a malformed webhook URL names the variable but not the URL, which may carry its token', () => {
+    const env = { ...stackEnv(), PGOPS_NOTIFY_WEBHOOK_URL: 'hooks.example.com/services/T0KEN-s3cr3t' };
+    expect(() => loadWorkerConfig(env)).toThrow(new ConfigError('PGOPS_NOTIFY_WEBHOOK_URL is not an http(s) URL (http://... or https://...)'));
+  });
+
   test('an unreachable Temporal ends pgops check with one line naming the address', async () => {
     const result = await pgops(['check'], { PGOPS_TEMPORAL_ADDRESS: '127.0.0.1:1' });
     expect(result.exitCode).toBe(1);

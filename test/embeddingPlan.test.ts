@@ -68,7 +68,7 @@ describe('the API pacing headers', () => {
     expect(retryAfterMs(headers({ 'retry-after-ms': '250', 'retry-after': '9' }))).toBe(250);
     expect(retryAfterMs(headers({ 'retry-after': '2' }))).toBe(2_000);
     expect(retryAfterMs(headers({ 'retry-after': new Date(10_000).toUTCString() }), 7_000)).toBe(3_000);
-    expect(retryAfterMs(headers({ 'x-ratelimit-reset-requests': '1m0.5s', 'x-ratelimit-reset-tokens': '20ms' }))).toBe(60_500);
+    expect(retryAfterMs(headers({ 'x-ratelimit-reset-requests': '0m30.5s', 'x-ratelimit-reset-tokens': '20ms' }))).toBe(30_500);
     expect(retryAfterMs(headers({}))).toBe(1_000);
   });
 
@@ -80,6 +80,15 @@ describe('the API pacing headers', () => {
       remainingTokens: 149_000,
       resetMs: 1_000,
     });
+  });
+
+  test('no header can make us wait more than a minute, or less than nothing', () => {
+    expect(retryAfterMs(headers({ 'retry-after-ms': '86400000' }))).toBe(60_000);
+    expect(retryAfterMs(headers({ 'retry-after': '3600' }))).toBe(60_000);
+    expect(retryAfterMs(headers({ 'retry-after': new Date(7_000 + 3_600_000).toUTCString() }), 7_000)).toBe(60_000);
+    expect(retryAfterMs(headers({ 'x-ratelimit-reset-requests': '6h' }))).toBe(60_000);
+    expect(retryAfterMs(headers({ 'retry-after-ms': '-5000' }))).toBe(0);
+    expect(rateLimitHint(headers({ 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '2h30m' })).resetMs).toBe(60_000);
   });
 });
 

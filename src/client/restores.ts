@@ -1,5 +1,6 @@
 // Starting, watching and deciding guarded restores, for the CLI and for operators' own tooling.
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { isOperatorName } from '../restoreDecision';
 import { PGOPS_TARGET } from '../searchAttributes';
 import type { GuardedRestoreInput, GuardedRestoreResult, RestoreDecisionRequest, RestorePlan, RestoreStatus } from '../types';
 
@@ -10,6 +11,10 @@ export async function startRestore(
   options: { taskQueue: string; workflowId?: string },
   input: GuardedRestoreInput,
 ): Promise<RestoreHandle> {
+  // The workflow refuses such a name too, but only after a run has started and failed.
+  if (!isOperatorName(input.requestedBy)) {
+    throw new Error(`requestedBy ${JSON.stringify(input.requestedBy)} is not an operator name (letters, digits, . _ @ + -): pass --as NAME or set PGOPS_OPERATOR`);
+  }
   return client.workflow.start('guardedRestore', {
     taskQueue: options.taskQueue,
     workflowId: options.workflowId ?? `restore-${input.target}-${new Date().toISOString().replace(/[-:.]/g, '')}`,

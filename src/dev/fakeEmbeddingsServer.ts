@@ -16,13 +16,17 @@ export type Fault =
   /** The answer is held back whole for holdMs. */
   | { kind: 'timeout'; holdMs: number }
   /** Headers and half the body go out, then the rest holdMs later. */
-  | { kind: 'stall'; holdMs: number };
+  | { kind: 'stall'; holdMs: number }
+  /** A good answer padded with whitespace to `bytes`, streamed without a content-length. */
+  | { kind: 'oversize'; bytes: number };
 
 export interface ServedRequest {
   at: number;
   status: number;
   inputs: number;
   tokens: number;
+  /** Set once an oversize answer ends: whether the client hung up before all of it was written. */
+  cutShort?: boolean;
 }
 
 export interface FakeEmbeddingsServer {
@@ -117,6 +121,31 @@ export function base64EmbeddingsBody(vectors: Float32Array[], model: string, usa
   return body.subarray(0, at);
 }
 
+/** Resolves when `res` can take more, or when the client has gone. */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/** Spaces before the answer's closing brace keep it valid JSON of any length, at no cost to build. */
+async function sendPadded(res: ServerResponse, answer: Buffer, bytes: number, entry: ServedRequest): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.write(answer.subarray(0, -1));
+  const spaces = Buffer.alloc(64 * 1024, 0x20);
+  for (let left = bytes - answer.length; left > 0 && !res.destroyed; left -= spaces.length) {
+    if (!res.write(spaces.subarray(0, Math.min(left, spaces.length)))) await drainedOrClosed(res);
+  }
+  entry.cutShort = res.destroyed;
+  if (!res.destroyed) res.end('}');
+}
+
 /** A held answer does not keep the process alive once the server is closed. */
 const hold = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
@@ -188,6 +217,7 @@ export async function startFakeEmbeddingsServer(options: { port?: number; latenc
       request.encoding_format === 'base64'
         ? base64EmbeddingsBody(vectors, request.model, usage)
         : Buffer.from(JSON.stringify({ object: 'list', data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: Array.from(v) })), model: request.model, usage }));
+    if (fault?.kind === 'oversize') return sendPadded(res, answer, fault.bytes, entry);
     res.writeHead(200, {
       'content-type': 'application/json',
       'content-length': answer.length,

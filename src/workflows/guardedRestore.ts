@@ -22,7 +22,7 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import type { Activities } from '../activities';
 import { isDuration } from '../duration';
 import { DEFAULT_COMPRESSION } from '../backupDefaults';
-import { judgeDecision, type DecisionKind } from '../restoreDecision';
+import { isOperatorName, judgeDecision, type DecisionKind } from '../restoreDecision';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../searchAttributes';
 import type {
   BackupManifest,
@@ -82,7 +82,9 @@ function validate(input: GuardedRestoreInput): void {
   if (input.from !== undefined && !TARGET_NAME.test(input.from)) throw bad(`input.from must name a target, got ${JSON.stringify(input.from)}`);
   if (input.mode !== 'replace' && input.mode !== 'new-database') throw bad(`input.mode must be "replace" or "new-database", got ${JSON.stringify(input.mode)}`);
   if (input.mode === 'replace' && input.newDatabase !== undefined) throw bad('input.newDatabase only applies to mode "new-database"');
-  if (typeof input.requestedBy !== 'string' || input.requestedBy.trim() === '') throw bad('input.requestedBy must say who asks for the restore');
+  if (!isOperatorName(input.requestedBy)) {
+    throw bad(`input.requestedBy must name who asks for the restore (letters, digits, . _ @ + -), got ${JSON.stringify(input.requestedBy)}`);
+  }
   if (input.approvalTimeout !== undefined && !isDuration(input.approvalTimeout)) {
     throw bad(`input.approvalTimeout must be a duration such as "24 hours", got ${JSON.stringify(input.approvalTimeout)}`);
   }

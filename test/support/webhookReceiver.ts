@@ -8,14 +8,15 @@ export interface WebhookReceiver {
   close(): Promise<void>;
 }
 
-export async function startWebhookReceiver(): Promise<WebhookReceiver> {
+/** `status`: what every POST is answered with (204 unless a test wants the hook to refuse). */
+export async function startWebhookReceiver(status = 204): Promise<WebhookReceiver> {
   const received: unknown[] = [];
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (chunk) => (body += chunk));
     req.on('end', () => {
       received.push(JSON.parse(body));
-      res.writeHead(204).end();
+      res.writeHead(status).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

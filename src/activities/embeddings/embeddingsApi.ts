@@ -45,25 +45,38 @@ function numberHeader(headers: Headers | undefined, name: string): number | unde
   return value === null || value === undefined || value === '' || Number.isNaN(Number(value)) ? undefined : Number(value);
 }
 
+/**
+ * The longest wait a server's pacing headers may impose. A broken or hostile server could
+ * otherwise park a batch (or the whole backfill) for hours; after this the request is simply
+ * tried again, and a still-limited answer asks again.
+ */
+export const MAX_SERVER_WAIT_MS = 60_000;
+
+const boundedWait = (ms: number) => Math.min(Math.max(0, ms), MAX_SERVER_WAIT_MS);
+
 export function rateLimitHint(headers: Headers | undefined): RateLimitHint {
   const resets = [parseResetDuration(headers?.get('x-ratelimit-reset-requests')), parseResetDuration(headers?.get('x-ratelimit-reset-tokens'))];
   const known = resets.filter((ms): ms is number => ms !== undefined);
   return {
     remainingRequests: numberHeader(headers, 'x-ratelimit-remaining-requests'),
     remainingTokens: numberHeader(headers, 'x-ratelimit-remaining-tokens'),
-    resetMs: known.length ? Math.max(...known) : undefined,
+    resetMs: known.length ? boundedWait(Math.max(...known)) : undefined,
   };
 }
 
 /** How long a 429 asks us to wait: retry-after-ms, retry-after (seconds or a date), else the reset headers. */
 export function retryAfterMs(headers: Headers | undefined, now = Date.now()): number {
+  return boundedWait(askedWaitMs(headers, now));
+}
+
+function askedWaitMs(headers: Headers | undefined, now: number): number {
   const ms = numberHeader(headers, 'retry-after-ms');
   if (ms !== undefined) return ms;
   const after = headers?.get('retry-after');
   if (after) {
     if (/^\d+(\.\d+)?$/.test(after)) return Number(after) * 1_000;
     const date = Date.parse(after);
-    if (!Number.isNaN(date)) return Math.max(0, date - now);
+    if (!Number.isNaN(date)) return date - now;
   }
   return rateLimitHint(headers).resetMs ?? 1_000;
 }
@@ -140,8 +153,45 @@ export function parseEmbeddingsBody(bytes: Buffer): { body: EmbeddingsBody; vect
   return { body: JSON.parse(rest) as EmbeddingsBody, vectors };
 }
 
-async function readEmbeddingsBody(response: Response, config: WorkerConfig): Promise<{ body: EmbeddingsBody; vectors: Buffer[] }> {
-  const bytes = Buffer.from(await response.arrayBuffer());
+/**
+ * The most bytes an answer to `request` may take: every value as a float written out in JSON
+ * (base64 needs 5.4 bytes a value), 1 KiB of framing a vector and 64 KiB besides. Anything longer
+ * is not an answer, and reading it whole could exhaust the worker's memory.
+ */
+export function maxAnswerBytes(request: { dimensions: number; texts: string[] }): number {
+  return 64 * 1024 + request.texts.length * (1024 + request.dimensions * 32);
+}
+
+/** The whole body, or undefined (and the connection given up) once it passes `limit` bytes. */
+export async function readAtMost(response: Response, limit: number): Promise<Buffer | undefined> {
+  if (!response.body) return Buffer.alloc(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    size += read.value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(read.value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+async function readEmbeddingsBody(
+  response: Response,
+  config: WorkerConfig,
+  request: { dimensions: number; texts: string[] },
+): Promise<{ body: EmbeddingsBody; vectors: Buffer[] }> {
+  const limit = maxAnswerBytes(request);
+  const bytes = await readAtMost(response, limit);
+  if (!bytes) {
+    throw ApplicationFailure.retryable(
+      `the embeddings API at ${apiLocation(config)} sent more than ${limit} bytes for ${request.texts.length} vectors of ${request.dimensions} dimensions; stopped reading it`,
+      'EmbeddingApiUnavailable',
+    );
+  }
   let parsed: { body: EmbeddingsBody; vectors: Buffer[] } | undefined;
   try {
     parsed = parseEmbeddingsBody(bytes);
@@ -191,7 +241,7 @@ export async function requestEmbeddings(
     const response = await openai.embeddings
       .create({ model: request.model, input: request.texts, dimensions: request.dimensions, encoding_format: 'base64' }, { signal: deadline })
       .asResponse();
-    const { body, vectors: cut } = await readEmbeddingsBody(response, config);
+    const { body, vectors: cut } = await readEmbeddingsBody(response, config, request);
     return { vectors: vectorsInInputOrder(body, cut, request), tokens: body.usage?.prompt_tokens ?? 0, rateLimit: rateLimitHint(response.headers) };
   } catch (err) {
     throw explain(err, config, request.model, deadline.aborted);

@@ -3,7 +3,7 @@
 // format lets pg_dump write one file per table with parallel jobs, then hashes each file.
 import { createHash } from 'node:crypto';
 import { createWriteStream, readdirSync, statSync } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,6 +16,7 @@ import {
   DUMP_DIR,
   DUMP_FILE,
   GLOBALS_FILE,
+  PRIVATE_FILE_MODE,
   assertStagedDumpIntact,
   digestOfFiles,
   hashDumpDirectory,
@@ -157,7 +158,7 @@ export function dumpActivities(config: WorkerConfig) {
       let stderr = '';
       child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
       try {
-        await Promise.all([pipeline(child.stdout!, hashing, createWriteStream(file)), child]);
+        await Promise.all([pipeline(child.stdout!, hashing, createWriteStream(file, { mode: PRIVATE_FILE_MODE })), child]);
       } catch (err) {
         await rm(file, { force: true });
         throw pgDumpFailure(err, stderr);
@@ -171,6 +172,8 @@ export function dumpActivities(config: WorkerConfig) {
     async function dumpGlobals(file: string, withPasswords: boolean): Promise<void> {
       const args = ['--globals-only', `--file=${file}`, `--database=${target.database}`];
       if (!withPasswords) args.push('--no-role-passwords');
+      // pg_dumpall would create it under the worker's umask; it keeps the mode of a file that exists.
+      await writeFile(file, '', { mode: PRIVATE_FILE_MODE });
       try {
         await runPgTool(config, 'pg_dumpall', args, target);
       } catch (err) {

@@ -1,8 +1,10 @@
 // The local staging folder of one backup: <stagingDir>/<backupId>/{dump, globals, manifest.json}.
 // manifest.json is written last, atomically, so its presence means the staged backup is complete.
+// Dumps hold every row of a database (and maybe role password hashes): staging folders are 0700
+// and files 0600, so no other local user can read them.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { BackupManifest, DataFile } from '../../types';
@@ -19,26 +21,61 @@ export function stagedDir(stagingDir: string, backupId: string): string {
   return path.join(stagingDir, backupId);
 }
 
-/** Creates the folder and proves it is writable, or fails for good naming the setting. */
+const PRIVATE_DIR_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
+
+/** Creates `dir` (and missing parents) readable by this user only; an existing one keeps its mode. */
+export function mkdirPrivate(dir: string): Promise<string | undefined> {
+  return mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+}
+
+/** Creates the folder of one backup and proves it is writable, or fails for good naming the setting. */
 export async function prepareStagedDir(stagingDir: string, backupId: string): Promise<string> {
+  await ensureStagingDir(stagingDir);
   const dir = stagedDir(stagingDir, backupId);
-  try {
-    await mkdir(dir, { recursive: true });
+  await provingWritable(stagingDir, async () => {
+    await mkdirPrivate(dir);
     // Root passes access() checks everywhere; only a real write proves the directory takes files.
-    await writeFile(path.join(dir, '.write-test'), '');
+    await writeFile(path.join(dir, '.write-test'), '', { mode: PRIVATE_FILE_MODE });
     await rm(path.join(dir, '.write-test'));
+  });
+  return dir;
+}
+
+/**
+ * Creates the staging dir if it is missing and refuses one that another user owns or may write
+ * to: they could read the dumps, or swap a dump for their own before it is uploaded or restored.
+ */
+export async function ensureStagingDir(stagingDir: string): Promise<void> {
+  await provingWritable(stagingDir, () => mkdirPrivate(stagingDir));
+  const me = process.getuid?.();
+  if (me === undefined) return; // no owners to compare (Windows)
+  const [link, target] = await Promise.all([lstat(stagingDir), stat(stagingDir)]);
+  const stranger = [link, target].find((s) => s.uid !== me);
+  const mode = (target.mode & 0o777).toString(8).padStart(4, '0');
+  if (stranger || (target.mode & 0o022) !== 0) {
+    throw ApplicationFailure.nonRetryable(
+      `staging dir ${stagingDir} is owned by uid ${(stranger ?? target).uid} with mode ${mode}, but must belong to this worker's user (uid ${me}) ` +
+        `and be writable by it alone; chown ${me} and chmod 0700 it, or point PGOPS_STAGING_DIR at a directory that is`,
+      'StagingUnsafe',
+    );
+  }
+}
+
+async function provingWritable(stagingDir: string, work: () => Promise<unknown>): Promise<void> {
+  try {
+    await work();
   } catch (err) {
     throw ApplicationFailure.nonRetryable(
       `staging dir ${stagingDir} is not writable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); fix PGOPS_STAGING_DIR`,
       'StagingUnwritable',
     );
   }
-  return dir;
 }
 
 export async function writeManifest(dir: string, manifest: BackupManifest): Promise<void> {
   const tmp = path.join(dir, `${MANIFEST_FILE}.tmp`);
-  await writeFile(tmp, JSON.stringify(manifest, null, 2));
+  await writeFile(tmp, JSON.stringify(manifest, null, 2), { mode: PRIVATE_FILE_MODE });
   await rename(tmp, path.join(dir, MANIFEST_FILE));
 }
 

@@ -2,7 +2,7 @@
 // each file checked against the manifest's size and SHA-256. A mismatch stops the restore before
 // any database is touched. Any later step that runs on another worker fetches it again.
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
@@ -13,7 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../config';
 import type { BackupManifest, FetchedBackup } from '../../types';
 import { heartbeatWhile, type Heartbeats } from '../heartbeat';
-import { assertDumpFilesIntact, MANIFEST_FILE, writeManifest } from '../staging/stagedBackup';
+import { assertDumpFilesIntact, ensureStagingDir, MANIFEST_FILE, mkdirPrivate, PRIVATE_FILE_MODE, writeManifest } from '../staging/stagedBackup';
 import { backupKeys, listCatalog } from './backupObjects';
 import { createS3Client, storageFailure } from './s3Client';
 
@@ -79,6 +79,7 @@ export function fetchActivities(config: WorkerConfig) {
 export async function ensureFetched(config: WorkerConfig, restoreId: string, manifest: BackupManifest, s3?: S3Client): Promise<string> {
   const dir = restoreWorkspace(config, restoreId);
   assertFileNamesInside(manifest);
+  await ensureStagingDir(config.stagingDir);
   const local = await readFile(path.join(dir, MANIFEST_FILE), 'utf8').catch(() => undefined);
   if (local && (JSON.parse(local) as BackupManifest).backupId === manifest.backupId) {
     const intact = await assertDumpFilesIntact(dir, manifest).then(
@@ -124,7 +125,7 @@ function assertFileNamesInside(manifest: BackupManifest): void {
 }
 
 async function download(s3: S3Client, Bucket: string, Key: string, file: string, heartbeats: Heartbeats, onBytes: (bytes: number) => void) {
-  await mkdir(path.dirname(file), { recursive: true });
+  await mkdirPrivate(path.dirname(file));
   // A cancelled restore stops downloading rather than writing files its cleanup is deleting.
   const abortSignal = Context.current().cancellationSignal;
   const object = await s3.send(new GetObjectCommand({ Bucket, Key }), { abortSignal });
@@ -137,6 +138,6 @@ async function download(s3: S3Client, Bucket: string, Key: string, file: string,
       done(null, chunk);
     },
   });
-  await pipeline(object.Body as Readable, counting, createWriteStream(file), { signal: abortSignal });
+  await pipeline(object.Body as Readable, counting, createWriteStream(file, { mode: PRIVATE_FILE_MODE }), { signal: abortSignal });
 }
 
