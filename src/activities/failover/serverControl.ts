@@ -4,7 +4,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { ServerControl, TargetConfig, WorkerConfig } from '../../config';
 import { runPgTool, type PgTool } from '../postgres/pgTools';
-import { killServerProcesses, serverFrozen, serverProcesses } from './serverProcesses';
+import { killServerProcesses, removeZombieLockFile, serverFrozen, serverProcesses } from './serverProcesses';
 
 export function serverControl(target: TargetConfig): ServerControl {
   if (!target.server) {
@@ -31,8 +31,9 @@ export function runServerTool(config: WorkerConfig, target: TargetConfig, tool: 
   });
 }
 
-/** pg_ctl status: exit 0 running, 3 not running, 4 no data directory. */
+/** pg_ctl status: exit 0 running, 3 not running, 4 no data directory. A killed, unreaped postmaster is not running. */
 export async function serverRunning(config: WorkerConfig, target: TargetConfig): Promise<boolean> {
+  removeZombieLockFile(serverControl(target).dataDir);
   const result = await runServerTool(config, target, 'pg_ctl', ['-D', serverControl(target).dataDir, 'status']);
   if (result.exitCode === 0) return true;
   // 4: no data directory (e.g. a failed pg_basebackup removed it): nothing can be running there.

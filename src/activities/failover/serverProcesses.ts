@@ -1,7 +1,7 @@
 // The processes of one PostgreSQL data directory, read from /proc, and how to end them when
 // signals a server would act on are not enough: a frozen (SIGSTOPped, hung in the kernel) or
 // half-crashed server never answers pg_ctl, so fencing ends with SIGKILL and proof they are gone.
-import { readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -23,14 +23,33 @@ function readProcess(pid: number): ServerProcess | undefined {
   }
 }
 
-/** The postmaster's pid from postmaster.pid, if that process still exists. */
-export function postmasterPid(dataDir: string): number | undefined {
+function lockFilePid(dataDir: string): number | undefined {
   try {
     const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    return Number.isInteger(pid) && pid > 0 && readProcess(pid) ? pid : undefined;
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The postmaster's pid from postmaster.pid, if that process still exists. */
+export function postmasterPid(dataDir: string): number | undefined {
+  const pid = lockFilePid(dataDir);
+  return pid !== undefined && readProcess(pid) ? pid : undefined;
+}
+
+/**
+ * Removes postmaster.pid when its process is a zombie: killed, but not yet reaped by whoever
+ * adopted it (a container's PID 1 may take its time). pg_ctl and a new postmaster both take a
+ * zombie for a running server (kill(pid, 0) succeeds), so until then the node could neither be
+ * seen as stopped nor started again. A live process is never a zombie, so this never removes
+ * the lock of a running server.
+ */
+export function removeZombieLockFile(dataDir: string): boolean {
+  const pid = lockFilePid(dataDir);
+  if (pid === undefined || readProcess(pid)?.state !== 'Z') return false;
+  rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
+  return true;
 }
 
 /**
