@@ -1,5 +1,6 @@
 // guardedRestore on the real stack: nothing changes until an allowed second person approves;
 // approval restores exactly the backup; rejection, expiry and a tampered backup change nothing.
+import { watcherWorkflowId } from '../src/failoverTypes';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -29,6 +30,10 @@ beforeAll(async () => {
     ...fixture.env,
     PGOPS_RESTORE_APPROVERS: 'alice,bob,carol',
     PGOPS_RESTORE_TWO_PERSON_RULE: 'true',
+    // demo as the primary of a cluster, so a replace restore pauses that cluster's watcher.
+    PGOPS_CLUSTERS: 'restore-watch',
+    PGOPS_CLUSTER_RESTORE_WATCH_PRIMARY: 'demo',
+    PGOPS_CLUSTER_RESTORE_WATCH_STANDBYS: 'standby',
   });
   backupId = await withWorker(config, async ({ client, taskQueue }) => {
     const handle = await startBackup(client, { taskQueue, workflowId: `restore-test-backup-${randomUUID()}` }, { target: 'demo', verify: 'list' });
@@ -71,6 +76,8 @@ test('replace: the requester and strangers cannot approve, a second allowed appr
   const before = await changeTarget();
   expect(before.content).not.toEqual(atBackup.content);
   await withWorker(config, async ({ client, taskQueue }) => {
+    // The cluster's watcher, on a task queue no worker polls: it only collects the signals sent to it.
+    const watcher = await client.workflow.start('failoverWatcher', { taskQueue: `idle-${randomUUID()}`, workflowId: watcherWorkflowId('restore-watch'), args: [{ cluster: 'restore-watch' }] });
     const handle = await restore(client, taskQueue, { reason: 'undo a bad migration' });
     const waiting = await waitForStatus(client, handle.workflowId, 'the plan', (s) => s.stage === 'awaiting-approval');
     expect(waiting.plan!.current!.rowCounts).toEqual(before.rows);
@@ -116,6 +123,14 @@ test('replace: the requester and strangers cannot approve, a second allowed appr
     expect(events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes).length).toBe(1);
     expect(JSON.stringify(events)).not.toContain('mallory');
     expect(result.reminder).toContain(`pgops restore cleanup --target demo --database ${result.preRestoreDatabase}`);
+    // The watcher of demo's cluster was paused for the swap and resumed after it, by this restore.
+    const signals = ((await watcher.fetchHistory()).events ?? [])
+      .map((e) => e.workflowExecutionSignaledEventAttributes)
+      .filter((a) => a != null)
+      .map((a) => `${a.signalName} ${JSON.parse(Buffer.from(a.input!.payloads![0].data!).toString()).by}`);
+    await watcher.terminate('test over');
+    const holder = `${handle.workflowId}/${(await handle.describe()).runId}`;
+    expect(signals).toEqual([`pauseWatch ${holder}`, `resumeWatch ${holder}`]);
   });
 });
 

@@ -9,7 +9,6 @@ import {
   condition,
   defineQuery,
   defineSignal,
-  getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -17,8 +16,6 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
-  pauseWatchSignal,
-  resumeWatchSignal,
   watcherWorkflowId,
   type ClusterView,
   type FailoverApproval,
@@ -28,6 +25,7 @@ import {
   type FailoverStatus,
   type StepTiming,
 } from '../failoverTypes';
+import { withWatchersPaused } from './common';
 
 export const failoverStatusQuery = defineQuery<FailoverStatus>('status');
 export const approveFailoverSignal = defineSignal<[FailoverApproval]>('approve');
@@ -314,31 +312,31 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
   // The cluster's watcher must not start a failover of its own meanwhile: a switchover stops the
   // primary on purpose, and an operator's failover is already the one. A run the watcher started
   // needs no pause (the watcher waits for it).
-  const watcher = workflowInfo().parent?.workflowId === watcherWorkflowId(view.cluster) ? undefined : getExternalWorkflowHandle(watcherWorkflowId(view.cluster));
-  const holder = `${result.workflowId}/${result.runId}`;
-  await watcher?.signal(pauseWatchSignal, { by: holder, reason: `${mode} ${result.workflowId}`, forMs: 2 * 60 * 60_000 }).catch(() => undefined); // no watcher running
-  try {
-    return await runbook();
-  } catch (err) {
-    if (isCancellation(err)) {
-      // Cancelled: undo a switchover's stop that promoted nothing and record the run, then end cancelled.
-      await CancellationScope.nonCancellable(async () => {
-        if (mode === 'switchover' && primaryStopStarted && !promotionStarted) {
-          await restartOldPrimary('cancelled').catch(() => undefined);
-        }
-        status.stage = 'cancelled';
-        result.error = result.outcome === 'promoted' ? 'cancelled after the promotion' : 'cancelled';
-        await recordEnding(result.outcome);
-      });
-      throw err;
+  const startedByWatcher = workflowInfo().parent?.workflowId === watcherWorkflowId(view.cluster);
+  return withWatchersPaused(startedByWatcher ? [] : [view.cluster], `${mode} ${result.workflowId}`, 2 * 60 * 60_000, runAndRecord);
+
+  async function runAndRecord(): Promise<FailoverResult> {
+    try {
+      return await runbook();
+    } catch (err) {
+      if (isCancellation(err)) {
+        // Cancelled: undo a switchover's stop that promoted nothing and record the run, then end cancelled.
+        await CancellationScope.nonCancellable(async () => {
+          if (mode === 'switchover' && primaryStopStarted && !promotionStarted) {
+            await restartOldPrimary('cancelled').catch(() => undefined);
+          }
+          status.stage = 'cancelled';
+          result.error = result.outcome === 'promoted' ? 'cancelled after the promotion' : 'cancelled';
+          await recordEnding(result.outcome);
+        });
+        throw err;
+      }
+      if (!(err instanceof ApplicationFailure || err instanceof ActivityFailure)) throw err; // a bug: let the workflow task retry
+      status.stage = 'failed';
+      result.error = causeMessage(err);
+      await recordEnding('failed');
+      if (err instanceof ApplicationFailure) throw err;
+      throw ApplicationFailure.nonRetryable(`${mode} of ${view.cluster} failed: ${result.error}`, 'FailoverFailed');
     }
-    if (!(err instanceof ApplicationFailure || err instanceof ActivityFailure)) throw err; // a bug: let the workflow task retry
-    status.stage = 'failed';
-    result.error = causeMessage(err);
-    await recordEnding('failed');
-    if (err instanceof ApplicationFailure) throw err;
-    throw ApplicationFailure.nonRetryable(`${mode} of ${view.cluster} failed: ${result.error}`, 'FailoverFailed');
-  } finally {
-    await CancellationScope.nonCancellable(() => watcher?.signal(resumeWatchSignal, { by: holder }).catch(() => undefined) ?? Promise.resolve());
   }
 }

@@ -35,7 +35,7 @@ import type {
   RestoreStatus,
   StagingRestoreResult,
 } from '../types';
-import { backupActivities, causeMessage, newBackupId, TARGET_NAME } from './common';
+import { backupActivities, causeMessage, newBackupId, TARGET_NAME, withWatchersPaused } from './common';
 
 export const restoreStatusQuery = defineQuery<RestoreStatus>('status');
 export const restorePlanQuery = defineQuery<RestorePlan | undefined>('plan');
@@ -59,7 +59,7 @@ function restoreSteps(heartbeatTimeout: string) {
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
   });
-  const { restorePolicy, planRestore, swapIntoPlace } = proxyActivities<Activities>({
+  const { restorePolicy, planRestore, swapIntoPlace, clustersWithNode } = proxyActivities<Activities>({
     // Counting the target's rows for the plan is the slowest of these.
     startToCloseTimeout: '30 minutes',
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
@@ -68,7 +68,7 @@ function restoreSteps(heartbeatTimeout: string) {
     startToCloseTimeout: '5 minutes',
     retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
   });
-  return { fetchBackup, restoreIntoStaging, restorePolicy, planRestore, swapIntoPlace, dropStagingDatabase, reopenDatabase, discardFetchedBackup, recordRestoreAudit };
+  return { fetchBackup, restoreIntoStaging, restorePolicy, planRestore, swapIntoPlace, clustersWithNode, dropStagingDatabase, reopenDatabase, discardFetchedBackup, recordRestoreAudit };
 }
 
 function validate(input: GuardedRestoreInput): void {
@@ -217,15 +217,19 @@ export async function guardedRestore(input: GuardedRestoreInput): Promise<Guarde
       input.mode === 'replace' ? timed('safetySnapshot', () => takeSafetySnapshot(input, status)) : undefined,
     ]);
     status.stage = 'swapping';
-    const swap = await timed('swap', () =>
-      steps.swapIntoPlace({
-        restoreId,
-        target: input.target,
-        mode: input.mode,
-        database: plan.database,
-        stamp,
-        tableCount: restored.tablesCompared,
-      }),
+    // The swap closes the target for milliseconds: no failover watcher may take that for a dead primary.
+    const clusters = input.mode === 'replace' ? await steps.clustersWithNode(input.target) : [];
+    const swap = await withWatchersPaused(clusters, `restore ${restoreId}`, 15 * 60_000, () =>
+      timed('swap', () =>
+        steps.swapIntoPlace({
+          restoreId,
+          target: input.target,
+          mode: input.mode,
+          database: plan.database,
+          stamp,
+          tableCount: restored.tablesCompared,
+        }),
+      ),
     );
     stagingStarted = false; // the staging database is the target now
     status.stage = 'done';

@@ -133,5 +133,8 @@ export function topologyActivities(config: WorkerConfig) {
     recordPrimary,
     clusterTopology: (name: string): Promise<ClusterTopology> => readTopology(config, name),
     resolveClusterRole: (roleTarget: string): Promise<RoleResolution> => resolveRole(config, roleTarget),
+    /** The clusters a target is a node of: whose watchers a restore into it pauses. */
+    clustersWithNode: async (target: string): Promise<string[]> =>
+      Object.values(config.clusters).filter((c) => clusterNodes(c).includes(target)).map((c) => c.name),
   };
 }
