@@ -23,7 +23,7 @@ describe('docker-compose.yml', () => {
 
   test('has every service of the production-like deployment', () => {
     expect(Object.keys(services).sort()).toEqual(
-      ['create-bucket', 'csarena-db', 'minio', 'pgops-worker', 'temporal', 'temporal-db', 'temporal-ui'].sort(),
+      ['create-bucket', 'csarena-db', 'csarena-standby', 'failover-watcher', 'minio', 'pgops-worker', 'temporal', 'temporal-db', 'temporal-ui'].sort(),
     );
   });
 
@@ -38,7 +38,15 @@ describe('docker-compose.yml', () => {
     });
     const config = loadWorkerConfig(env);
     expect(config.targets.primary).toMatchObject({ host: 'csarena-db', database: 'csarena' });
+    expect(config.clusters.main).toMatchObject({ primary: 'primary', standbys: ['standby'] });
     expect(Object.keys(workerEnv).filter((k) => k.startsWith('PGOPS_') && !read.has(k))).toEqual([]);
+  });
+
+  test('the watcher is started for the cluster the worker knows, on the task queue it polls', () => {
+    const watcher = services['failover-watcher'] as Service & { command: string[] };
+    expect(watcher.command.slice(-4)).toEqual(['failover', 'watch', '--cluster', 'main']);
+    expect(watcher.environment?.PGOPS_TASK_QUEUE).toBe(workerEnv.PGOPS_TASK_QUEUE);
+    expect(workerEnv.PGOPS_CLUSTERS.split(',')).toContain('main');
   });
 
   test('the worker, MinIO and the database agree on credentials', () => {

@@ -2,8 +2,9 @@
 // (ports 26150-26152). A watcher's worker SIGKILLed is replaced within seconds; a blip and a
 // worker cut off from the primary promote nothing; the primary SIGKILLed, then (after a rejoin)
 // frozen with SIGSTOP and never thawed, is failed over with no one starting anything, and a
-// backup of "<cluster>:primary" follows the new primary with the configuration unchanged. Every
-// worker here is configured with pg1 as the primary, as an operator would have left it.
+// backup of "<cluster>:primary" follows the new primary with the configuration unchanged (one of
+// "<cluster>:standby" reads the streaming standby). Every worker here is configured with pg1 as
+// the primary, as an operator would have left it.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -98,10 +99,10 @@ async function waitForFailover(handle: WorkflowHandle, started: number, timeoutM
   return state!;
 }
 
-/** `pgops backup now --target <cluster>:primary`, the CLI against a worker with the original configuration. */
-async function backupPrimaryRole(taskQueue: string): Promise<BackupManifest> {
+/** `pgops backup now --target <cluster>:<role>`, the CLI against a worker with the original configuration. */
+async function backupRole(taskQueue: string, role: 'primary' | 'standby'): Promise<BackupManifest> {
   const env = { ...cluster.env('pg1'), PGOPS_ENV_FILE: '/dev/null', PGOPS_TASK_QUEUE: taskQueue };
-  const cli = await execa(path.join(REPO_DIR, 'bin/pgops'), ['backup', 'now', '--target', `${cluster.name}:primary`, '--verify', 'list'], { env, reject: false, all: true });
+  const cli = await execa(path.join(REPO_DIR, 'bin/pgops'), ['backup', 'now', '--target', `${cluster.name}:${role}`, '--verify', 'list'], { env, reject: false, all: true });
   expect(cli.exitCode).toBe(0);
   const id = /backup (\S+) of/.exec(cli.all ?? '')?.[1];
   expect(id).toBeDefined();
@@ -189,7 +190,7 @@ describe('failoverWatcher', () => {
       expect(server.port).toBe(cluster.ports.pg2);
 
       await cluster.sql('pg2', 'CREATE TABLE after_first_failover (id int)');
-      const manifest = await backupPrimaryRole(taskQueue);
+      const manifest = await backupRole(taskQueue, 'primary');
       expect(manifest).toMatchObject({ target: cluster.name, sourceNode: 'pg2' });
       expect(Object.keys(manifest.rowCounts)).toContain('public.after_first_failover');
     });
@@ -199,6 +200,9 @@ describe('failoverWatcher', () => {
     const rejoin = await cluster.rejoin('pg1', 'pg2');
     expect(rejoin.receiverStatus).toBe('streaming');
     await withWatcher(async ({ handle, taskQueue }) => {
+      // pg1 streams from pg2 again: a backup of the standby role reads it, not the primary.
+      const fromStandby = await backupRole(taskQueue, 'standby');
+      expect(fromStandby).toMatchObject({ target: cluster.name, sourceNode: 'pg1' });
       await waitUntil('the watcher to probe', async () => (await watchHeartbeat(handle)) !== undefined, 30_000);
       const before = (await watchStatus(handle)).failoversStarted;
       const frozen = cluster.freeze('pg2');
@@ -213,7 +217,7 @@ describe('failoverWatcher', () => {
       await cluster.sql('endpoint', 'INSERT INTO acked (id) VALUES (-1)');
       expect((await cluster.sql<{ port: number }>('endpoint', 'SELECT inet_server_port() AS port'))[0].port).toBe(cluster.ports.pg1);
 
-      const manifest = await backupPrimaryRole(taskQueue);
+      const manifest = await backupRole(taskQueue, 'primary');
       expect(manifest).toMatchObject({ target: cluster.name, sourceNode: 'pg1' });
     });
   });
