@@ -14,7 +14,7 @@ import execa from 'execa';
 import { backupPrefix, readManifestObject } from '../src/activities/storage/backupObjects';
 import { createS3Client } from '../src/activities/storage/s3Client';
 import { MANIFEST_FILE } from '../src/activities/staging/stagedBackup';
-import { startWatcher, watchStatus } from '../src/client';
+import { decideRestore, restoreStatus, startRestore, startWatcher, watchStatus } from '../src/client';
 import type { WatchState } from '../src/failoverTypes';
 import { connectClient } from '../src/temporal/connection';
 import type { BackupManifest } from '../src/types';
@@ -171,8 +171,8 @@ describe('failoverWatcher', () => {
     expect(await primaries()).toEqual(['pg1']);
   });
 
-  test('primary SIGKILLed, nobody starts anything: the watcher fails over, writes through PgBouncer reach pg2, and a backup of the primary role follows', async () => {
-    await withWatcher(async ({ handle, taskQueue }) => {
+  test('primary SIGKILLed, nobody starts anything: the watcher fails over, writes through PgBouncer reach pg2, and a backup and a restore of the primary role follow', async () => {
+    await withWatcher(async ({ client, handle, taskQueue }) => {
       await waitUntil('the watcher to probe', async () => (await watchHeartbeat(handle)) !== undefined, 30_000);
       const writer = startWriter(cluster, 'endpoint', 'acked');
       await waitUntil('steady writes', async () => writer.acknowledged.length >= 50);
@@ -193,6 +193,16 @@ describe('failoverWatcher', () => {
       const manifest = await backupRole(taskQueue, 'primary');
       expect(manifest).toMatchObject({ target: cluster.name, sourceNode: 'pg2' });
       expect(Object.keys(manifest.rowCounts)).toContain('public.after_first_failover');
+
+      // A restore into "<cluster>:primary" lands on pg2 too, from the cluster's catalog.
+      const restoreHandle = await startRestore(client, { taskQueue }, {
+        target: `${cluster.name}:primary`, backup: manifest.backupId, mode: 'new-database', newDatabase: 'restored_after_failover', requestedBy: 'alice',
+      });
+      await waitUntil('the restore plan', async () => (await restoreStatus(client, restoreHandle.workflowId)).stage === 'awaiting-approval', 60_000);
+      await decideRestore(client, restoreHandle.workflowId, 'approve', { approver: 'bob', reason: 'restore beside the failed-over primary' });
+      expect((await restoreHandle.result()).outcome).toBe('restored');
+      const found = await cluster.sql<{ n: string }>('pg2', `SELECT count(*) AS n FROM pg_database WHERE datname = 'restored_after_failover'`);
+      expect(found[0].n).toBe('1');
     });
   });
 

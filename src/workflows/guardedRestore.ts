@@ -35,6 +35,7 @@ import type {
   RestoreStatus,
   StagingRestoreResult,
 } from '../types';
+import { ROLE_TARGET } from '../failoverTypes';
 import { backupActivities, causeMessage, newBackupId, TARGET_NAME, withWatchersPaused } from './common';
 
 export const restoreStatusQuery = defineQuery<RestoreStatus>('status');
@@ -59,7 +60,7 @@ function restoreSteps(heartbeatTimeout: string) {
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
   });
-  const { restorePolicy, planRestore, swapIntoPlace, clustersWithNode } = proxyActivities<Activities>({
+  const { restorePolicy, planRestore, swapIntoPlace, clustersWithNode, resolveClusterRole } = proxyActivities<Activities>({
     // Counting the target's rows for the plan is the slowest of these.
     startToCloseTimeout: '30 minutes',
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
@@ -68,13 +69,16 @@ function restoreSteps(heartbeatTimeout: string) {
     startToCloseTimeout: '5 minutes',
     retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
   });
-  return { fetchBackup, restoreIntoStaging, restorePolicy, planRestore, swapIntoPlace, clustersWithNode, dropStagingDatabase, reopenDatabase, discardFetchedBackup, recordRestoreAudit };
+  return { fetchBackup, restoreIntoStaging, restorePolicy, planRestore, swapIntoPlace, clustersWithNode, resolveClusterRole, dropStagingDatabase, reopenDatabase, discardFetchedBackup, recordRestoreAudit };
 }
 
 function validate(input: GuardedRestoreInput): void {
   const bad = (message: string) => ApplicationFailure.nonRetryable(message, 'BadInput');
-  if (!input || typeof input.target !== 'string' || !TARGET_NAME.test(input.target)) {
-    throw bad(`input.target must name a configured target (e.g. "primary"), got ${JSON.stringify(input?.target)}`);
+  if (!input || typeof input.target !== 'string' || !(TARGET_NAME.test(input.target) || ROLE_TARGET.test(input.target))) {
+    throw bad(`input.target must name a configured target (e.g. "primary") or a cluster's primary (e.g. "main:primary"), got ${JSON.stringify(input?.target)}`);
+  }
+  if (ROLE_TARGET.exec(input.target)?.[2] === 'standby') {
+    throw bad(`input.target ${input.target}: a standby is read-only and cannot be restored into; restore into ${input.target.replace(/:standby$/, ':primary')}`);
   }
   if (typeof input.backup !== 'string' || !/^(latest|[A-Za-z0-9._-]+)$/.test(input.backup)) {
     throw bad(`input.backup must be a backup id or "latest", got ${JSON.stringify(input.backup)}`);
@@ -99,9 +103,12 @@ function stampNow(): string {
   return new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
 }
 
-export async function guardedRestore(input: GuardedRestoreInput): Promise<GuardedRestoreResult> {
-  validate(input);
-  const steps = restoreSteps(input.heartbeatTimeout ?? '30 seconds');
+export async function guardedRestore(requested: GuardedRestoreInput): Promise<GuardedRestoreResult> {
+  validate(requested);
+  const steps = restoreSteps(requested.heartbeatTimeout ?? '30 seconds');
+  // "main:primary" is whichever node is primary now, and its backups are catalogued as "main".
+  const role = ROLE_TARGET.test(requested.target) ? await steps.resolveClusterRole(requested.target) : undefined;
+  const input: GuardedRestoreInput = role ? { ...requested, target: role.node, from: requested.from ?? role.cluster } : requested;
   const { workflowId, runId } = workflowInfo();
   const restoreId = uuid4().replace(/-/g, '').slice(0, 12);
   const stamp = stampNow();
