@@ -84,6 +84,23 @@ export interface NightlyBackupInput {
   heartbeatTimeout?: string;
 }
 
+/** Read at dump time in the dump's snapshot: the roles and extensions the database refers to. */
+export interface DatabaseRequirements {
+  /** Owners, grantees and per-database setting roles of the database and its objects. */
+  roles: string[];
+  extensions: { name: string; version: string }[];
+}
+
+/** What the target's server lacks for a backup, found by the plan before anything is created. */
+export interface ServerLacks {
+  /** Roles the backup refers to that the server does not have: created from the backup's globals after approval. */
+  missingRoles: string[];
+  /** Cannot be fixed by the restore: the plan fails with these. */
+  refusals: string[];
+  /** Worth knowing, not blocking (an extension in another version, a check that could not run). */
+  notes: string[];
+}
+
 /** The single source of truth about one backup. Written at dump time, stored beside the dump. */
 export interface BackupManifest {
   formatVersion: 1;
@@ -108,6 +125,8 @@ export interface BackupManifest {
   /** Every file the dump consists of, with its own checksum; paths relative to the backup's folder. */
   dataFiles: DataFile[];
   databaseSizeBytes: number;
+  /** What a server needs before this backup restores on it (absent in backups older than the field). */
+  requires?: DatabaseRequirements;
   /** Row count of every table, taken in the dump's own snapshot. Keyed "schema.table". */
   rowCounts: Record<string, number>;
   /** What pg_restore reads, inside the backup's folder: the file, or the directory. */
@@ -281,6 +300,8 @@ export interface RestorePlan {
   backupRowCounts: Record<string, number>;
   /** "schema.table: now N, backup M" for every table whose count differs or exists on one side only. */
   differences: string[];
+  /** What the target's server lacks for this backup. */
+  lacks?: ServerLacks;
 }
 
 export type RestoreStage =
@@ -342,6 +363,8 @@ export interface RestoreAudit {
   /** Milliseconds per step: fetch, plan, approval wait, snapshot, staging restore, swap. */
   durationsMs: Record<string, number>;
   downtimeMs?: number;
+  /** Roles the restore created from the backup's globals because the target's server lacked them. */
+  createdRoles?: string[];
   error?: string;
   /** Where this record is stored in S3 (set once written). */
   auditKey?: string;

@@ -60,7 +60,7 @@ function restoreSteps(heartbeatTimeout: string) {
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
   });
-  const { restorePolicy, planRestore, swapIntoPlace, clustersWithNode, resolveClusterRole } = proxyActivities<Activities>({
+  const { restorePolicy, planRestore, swapIntoPlace, clustersWithNode, resolveClusterRole, createMissingRoles } = proxyActivities<Activities>({
     // Counting the target's rows for the plan is the slowest of these.
     startToCloseTimeout: '30 minutes',
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
@@ -69,7 +69,7 @@ function restoreSteps(heartbeatTimeout: string) {
     startToCloseTimeout: '5 minutes',
     retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 },
   });
-  return { fetchBackup, restoreIntoStaging, restorePolicy, planRestore, swapIntoPlace, clustersWithNode, resolveClusterRole, dropStagingDatabase, reopenDatabase, discardFetchedBackup, recordRestoreAudit };
+  return { fetchBackup, restoreIntoStaging, restorePolicy, planRestore, swapIntoPlace, clustersWithNode, resolveClusterRole, createMissingRoles, dropStagingDatabase, reopenDatabase, discardFetchedBackup, recordRestoreAudit };
 }
 
 function validate(input: GuardedRestoreInput): void {
@@ -132,6 +132,7 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
 
   let manifest: BackupManifest | undefined;
   let stagingStarted = false;
+  let createdRoles: string[] | undefined;
   const audit = (outcome: RestoreAudit['outcome'], extra: Partial<RestoreAudit> = {}): RestoreAudit => ({
     workflowId,
     runId,
@@ -148,6 +149,7 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     durationsMs,
+    ...(createdRoles ? { createdRoles } : {}),
     ...extra,
   });
   /** Drops what this restore made (never the target) and records how it ended. */
@@ -174,32 +176,37 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
     upsertMemo({ plan: planSummary(plan, input) });
 
     // The staging restore never touches the target, so it runs while the operator decides:
-    // after approval only the snapshot and the rename window remain.
+    // after approval only the snapshot and the rename window remain. Roles the target's server
+    // lacks are created only after approval, so then the staging restore waits for it.
+    const missingRoles = plan.lacks?.missingRoles ?? [];
     const stagingScope = new CancellationScope();
-    stagingStarted = true;
     let stagingFailure: unknown;
-    const staging: Promise<StagingRestoreResult | undefined> = stagingScope
-      .run(() =>
-        timed('stagingRestore', () =>
-          steps.restoreIntoStaging({
-            restoreId,
-            target: input.target,
-            manifest: manifest!,
-            replacing: input.mode === 'replace' ? plan.database : undefined,
-            jobs: input.jobs ?? 2,
-          }),
-        ),
-      )
-      .then(
-        (result) => {
-          status.stagingReady = true;
-          return result;
-        },
-        (err) => {
-          stagingFailure = err;
-          return undefined;
-        },
-      );
+    const startStaging = (): Promise<StagingRestoreResult | undefined> => {
+      stagingStarted = true;
+      return stagingScope
+        .run(() =>
+          timed('stagingRestore', () =>
+            steps.restoreIntoStaging({
+              restoreId,
+              target: input.target,
+              manifest: manifest!,
+              replacing: input.mode === 'replace' ? plan.database : undefined,
+              jobs: input.jobs ?? 2,
+            }),
+          ),
+        )
+        .then(
+          (result) => {
+            status.stagingReady = true;
+            return result;
+          },
+          (err) => {
+            stagingFailure = err;
+            return undefined;
+          },
+        );
+    };
+    let staging = missingRoles.length === 0 ? startStaging() : undefined;
 
     status.stage = 'awaiting-approval';
     const timeout = input.approvalTimeout ?? policy.approvalTimeout;
@@ -215,9 +222,15 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
       await staging;
       return await finish(audit(decided ? 'rejected' : 'expired'));
     }
+    if (!staging) {
+      status.stage = 'restoring';
+      createdRoles = await timed('createRoles', () => steps.createMissingRoles({ restoreId, target: input.target, manifest: manifest!, roles: missingRoles }));
+      staging = startStaging();
+    }
+    const stagingDone = staging;
 
     const [restored] = await Promise.all([
-      staging.then((result) => {
+      stagingDone.then((result) => {
         if (!result) throw stagingFailure;
         return result;
       }),

@@ -26,6 +26,7 @@ import {
 } from '../staging/stagedBackup';
 import { connectTarget, resolveTarget, targetFailure } from './connection';
 import { majorVersion, pgToolVersion, runPgTool } from './pgTools';
+import { readRequirements } from './databaseRequirements';
 import { countRows } from './rowCounts';
 
 export interface DumpInput {
@@ -80,11 +81,11 @@ export function dumpActivities(config: WorkerConfig) {
         );
       }
       const common = [`--compress=${input.compression}`, `--snapshot=${info.snapshot}`];
-      const [dataFiles, rowCounts] = await Promise.all([
+      const [dataFiles, { counts: rowCounts, requires }] = await Promise.all([
         input.format === 'custom'
           ? streamDump(path.join(dir, DUMP_FILE), ['--format=custom', ...common])
           : dumpDirectory(path.join(dir, DUMP_DIR), ['--format=directory', `--jobs=${input.jobs}`, ...common]),
-        countRows(snapshotHolder),
+        countRows(snapshotHolder).then(async (counts) => ({ counts, requires: await readRequirements(snapshotHolder) })),
       ]);
       await snapshotHolder.query('COMMIT');
       await dumpGlobals(path.join(dir, GLOBALS_FILE), input.includeRolePasswords ?? false);
@@ -105,6 +106,7 @@ export function dumpActivities(config: WorkerConfig) {
         sha256: input.format === 'custom' ? dataFiles[0].sha256 : digestOfFiles(dataFiles),
         dataFiles,
         databaseSizeBytes: info.databaseSize,
+        requires,
         rowCounts,
         dumpFile: input.format === 'custom' ? DUMP_FILE : DUMP_DIR,
         globalsFile: GLOBALS_FILE,

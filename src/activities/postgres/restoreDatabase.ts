@@ -1,11 +1,16 @@
 // The database side of a guarded restore. Everything happens in a staging database first; the
 // target is touched only by the swap, which is two renames in one transaction.
+import { readFile, statfs } from 'node:fs/promises';
+import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { TargetConfig, WorkerConfig } from '../../config';
 import type { BackupManifest, RestoreMode, RestorePlan, RestorePolicy, StagingRestoreResult, SwapResult } from '../../types';
 import { heartbeatWhile, killOnCancel } from '../heartbeat';
-import { ensureFetched } from '../storage/fetchBackup';
+import { ensureFetched, restoreWorkspace } from '../storage/fetchBackup';
+import { databasePropertyStatements } from './databaseProperties';
+import { serverLacks } from './databaseRequirements';
+import { createRoles, roleStatements } from './missingRoles';
 import { resolveTarget, withTarget } from './connection';
 import { runPgTool } from './pgTools';
 import { countRows, listTables } from './rowCounts';
@@ -99,6 +104,14 @@ export function restoreActivities(config: WorkerConfig) {
           'RestoreRefused',
         );
       }
+      plan.lacks = await serverLacks(c, manifest);
+      plan.lacks.notes.push(await stagingDiskNote(target, manifest));
+      if (plan.lacks.refusals.length > 0) {
+        throw ApplicationFailure.nonRetryable(
+          `target ${input.target}'s server cannot take backup ${manifest.backupId}, nothing was created: ${plan.lacks.refusals.join('; ')}`,
+          'TargetLacks',
+        );
+      }
       if (input.mode === 'replace') {
         const { rows } = await c.query<{ size: string; connections: string }>(
           `SELECT pg_database_size($1) AS size,
@@ -141,7 +154,7 @@ export function restoreActivities(config: WorkerConfig) {
         const stderr = (err as { stderr?: string }).stderr ?? (err as Error).message;
         throw ApplicationFailure.nonRetryable(
           `pg_restore of backup ${input.manifest.backupId} into ${staging} failed: ${stderr.trim().split('\n').slice(0, 3).join(' | ')}` +
-            (/role .* does not exist/.test(stderr) ? ` (create the missing roles from the backup's ${input.manifest.globalsFile} first)` : ''),
+            (/role .* does not exist/.test(stderr) ? ` (a role the backup did not record as needed; create it on the target's server first)` : ''),
           'RestoreFailed',
         );
       }
@@ -150,6 +163,9 @@ export function restoreActivities(config: WorkerConfig) {
       if (differences.length > 0) {
         throw ApplicationFailure.nonRetryable(`restored copy ${staging} does not match backup ${input.manifest.backupId}: ${differences.slice(0, 5).join('; ')}`, 'RestoreIncomplete');
       }
+      // Last, so settings such as default_transaction_read_only cannot get in the way of the
+      // restore itself; they belong to the database, so they move with it when it is renamed.
+      await applyDatabaseProperties(target, staging, await databasePropertyStatements(config, dumpPath, input.manifest.database, staging));
       return { stagingDatabase: staging, restoreMs: Date.now() - started, tablesCompared: Object.keys(restored).length };
     } catch (err) {
       await dropStaging(target, staging).catch(() => undefined);
@@ -157,6 +173,35 @@ export function restoreActivities(config: WorkerConfig) {
     } finally {
       heartbeats.stop();
     }
+  }
+
+  /**
+   * Creates the roles the plan found missing, from the backup's globals; roles that exist now
+   * (created by an earlier attempt) are left alone. Returns every role that was missing.
+   */
+  async function createMissingRoles(input: { restoreId: string; target: string; manifest: BackupManifest; roles: string[] }): Promise<string[]> {
+    const target = resolveTarget(config, input.target);
+    await ensureFetched(config, input.restoreId, input.manifest);
+    const globals = await readFile(path.join(restoreWorkspace(config, input.restoreId), input.manifest.globalsFile), 'utf8');
+    await withTarget(maintenance(target), async (c) => {
+      const { rows } = await c.query<{ rolname: string }>('SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [input.roles]);
+      const stillMissing = input.roles.filter((role) => !rows.some((r) => r.rolname === role));
+      if (stillMissing.length > 0) await createRoles(c, roleStatements(globals, stillMissing));
+    });
+    return input.roles;
+  }
+
+  async function applyDatabaseProperties(target: TargetConfig, database: string, statements: string[]): Promise<void> {
+    await withTarget(maintenance(target), async (c) => {
+      await c.query('BEGIN');
+      try {
+        for (const statement of statements) await c.query(statement);
+        await c.query('COMMIT');
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw ApplicationFailure.nonRetryable(`the backup's database properties could not be set on ${database}: ${(err as Error).message}`, 'DatabasePropertiesFailed');
+      }
+    });
   }
 
   /** Undoes the swap's first step after a failure: the database under `database` accepts connections again. */
@@ -226,7 +271,21 @@ export function restoreActivities(config: WorkerConfig) {
     }
   }
 
-  return { restorePolicy, planRestore, restoreIntoStaging, dropStagingDatabase, reopenDatabase, swapIntoPlace };
+  return { restorePolicy, planRestore, restoreIntoStaging, createMissingRoles, dropStagingDatabase, reopenDatabase, swapIntoPlace };
+}
+
+/** Free disk where the staging copy will be written, when pgops can see the target's data directory. */
+async function stagingDiskNote(target: TargetConfig, manifest: BackupManifest): Promise<string> {
+  if (!target.server) return `free disk on ${target.name}'s server not checked (no server control); the staging copy needs about ${manifest.databaseSizeBytes} bytes`;
+  const fs = await statfs(target.server.dataDir);
+  const free = Number(fs.bavail) * Number(fs.bsize);
+  if (free < manifest.databaseSizeBytes) {
+    throw ApplicationFailure.nonRetryable(
+      `target ${target.name}'s data directory has ${free} bytes free, the staging copy of backup ${manifest.backupId} needs about ${manifest.databaseSizeBytes}; nothing was created`,
+      'TargetLacks',
+    );
+  }
+  return `${free} bytes free on ${target.name}'s data directory for a staging copy of about ${manifest.databaseSizeBytes}`;
 }
 
 async function databaseOwner(c: Client, database: string): Promise<string | undefined> {

@@ -151,6 +151,10 @@ export function describePlan(plan: RestorePlan): string {
     plan.mode === 'replace'
       ? `replaces database ${plan.database} on target ${plan.target}: ${megabytes(plan.current?.sizeBytes)}, ${plan.current?.activeConnections ?? 0} active connection(s) to be terminated at the swap`
       : `restores beside it as new database ${plan.database} on target ${plan.target}'s server`,
+    ...(plan.lacks?.missingRoles.length
+      ? [`the server lacks role(s) ${plan.lacks.missingRoles.join(', ')}: created from the backup's globals after approval (the staging restore waits for it)`]
+      : []),
+    ...(plan.lacks?.notes ?? []).map((note) => `note: ${note}`),
     '',
     formatTable(['table', 'rows now', 'rows in backup'], rows),
   ].join('\n');
