@@ -1,5 +1,6 @@
 // What makes two databases "the same" for restore tests: schema, row counts, and a checksum of
 // every table's content.
+import type { Client as PgClient } from 'pg';
 import { withTarget } from '../../src/activities/postgres/connection';
 import { countRows, listTables } from '../../src/activities/postgres/rowCounts';
 import type { TargetConfig, WorkerConfig } from '../../src/config';
@@ -11,19 +12,22 @@ export interface Fingerprint {
   content: Record<string, string>;
 }
 
+/** A checksum of every table's rows, in no particular order ("schema.table" -> md5). */
+export async function content(c: PgClient): Promise<Record<string, string>> {
+  const sums: Record<string, string> = {};
+  for (const { schema, name } of await listTables(c)) {
+    const table = `${c.escapeIdentifier(schema)}.${c.escapeIdentifier(name)}`;
+    const { rows } = await c.query<{ sum: string }>(
+      `SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) AS sum FROM (SELECT md5(t::text) AS h FROM ${table} t) rows`,
+    );
+    sums[`${schema}.${name}`] = rows[0].sum;
+  }
+  return sums;
+}
+
 export async function fingerprint(config: WorkerConfig, target: TargetConfig): Promise<Fingerprint> {
   const schema = await schemaOnly(config, target);
-  return withTarget(target, async (c) => {
-    const content: Record<string, string> = {};
-    for (const { schema: s, name } of await listTables(c)) {
-      const table = `${c.escapeIdentifier(s)}.${c.escapeIdentifier(name)}`;
-      const { rows } = await c.query<{ sum: string }>(
-        `SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) AS sum FROM (SELECT md5(t::text) AS h FROM ${table} t) rows`,
-      );
-      content[`${s}.${name}`] = rows[0].sum;
-    }
-    return { schema, rows: await countRows(c), content };
-  });
+  return withTarget(target, async (c) => ({ schema, rows: await countRows(c), content: await content(c) }));
 }
 
 /** Databases on the target's server whose names match a LIKE pattern. */
