@@ -161,3 +161,46 @@ test('an application writing through the swap is disconnected cleanly and reconn
     await app.stop();
   }
 });
+
+/** Does the target's database take new connections? */
+async function acceptsConnections(target: TargetConfig): Promise<boolean> {
+  return withTarget(target, async (c) => (await c.query('SELECT 1')).rowCount === 1).catch(() => false);
+}
+
+test('SIGKILL of the worker inside the swap, with the target closed to connections: a retry finishes the swap within seconds', async () => {
+  // A session on the target whose server process is stopped: the swap's termination of sessions
+  // waits on it (up to ~30 s) with the target already refusing connections.
+  const holder = new PgClient({ ...fixture.target, connectionTimeoutMillis: 3_000 });
+  holder.on('error', () => undefined);
+  await holder.connect();
+  const backendPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+  try {
+    const handle = await restore();
+    await waitUntil('the staging copy', async () => (await status(handle)).stagingReady, 300_000);
+    process.kill(backendPid, 'SIGSTOP');
+    await decideRestore(client, handle.workflowId, 'approve', { approver: 'bob', reason: 'swap with a stuck session' });
+    const closed = () =>
+      withTarget({ ...fixture.target, database: 'postgres' }, async (c) =>
+        (await c.query<{ ok: boolean }>('SELECT NOT datallowconn AS ok FROM pg_database WHERE datname = $1', [fixture.target.database])).rows[0]?.ok === true,
+      );
+    await waitUntil('the swap to close the target', closed, 120_000);
+    const killedAt = Date.now();
+    await workers.shift()!.kill('SIGKILL');
+    process.kill(backendPid, 'SIGCONT');
+    await worker();
+    await waitUntil('the target to take connections again', () => acceptsConnections(fixture.target), 120_000);
+    const closedMs = Date.now() - killedAt;
+    console.log(`swap interrupted by SIGKILL: the target took connections again ${closedMs} ms after the kill`);
+    expect(closedMs).toBeLessThan(30_000);
+    const result = await handle.result();
+    expect(result.outcome).toBe('restored');
+    expect(await activityAttempts(handle, 'swapIntoPlace')).toBeGreaterThanOrEqual(2);
+  } finally {
+    try {
+      process.kill(backendPid, 'SIGCONT');
+    } catch {
+      // the backend is gone already
+    }
+    await holder.end().catch(() => undefined);
+  }
+});

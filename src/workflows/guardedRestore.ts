@@ -60,7 +60,14 @@ function restoreSteps(heartbeatTimeout: string) {
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 3 },
   });
-  const { restorePolicy, planRestore, swapIntoPlace, clustersWithNode, resolveClusterRole, createMissingRoles } = proxyActivities<Activities>({
+  // The swap runs with the target closed to connections: a dead worker must be noticed and the
+  // swap finished (or the target reopened) within seconds, not at the end of a long timeout.
+  const { swapIntoPlace } = proxyActivities<Activities>({
+    startToCloseTimeout: '3 minutes',
+    heartbeatTimeout: '5 seconds',
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 seconds', maximumAttempts: 10 },
+  });
+  const { restorePolicy, planRestore, clustersWithNode, resolveClusterRole, createMissingRoles } = proxyActivities<Activities>({
     // Counting the target's rows for the plan is the slowest of these.
     startToCloseTimeout: '30 minutes',
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },

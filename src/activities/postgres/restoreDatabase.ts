@@ -225,6 +225,18 @@ export function restoreActivities(config: WorkerConfig) {
    * transaction. A retry finds either nothing done or everything done, never half.
    */
   async function swapIntoPlace(input: SwapInput): Promise<SwapResult> {
+    // Beats every second: a worker that dies with the target closed is noticed, and the swap
+    // retried elsewhere, within the workflow's few-second heartbeat timeout.
+    const heartbeats = heartbeatWhile(() => ({ stage: 'swap', database: input.database }), { keepAliveMs: 1_000 });
+    try {
+      return await swap(input);
+    } finally {
+      heartbeats.stop();
+    }
+  }
+
+  /** A retry finds the target closed by a dead attempt: it closes it again and finishes the swap. */
+  async function swap(input: SwapInput): Promise<SwapResult> {
     const target = resolveTarget(config, input.target);
     const staging = stagingDatabaseName(input.restoreId);
     const { database } = input;
