@@ -138,7 +138,7 @@ async function main(): Promise<void> {
   const target = await benchTarget();
   const server = await startFakeEmbeddingsServer();
   const env = {
-    PGOPS_TARGETS: `primary,${TARGET}`,
+    PGOPS_TARGETS: `primary,verify,${TARGET}`,
     PGOPS_TARGET_BENCH_URL: targetUrl(target),
     PGOPS_OPENAI_BASE_URL: server.url,
     PGOPS_OPENAI_API_KEY: 'sk-bench',

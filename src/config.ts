@@ -77,6 +77,8 @@ export interface WorkerConfig {
   openai: { apiKey?: string; baseUrl?: string };
   restore: RestorePolicy;
   clusters: Record<string, ClusterConfig>;
+  /** Where test restores go when a backup names no verify target: a server of their own, not production. */
+  verifyTarget?: string;
 }
 
 export const DEFAULT_TASK_QUEUE = 'pgops';
@@ -426,6 +428,14 @@ function loadClusters(env: Env, targets: Record<string, TargetConfig>): Record<s
   return clusters;
 }
 
+function loadVerifyTarget(env: Env, targets: Record<string, TargetConfig>): string | undefined {
+  const name = optional(env, 'PGOPS_VERIFY_TARGET');
+  if (name !== undefined && !targets[name]) {
+    throw new ConfigError(`PGOPS_VERIFY_TARGET: "${name}" is not a configured target (PGOPS_TARGETS: ${Object.keys(targets).join(', ')})`);
+  }
+  return name;
+}
+
 export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
   const pgBinDir = required(env, 'PGOPS_PG_BIN_DIR', 'directory of pg_dump/pg_restore/psql matching the servers\' major version');
   if (!existsSync(`${pgBinDir}/pg_dump`)) {
@@ -443,5 +453,6 @@ export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
     openai: loadOpenAi(env),
     restore: loadRestorePolicy(env),
     clusters: loadClusters(env, targets),
+    verifyTarget: loadVerifyTarget(env, targets),
   };
 }

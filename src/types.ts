@@ -75,8 +75,13 @@ export interface NightlyBackupInput {
   jobs?: number;
   compression?: Compression;
   verify?: VerifyLevel;
-  /** Target whose server hosts the scratch database of a test restore (default: the backed-up target). */
+  /**
+   * Target whose server hosts the scratch database of a test restore (default: the worker's
+   * PGOPS_VERIFY_TARGET, else the backed-up server itself, with a warning in the result).
+   */
   verifyTarget?: TargetName;
+  /** Task queue of the workers that run the test restore (a verify host sharing the staging directory). */
+  verifyTaskQueue?: string;
   retention?: Partial<RetentionPolicy>;
   pruneDryRun?: boolean;
   notifyOnSuccess?: boolean;
@@ -152,6 +157,8 @@ export interface VerificationResult {
   restoreServer?: TargetName;
   restoreMs?: number;
   tablesCompared?: number;
+  /** Set when the test restore ran on the server that was backed up (no verify server configured). */
+  warning?: string;
 }
 
 export interface UploadResult {

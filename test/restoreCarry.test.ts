@@ -157,7 +157,7 @@ beforeAll(async () => {
   config = loadWorkerConfig({
     ...base,
     PGOPS_ENV_FILE: '/dev/null',
-    PGOPS_TARGETS: 'primary,standby,carrysrc,fresh',
+    PGOPS_TARGETS: 'primary,standby,verify,carrysrc,fresh',
     PGOPS_TARGET_CARRYSRC_URL: url(Number(primaryUrl.port), SOURCE_DB),
     PGOPS_TARGET_FRESH_URL: url(FRESH_PORT, SOURCE_DB),
     PGOPS_TARGET_FRESH_DATA_DIR: freshDir,

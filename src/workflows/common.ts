@@ -12,13 +12,16 @@ export const TARGET_NAME = /^[a-z][a-z0-9_-]*$/;
  * generous and heartbeats are what notice a dead worker. S3 outages and throttling (503 SlowDown)
  * are waited out: many upload attempts with capped backoff.
  */
-export function backupActivities(heartbeatTimeout: Duration) {
-  const { dumpDatabase, verifyByTestRestore } = proxyActivities<Activities>({
+export function backupActivities(heartbeatTimeout: Duration, options: { verifyTaskQueue?: string } = {}) {
+  const longStep = {
     startToCloseTimeout: '6 hours',
     heartbeatTimeout,
     retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 5 },
-  });
-  const { uploadBackup } = proxyActivities<Activities>({
+  } as const;
+  const { dumpDatabase } = proxyActivities<Activities>(longStep);
+  // A verify host (its own task queue) keeps the test restore off the workers next to production.
+  const { verifyByTestRestore } = proxyActivities<Activities>({ ...longStep, taskQueue: options.verifyTaskQueue });
+  const { uploadBackup, uploadBackupData, publishManifest, discardUploadedData } = proxyActivities<Activities>({
     startToCloseTimeout: '6 hours',
     heartbeatTimeout,
     retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 30 },
@@ -31,7 +34,7 @@ export function backupActivities(heartbeatTimeout: Duration) {
     startToCloseTimeout: '30 seconds',
     retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
   });
-  return { dumpDatabase, verifyByTestRestore, uploadBackup, pruneBackups, notifyWebhook };
+  return { dumpDatabase, verifyByTestRestore, uploadBackup, uploadBackupData, publishManifest, discardUploadedData, pruneBackups, notifyWebhook };
 }
 
 /** "primary-20261127T030000Z-1a2b3c": sortable, unique, and the same on replay. */

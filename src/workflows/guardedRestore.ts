@@ -342,7 +342,7 @@ async function takeSafetySnapshot(input: GuardedRestoreInput, status: RestoreSta
   const { dumpDatabase, verifyByTestRestore, uploadBackup } = backupActivities(input.heartbeatTimeout ?? '30 seconds');
   const backupId = newBackupId(input.target);
   await dumpDatabase({ target: input.target, backupId, format: 'custom', jobs: 1, compression: DEFAULT_COMPRESSION });
-  const verification = await verifyByTestRestore({ backupId, level: 'list', verifyTarget: input.target });
+  const verification = await verifyByTestRestore({ backupId, level: 'list', sourceTarget: input.target });
   await uploadBackup({ backupId, verification });
   status.safetySnapshotId = backupId;
   status.stage = 'restoring';

@@ -1,15 +1,19 @@
 // nightlyBackup: the runbook that replaces `pg_dump | gzip` in cron. A backup counts only once
 // it has been restored: dump → verify (test restore) → upload → prune, and a webhook on failure.
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, patched, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { VerifyInput } from '../activities/postgres/verifyByTestRestore';
 import type { Activities } from '../activities';
 import { DEFAULT_COMPRESSION } from '../backupDefaults';
 import { resolveRetention, RetentionInvalid } from '../retention';
 import { ROLE_TARGET } from '../failoverTypes';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../searchAttributes';
-import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
+import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult, UploadResult, VerificationResult } from '../types';
 import { backupActivities, causeMessage, newBackupId, TARGET_NAME } from './common';
 
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
+
+/** Runs that began before the upload overlapped the test restore replay the old order. */
+const UPLOAD_DURING_VERIFY = 'upload-during-verify';
 
 function validate(input: NightlyBackupInput): void {
   if (!input || typeof input.target !== 'string' || !(TARGET_NAME.test(input.target) || ROLE_TARGET.test(input.target))) {
@@ -36,9 +40,8 @@ const { resolveClusterRole } = proxyActivities<Activities>({
 
 export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyBackupResult> {
   validate(input);
-  const { dumpDatabase, verifyByTestRestore, uploadBackup, pruneBackups, notifyWebhook } = backupActivities(
-    input.heartbeatTimeout ?? '30 seconds',
-  );
+  const { dumpDatabase, verifyByTestRestore, uploadBackup, uploadBackupData, publishManifest, discardUploadedData, pruneBackups, notifyWebhook } =
+    backupActivities(input.heartbeatTimeout ?? '30 seconds', { verifyTaskQueue: input.verifyTaskQueue });
   // A cluster role follows failovers: the node serving it is read from the servers at each run,
   // and every backup of the cluster lands in one catalog named after it.
   const role = ROLE_TARGET.test(input.target) ? await resolveClusterRole(input.target) : undefined;
@@ -54,6 +57,31 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
   const notify = (n: Omit<BackupNotification, 'workflowId' | 'backupId' | 'target'>) =>
     notifyWebhook({ workflowId: workflowInfo().workflowId, backupId, target, ...n });
 
+  /** Before UPLOAD_DURING_VERIFY: the whole upload waited for the test restore. */
+  async function verifyThenUpload(verify: VerifyInput): Promise<{ verification: VerificationResult; upload: UploadResult }> {
+    progress.stage = 'verify';
+    const verification = await verifyByTestRestore(verify);
+    progress.stage = 'upload';
+    return { verification, upload: await uploadBackup({ backupId, verification }) };
+  }
+
+  /**
+   * The data goes up while the test restore runs; the manifest, which puts the backup in the
+   * catalog, only once verification passed. A failed verification takes its data objects away.
+   */
+  async function verifyWhileUploading(verify: VerifyInput): Promise<{ verification: VerificationResult; upload: UploadResult }> {
+    progress.stage = 'verify';
+    const [verified, uploaded] = await Promise.allSettled([verifyByTestRestore(verify), uploadBackupData({ backupId })]);
+    if (verified.status === 'rejected') {
+      await discardUploadedData({ backupId });
+      throw verified.reason;
+    }
+    progress.stage = 'upload';
+    if (uploaded.status === 'rejected') throw uploaded.reason;
+    const manifestKey = await publishManifest({ backupId, verification: verified.value });
+    return { verification: verified.value, upload: { ...uploaded.value, manifestKey } };
+  }
+
   try {
     progress.stage = 'dump';
     const manifest = await dumpDatabase({
@@ -66,16 +94,14 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
     });
     progress.dumpedBytes = manifest.sizeBytes;
 
-    progress.stage = 'verify';
-    const verification = await verifyByTestRestore({
+    const verify: VerifyInput = {
       backupId,
       level: input.verify ?? 'restore',
-      // A standby cannot host the scratch database: a role's test restore runs on its primary.
-      verifyTarget: input.verifyTarget ?? role?.primary ?? target,
-    });
-
-    progress.stage = 'upload';
-    const upload = await uploadBackup({ backupId, verification });
+      verifyTarget: input.verifyTarget,
+      // Only when no verify server is configured; a standby cannot host the scratch database.
+      sourceTarget: role?.primary ?? target,
+    };
+    const { verification, upload } = patched(UPLOAD_DURING_VERIFY) ? await verifyWhileUploading(verify) : await verifyThenUpload(verify);
     progress.uploadedBytes = upload.bytes;
 
     progress.stage = 'prune';

@@ -43,7 +43,7 @@ export async function createBackupFixture(scale: number): Promise<BackupFixture>
   const stagingDir = mkdtempSync(path.join(tmpdir(), 'pgops-staging-'));
   const prefix = `test-${id}/backups`;
   const env = {
-    PGOPS_TARGETS: 'primary,standby,demo',
+    PGOPS_TARGETS: 'primary,standby,verify,demo',
     PGOPS_TARGET_DEMO_URL: targetUrl({ ...primary, database }),
     PGOPS_S3_PREFIX: prefix,
     PGOPS_STAGING_DIR: stagingDir,

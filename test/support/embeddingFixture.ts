@@ -45,7 +45,7 @@ export async function createEmbeddingFixture(rows: number, options: { latencyMs?
 
   const server = await startFakeEmbeddingsServer({ latencyMs: options.latencyMs });
   const env = {
-    PGOPS_TARGETS: `primary,standby,${targetName}`,
+    PGOPS_TARGETS: `primary,standby,verify,${targetName}`,
     [`PGOPS_TARGET_${targetName.toUpperCase()}_URL`]: targetUrl({ ...primary, database }),
     PGOPS_OPENAI_BASE_URL: server.url,
     PGOPS_OPENAI_API_KEY: 'sk-test-embeddings',

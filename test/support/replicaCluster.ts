@@ -119,6 +119,8 @@ export async function createReplicaCluster(name: string, basePort: number, extra
   const env = (primary: NodeName, extra: Record<string, string> = {}): Record<string, string> => ({
     ...(stackEnv() as Record<string, string>),
     PGOPS_TARGETS: 'pg1,pg2',
+    // Its own servers only: no verify server (backups of it verify by listing, or on the source).
+    PGOPS_VERIFY_TARGET: '',
     PGOPS_TARGET_PG1_URL: url(ports.pg1),
     PGOPS_TARGET_PG1_DATA_DIR: dataDir.pg1,
     PGOPS_TARGET_PG1_OS_USER: info.PG_USER,

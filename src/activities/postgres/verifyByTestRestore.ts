@@ -12,8 +12,10 @@ import { countRows } from './rowCounts';
 export interface VerifyInput {
   backupId: string;
   level: VerifyLevel;
-  /** Server for the scratch database, by target name. */
-  verifyTarget: string;
+  /** Server for the scratch database, by target name (default: the worker's PGOPS_VERIFY_TARGET). */
+  verifyTarget?: string;
+  /** The server the backup was read from: used only when no verify server is named or configured. */
+  sourceTarget: string;
 }
 
 /** What the verify step's heartbeats report. */
@@ -49,7 +51,12 @@ export function verifyActivities(config: WorkerConfig) {
     const verifiedAt = () => new Date().toISOString();
     if (input.level === 'list') return { level: 'list', verifiedAt: verifiedAt(), tocEntries };
 
-    const server = resolveTarget(config, input.verifyTarget);
+    const serverName = input.verifyTarget ?? config.verifyTarget ?? input.sourceTarget;
+    const warning =
+      serverName === input.sourceTarget
+        ? `the test restore ran on ${serverName}, the server that was backed up (set PGOPS_VERIFY_TARGET to a server of its own to keep that work off it)`
+        : undefined;
+    const server = resolveTarget(config, serverName);
     const scratch = scratchDatabaseName(input.backupId);
     const dropScratch = () =>
       withTarget(server, (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(scratch)} WITH (FORCE)`));
@@ -70,7 +77,7 @@ export function verifyActivities(config: WorkerConfig) {
         await restore;
       } catch (err) {
         throw ApplicationFailure.nonRetryable(
-          `test restore of backup ${input.backupId} into ${scratch} on ${input.verifyTarget} failed: ${firstLines((err as { stderr?: string }).stderr)}`,
+          `test restore of backup ${input.backupId} into ${scratch} on ${serverName} failed: ${firstLines((err as { stderr?: string }).stderr)}`,
           'BackupUnrestorable',
         );
       }
@@ -87,9 +94,10 @@ export function verifyActivities(config: WorkerConfig) {
         level: 'restore',
         verifiedAt: verifiedAt(),
         tocEntries,
-        restoreServer: input.verifyTarget,
+        restoreServer: serverName,
         restoreMs,
         tablesCompared: Object.keys(manifest.rowCounts).length,
+        ...(warning ? { warning } : {}),
       };
     } finally {
       await dropScratch();

@@ -1,10 +1,12 @@
-// The upload step: multipart upload of a verified, staged backup, with the manifest's SHA-256 as
-// metadata and S3 checksums where the store supports them; the manifest object goes last, so a
-// backup is in the catalog only once all of it is stored. Confirmed by HeadObject.
+// The upload step: multipart upload of a staged backup, with the manifest's SHA-256 as metadata
+// and S3 checksums where the store supports them. The data goes up while the test restore runs;
+// the manifest object goes last, once verification passed, so a backup is in the catalog only
+// once all of it is stored and verified. Confirmed by HeadObject.
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import {
   AbortMultipartUploadCommand,
+  DeleteObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   PutObjectCommand,
@@ -66,10 +68,20 @@ async function storedIntact(s3: S3Client, bucket: string, key: string, file: Dat
 export function uploadActivities(config: WorkerConfig) {
   const Bucket = config.s3.bucket;
 
+  /** Data files and globals, then the manifest: the whole backup in one step (safety snapshots). */
   async function uploadBackup(input: UploadInput): Promise<UploadResult> {
-    const staged = await requireStagedManifest(config.stagingDir, input.backupId);
-    await assertStagedDumpIntact(config.stagingDir, staged);
-    const manifest: BackupManifest = { ...staged, verification: input.verification };
+    const data = await uploadBackupData({ backupId: input.backupId });
+    const manifestKey = await publishManifest(input);
+    return { ...data, manifestKey, reused: data.reused };
+  }
+
+  /**
+   * The data files and globals of a staged backup, without its manifest: nothing in the catalog
+   * yet. Runs while the test restore does; the manifest follows only once that passed.
+   */
+  async function uploadBackupData(input: { backupId: string }): Promise<Omit<UploadResult, 'manifestKey'>> {
+    const manifest = await requireStagedManifest(config.stagingDir, input.backupId);
+    await assertStagedDumpIntact(config.stagingDir, manifest);
     const keys = backupKeys(config.s3, manifest);
     const dir = stagedDir(config.stagingDir, manifest.backupId);
     const s3 = createS3Client(config.s3);
@@ -97,6 +109,23 @@ export function uploadActivities(config: WorkerConfig) {
       await s3.send(
         new PutObjectCommand({ Bucket, Key: keys.globalsKey, Body: await readFile(path.join(dir, manifest.globalsFile)), ...objectOptions(config.s3) }),
       );
+      return { bucket: Bucket, dumpKey: keys.dumpKey, globalsKey: keys.globalsKey, bytes: manifest.sizeBytes, reused };
+    } catch (err) {
+      if (err instanceof ApplicationFailure) throw err;
+      throw storageFailure(config.s3, err);
+    } finally {
+      heartbeats.stop();
+      s3.destroy();
+    }
+  }
+
+  /** The manifest, with its verification, last: from now on the backup is in the catalog. */
+  async function publishManifest(input: UploadInput): Promise<string> {
+    const staged = await requireStagedManifest(config.stagingDir, input.backupId);
+    const manifest: BackupManifest = { ...staged, verification: input.verification };
+    const keys = backupKeys(config.s3, manifest);
+    const s3 = createS3Client(config.s3);
+    try {
       await s3.send(
         new PutObjectCommand({
           Bucket,
@@ -107,12 +136,28 @@ export function uploadActivities(config: WorkerConfig) {
           ...objectOptions(config.s3),
         }),
       );
-      return { bucket: Bucket, dumpKey: keys.dumpKey, globalsKey: keys.globalsKey, manifestKey: keys.manifestKey, bytes: manifest.sizeBytes, reused };
+      return keys.manifestKey;
     } catch (err) {
-      if (err instanceof ApplicationFailure) throw err;
       throw storageFailure(config.s3, err);
     } finally {
-      heartbeats.stop();
+      s3.destroy();
+    }
+  }
+
+  /** A backup that failed verification: its data objects go, so nothing unverified stays in the bucket. */
+  async function discardUploadedData(input: { backupId: string }): Promise<number> {
+    const manifest = await requireStagedManifest(config.stagingDir, input.backupId);
+    const keys = backupKeys(config.s3, manifest);
+    const s3 = createS3Client(config.s3);
+    try {
+      for (const Key of [...keys.dataKeys, keys.globalsKey]) {
+        await abortStaleUploads(s3, Bucket, Key);
+        await s3.send(new DeleteObjectCommand({ Bucket, Key }));
+      }
+      return keys.dataKeys.length + 1;
+    } catch (err) {
+      throw storageFailure(config.s3, err);
+    } finally {
       s3.destroy();
     }
   }
@@ -145,5 +190,5 @@ export function uploadActivities(config: WorkerConfig) {
     await upload.done();
   }
 
-  return { uploadBackup };
+  return { uploadBackup, uploadBackupData, publishManifest, discardUploadedData };
 }
