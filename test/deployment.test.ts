@@ -23,7 +23,7 @@ describe('docker-compose.yml', () => {
 
   test('has every service of the production-like deployment', () => {
     expect(Object.keys(services).sort()).toEqual(
-      ['create-bucket', 'csarena-db', 'csarena-standby', 'failover-watcher', 'minio', 'pgops-worker', 'temporal', 'temporal-db', 'temporal-ui'].sort(),
+      ['create-bucket', 'csarena-db', 'csarena-standby', 'csarena-verify', 'failover-watcher', 'minio', 'pgops-worker', 'temporal', 'temporal-db', 'temporal-ui'].sort(),
     );
   });
 
@@ -39,6 +39,8 @@ describe('docker-compose.yml', () => {
     const config = loadWorkerConfig(env);
     expect(config.targets.primary).toMatchObject({ host: 'csarena-db', database: 'csarena' });
     expect(config.clusters.main).toMatchObject({ primary: 'primary', standbys: ['standby'] });
+    expect(config.verifyTarget).toBe('verify');
+    expect(config.targets.verify).toMatchObject({ host: 'csarena-verify' });
     expect(Object.keys(workerEnv).filter((k) => k.startsWith('PGOPS_') && !read.has(k))).toEqual([]);
   });
 
