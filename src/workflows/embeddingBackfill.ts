@@ -178,7 +178,8 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
     progress.batchesInFlight += 1;
     batchesThisRun += 1;
     // Cancelling the backfill must not cancel a batch mid-request: it finishes and is written.
-    CancellationScope.nonCancellable(() => activities.embedBatch({ spec, batch })).then(
+    const errorsAllowed = Math.max(0, spec.maxErrors - progress.errors);
+    CancellationScope.nonCancellable(() => activities.embedBatch({ spec, batch, errorsAllowed })).then(
       (result) => absorb(result),
       (err) => (failure ??= err),
     ).finally(() => (progress.batchesInFlight -= 1));
