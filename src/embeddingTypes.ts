@@ -43,6 +43,11 @@ export interface EmbeddingBackfillInput {
   /** The model's limit for one input; longer rows go to the errors table. */
   maxTokensPerInput?: number;
   filter?: EmbeddingRowFilter[];
+  /**
+   * Rows the backfill may set aside in the errors table (texts the model cannot take) before it
+   * stops and says so: many at once point at a cause to fix, not at a few bad texts (default 1,000).
+   */
+  maxErrors?: number;
   /** API requests running at once. */
   batchesInFlight?: number;
   requestsPerMinute?: number;
@@ -72,6 +77,7 @@ export interface EmbeddingBackfillSpec {
   maxTokensPerRequest: number;
   maxTokensPerInput: number;
   filter: EmbeddingRowFilter[];
+  maxErrors: number;
   batchesInFlight: number;
   requestsPerMinute?: number;
   tokensPerMinute?: number;

@@ -38,10 +38,10 @@ export function isOperatorName(name: unknown): name is string {
 
 export function judgeDecision(kind: DecisionKind, payload: unknown, ctx: DecisionContext): DecisionVerdict {
   const request = payload as Partial<RestoreDecisionRequest> | undefined;
-  if (!request || typeof request !== 'object') return { ok: false, why: `${kind} needs {approver, reason}, got ${describe(payload)}` };
+  if (!request || typeof request !== 'object') return { ok: false, why: `${kind} needs {approver, reason}, got ${describePayload(payload)}` };
   const { reason } = request;
   if (!isOperatorName(request.approver)) {
-    return { ok: false, why: `${kind}: approver must be a name (letters, digits, . _ @ + -), got ${describe(request.approver)}` };
+    return { ok: false, why: `${kind}: approver must be a name (letters, digits, . _ @ + -), got ${describePayload(request.approver)}` };
   }
   const approver = canonicalName(request.approver);
   const approverKey = operatorKey(approver);
@@ -57,7 +57,12 @@ export function judgeDecision(kind: DecisionKind, payload: unknown, ctx: Decisio
   return { ok: true, request: { approver, reason: reason.trim() } };
 }
 
-function describe(value: unknown): string {
+/**
+ * A payload as it may be kept: at most 80 characters. Refused payloads are kept in the restore's
+ * status and sent to the audit log; whole ones from a careless or hostile sender would overflow
+ * Temporal's payload limit and fail the restore.
+ */
+export function describePayload(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

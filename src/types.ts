@@ -275,7 +275,8 @@ export interface RestoreDecision extends RestoreDecisionRequest {
 
 export interface IgnoredDecision {
   decision: string;
-  payload: unknown;
+  /** The refused payload as JSON, cut to a bounded length. */
+  payload: string;
   why: string;
   at: string;
 }

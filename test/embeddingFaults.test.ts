@@ -4,6 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client';
+import { fakeEmbedding } from '../src/dev/fakeEmbeddingsServer';
 import { connectClient, startEmbeddingBackfill } from '../src/client';
 import type { EmbeddingBackfillInput, EmbeddingBatchPlan } from '../src/embeddingTypes';
 import { createEmbeddingFixture, storedEmbeddings, wrongVectors, type EmbeddingFixture } from './support/embeddingFixture';
@@ -159,4 +161,71 @@ describe('embeddingBackfill under faults', () => {
       expect(fixture.server.log.filter((r) => r.status === 200).length).toBe(scheduled);
     });
   }, 60_000);
+});
+
+/** The message a failed run ends with (the workflow's, naming its activity's cause). */
+async function failureMessage(promise: Promise<unknown>): Promise<string> {
+  const err = await promise.then(() => undefined, (e: unknown) => e);
+  if (!(err instanceof WorkflowFailedError)) throw new Error(`expected the backfill to fail, got ${String(err)}`);
+  return err.cause?.message ?? '';
+}
+
+async function runBackfill(extra: EmbeddingBackfillInput & { embeddingColumn: string }) {
+  return withWorker(fixture.config, async ({ client: workerClient, taskQueue }) =>
+    (await startEmbeddingBackfill(workerClient, { taskQueue, workflowId: `emb-400-${randomUUID()}` }, input(extra.embeddingColumn, extra))).result(),
+  );
+}
+
+async function errorRowsOf(column: string): Promise<{ row_key: string; reason: string }[]> {
+  return (await fixture.db.query('SELECT row_key, reason FROM pgops_embedding_errors WHERE embedding_column = $1 ORDER BY row_key', [column])).rows;
+}
+
+describe('embeddingBackfill when the API refuses with 400', () => {
+  const column = 'embedding_refused';
+
+  test('a 400 to the whole request (a model that takes no dimensions) fails the run with the API\'s message and changes no row', async () => {
+    await runBackfill({ embeddingColumn: column });
+    const before = await storedEmbeddings(fixture.db, column);
+    expect(wrongVectors(before, 64)).toEqual([]);
+
+    const message = await failureMessage(runBackfill({ embeddingColumn: column, model: 'text-embedding-ada-002' }));
+    expect(message).toMatch(/refuses any request for model text-embedding-ada-002 with 64 dimensions, whatever its input: .*does not support specifying dimensions/);
+    expect(await storedEmbeddings(fixture.db, column)).toEqual(before);
+    expect(await errorRowsOf(column)).toEqual([]);
+  }, 120_000);
+
+  test('a row the API refuses keeps the vector it had, is set aside once, and a later run sends nothing for it', async () => {
+    const { rows } = await fixture.db.query<{ id: string; content: string }>(`SELECT id::text AS id, content FROM questions WHERE ${column} IS NOT NULL ORDER BY id LIMIT 1`);
+    const [row] = rows;
+    // Over the fake's 8,192 tokens, under the limit we are told, so only the API refuses it.
+    await fixture.db.query(`UPDATE questions SET content = repeat('Explain the TLB. ', 2500) WHERE id = $1`, [row.id]);
+    try {
+      const result = await runBackfill({ embeddingColumn: column, maxTokensPerInput: 30_000 });
+      expect(result.progress).toMatchObject({ stage: 'done', errors: 1 });
+      const kept = (await storedEmbeddings(fixture.db, column)).find((r) => r.id === row.id)!;
+      expect(kept.embedding).not.toBeNull();
+      expect(kept.embedding!.every((x, i) => Math.abs(x - fakeEmbedding(row.content, 64)[i]) < 1e-6)).toBe(true);
+      expect(await errorRowsOf(column)).toEqual([{ row_key: row.id, reason: expect.stringMatching(/rejected by the embeddings API: .*maximum context length/) }]);
+
+      fixture.server.reset();
+      const again = await runBackfill({ embeddingColumn: column, maxTokensPerInput: 30_000 });
+      expect(again.progress).toMatchObject({ stage: 'done', done: 0, errors: 0 });
+      expect(fixture.server.log).toEqual([]);
+    } finally {
+      await fixture.db.query('UPDATE questions SET content = $2 WHERE id = $1', [row.id, row.content]);
+    }
+  }, 120_000);
+
+  test('more rows to set aside than maxErrors: the run stops, says so, and sets aside no more than that', async () => {
+    const { rows } = await fixture.db.query<{ id: string; content: string }>('SELECT id::text AS id, content FROM questions ORDER BY id LIMIT 5');
+    await fixture.db.query(`UPDATE questions SET content = '  ' WHERE id = ANY($1::bigint[])`, [rows.map((r) => r.id)]);
+    try {
+      const message = await failureMessage(runBackfill({ embeddingColumn: 'embedding_budget', maxErrors: 2, batchesInFlight: 1 }));
+      expect(message).toMatch(/\d+ rows of public\.questions cannot be embedded \(row \d+: empty text\), more than the [0-2] this backfill may still set aside \(maxErrors=2\)/);
+      // Batches before the one that stopped the run may have set aside up to the limit, never more.
+      expect((await errorRowsOf('embedding_budget')).length).toBeLessThanOrEqual(2);
+    } finally {
+      for (const row of rows) await fixture.db.query('UPDATE questions SET content = $2 WHERE id = $1', [row.id, row.content]);
+    }
+  }, 120_000);
 });

@@ -87,7 +87,10 @@ test('replace: the requester and strangers cannot approve, a second allowed appr
     // Signals that the rule refuses are recorded and ignored; updates are refused to the caller.
     await handle.signal('approve', { approver: 'alice', reason: 'looks right to me' });
     await handle.signal('approve', { approver: 42 });
-    await waitForStatus(client, handle.workflowId, 'two ignored signals', (s) => s.ignored.length === 2);
+    // Kept whole, two of these would overflow Temporal's payload limit in the status and the audit.
+    await handle.signal('approve', { approver: 'alice', reason: 'x'.repeat(600_000) });
+    await waitForStatus(client, handle.workflowId, 'three ignored signals', (s) => s.ignored.length === 3);
+    expect(JSON.stringify((await restoreStatus(client, handle.workflowId)).ignored).length).toBeLessThan(1_000);
     await expect(decideRestore(client, handle.workflowId, 'approve', { approver: 'alice', reason: 'me again' })).rejects.toThrow(/two-person rule/);
     await expect(decideRestore(client, handle.workflowId, 'approve', { approver: 'mallory', reason: 'trust me' })).rejects.toThrow(DecisionRefused);
     const status = await restoreStatus(client, handle.workflowId);

@@ -1,10 +1,12 @@
 // Remote retention over a crafted catalog in the real S3 server.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { writeManifest } from '../src/activities/staging/stagedBackup';
+import { restoreWorkspace } from '../src/activities/storage/fetchBackup';
 import { pruneActivities } from '../src/activities/storage/pruneBackups';
 import { backupKeys } from '../src/activities/storage/backupObjects';
 import { createS3Client } from '../src/activities/storage/s3Client';
@@ -72,6 +74,22 @@ describe('pruneBackups', () => {
       new MockActivityEnvironment().run(prune, { target: 'demo', retention: { ...retention, minKeep: 0 }, dryRun: false }),
     ).rejects.toThrow('retention.minKeep=0 would allow deleting every backup; it must be at least 1');
     expect(await listKeys(config, `${config.s3.prefix}/`)).toEqual(before);
+  });
+
+  test('local pruning deletes an old staged backup but never the workspace of a restore of an old backup', async () => {
+    const old = (backupId: string) => ({ backupId, target: 'demo', finishedAt: '2026-01-01T03:00:00.000Z', dumpFile: 'dump.pgdump', dataFiles: [] }) as unknown as BackupManifest;
+    const staged = path.join(config.stagingDir, 'demo-2026-01-01');
+    mkdirSync(staged, { recursive: true });
+    await writeManifest(staged, old('demo-2026-01-01'));
+    // A restore that fetched a months-old backup a moment ago, and is restoring from it now.
+    const workspace = restoreWorkspace(config, 'a1b2c3d4e5f6');
+    mkdirSync(workspace, { recursive: true });
+    writeFileSync(path.join(workspace, 'dump.pgdump'), 'dump');
+    await writeManifest(workspace, old('demo-2026-01-01'));
+    const result: PruneResult = await new MockActivityEnvironment().run(prune, { target: 'demo', retention, dryRun: false });
+    expect(result.deletedLocal).toEqual(['demo-2026-01-01']);
+    expect(existsSync(staged)).toBe(false);
+    expect(existsSync(path.join(workspace, 'dump.pgdump'))).toBe(true);
   });
 
   afterAll(() => deletePrefix(config, `${config.s3.prefix.split('/')[0]}/`));

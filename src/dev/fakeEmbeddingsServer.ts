@@ -53,6 +53,8 @@ export function fakeTokenCount(text: string): number {
   return Math.max(1, Math.ceil(Buffer.byteLength(text) / 4));
 }
 const MAX_INPUT_TOKENS = 8_192;
+/** Like OpenAI's, these refuse every request that passes `dimensions`, whatever its input. */
+const MODELS_WITHOUT_DIMENSIONS = ['text-embedding-ada-002'];
 
 /** The vector the fake returns for `text`: unit length, a pure function of text and dimensions. */
 export function fakeEmbedding(text: string, dimensions: number): Float32Array {
@@ -192,6 +194,10 @@ export async function startFakeEmbeddingsServer(options: { port?: number; latenc
       return sendJson(res, 500, apiError('The server had an error while processing your request.', 'server_error'));
     }
     const request = JSON.parse(body) as { model: string; input: string | string[]; dimensions?: number; encoding_format?: 'float' | 'base64' };
+    if (request.dimensions !== undefined && MODELS_WITHOUT_DIMENSIONS.includes(request.model)) {
+      entry.status = 400;
+      return sendJson(res, 400, apiError('This model does not support specifying dimensions.', 'invalid_request_error'));
+    }
     const inputs = Array.isArray(request.input) ? request.input : [request.input];
     const dimensions = request.dimensions ?? 1536;
     const tooLong = inputs.findIndex((text) => fakeTokenCount(text) > MAX_INPUT_TOKENS);

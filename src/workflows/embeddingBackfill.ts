@@ -41,9 +41,16 @@ const MIN_BUDGET_SLEEP_MS = 250;
 const PLANNED_BATCHES_PER_SLOT = 4;
 
 function backfillActivities(heartbeatTimeout: string) {
-  const { prepareEmbeddingBackfill, planEmbeddingBatches } = proxyActivities<Activities>({
+  const { planEmbeddingBatches } = proxyActivities<Activities>({
     startToCloseTimeout: '10 minutes',
     retry: { initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 10 },
+  });
+  // Adding columns gives up at once when a long transaction (the nightly dump) holds the table, so
+  // prepare keeps trying for as long as such a transaction may last.
+  const { prepareEmbeddingBackfill } = proxyActivities<Activities>({
+    startToCloseTimeout: '10 minutes',
+    scheduleToCloseTimeout: '3 hours',
+    retry: { initialInterval: '2 seconds', maximumInterval: '1 minute' },
   });
   // 429s are waited out inside the activity (they are pacing, not failure); timeouts and 5xx come
   // back here and are retried with backoff.
@@ -178,7 +185,8 @@ export async function embeddingBackfill(input: EmbeddingBackfillInput, carry?: E
     progress.batchesInFlight += 1;
     batchesThisRun += 1;
     // Cancelling the backfill must not cancel a batch mid-request: it finishes and is written.
-    CancellationScope.nonCancellable(() => activities.embedBatch({ spec, batch })).then(
+    const errorsAllowed = Math.max(0, spec.maxErrors - progress.errors);
+    CancellationScope.nonCancellable(() => activities.embedBatch({ spec, batch, errorsAllowed })).then(
       (result) => absorb(result),
       (err) => (failure ??= err),
     ).finally(() => (progress.batchesInFlight -= 1));

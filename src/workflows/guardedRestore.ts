@@ -22,7 +22,7 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import type { Activities } from '../activities';
 import { isDuration } from '../duration';
 import { DEFAULT_COMPRESSION } from '../backupDefaults';
-import { isOperatorName, judgeDecision, type DecisionKind } from '../restoreDecision';
+import { describePayload, isOperatorName, judgeDecision, type DecisionKind } from '../restoreDecision';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../searchAttributes';
 import type {
   BackupManifest,
@@ -311,7 +311,7 @@ function installDecisionHandlers(status: RestoreStatus, policy: () => RestorePol
     if (verdict.ok) {
       status.decision = { decision: kind, ...verdict.request, at: new Date().toISOString(), via };
     } else {
-      status.ignored = [...status.ignored, { decision: kind, payload, why: verdict.why, at: new Date().toISOString() }].slice(-MAX_IGNORED);
+      status.ignored = [...status.ignored, { decision: kind, payload: describePayload(payload), why: verdict.why, at: new Date().toISOString() }].slice(-MAX_IGNORED);
     }
     return verdict;
   };

@@ -1,17 +1,40 @@
 // index: an HNSW cosine index on the embedding column, built CONCURRENTLY so the game keeps
 // reading and writing the table meanwhile, with maintenance_work_mem raised for the build.
 import { ApplicationFailure } from '@temporalio/common';
+import type { ClientBase } from 'pg';
 import type { WorkerConfig } from '../../config';
 import { HNSW_MAX_VECTOR_DIMENSIONS, MAX_HALFVEC_DIMENSIONS } from '../../embeddingDefaults';
 import type { EmbeddingBackfillSpec } from '../../embeddingTypes';
 import { heartbeatWhile } from '../heartbeat';
 import { resolveTarget, withTarget } from '../postgres/connection';
-import { requirePrepared, resolveEmbeddingTable } from './embeddingTable';
+import { type EmbeddingTable, requirePrepared, resolveEmbeddingTable } from './embeddingTable';
 
 const DEFAULT_MAINTENANCE_WORK_MEM = '256MB';
 
 export function embeddingIndexName(spec: EmbeddingBackfillSpec): string {
   return `${spec.table}_${spec.embeddingColumn}_hnsw`.slice(0, 63);
+}
+
+/**
+ * The index of that name, if it is this table's. Index names are unique per schema, not per table:
+ * a relation of that name on another table is someone else's, and is never dropped for ours.
+ */
+async function existingIndex(db: ClientBase, spec: EmbeddingBackfillSpec, name: string, table: EmbeddingTable) {
+  const found = await db.query<{ valid: boolean; ours: boolean; owner: string | null }>(
+    `SELECT i.indisvalid AS valid, i.indrelid = $3::regclass AS ours, i.indrelid::regclass::text AS owner
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_index i ON i.indexrelid = c.oid
+      WHERE n.nspname = $1 AND c.relname = $2`,
+    [spec.schema, name, table.qualified],
+  );
+  if (found.rowCount && !found.rows[0].ours) {
+    const what = found.rows[0].owner ? `an index of ${found.rows[0].owner}` : 'a relation that is not an index';
+    throw ApplicationFailure.nonRetryable(
+      `${spec.schema}.${name}, the name of the HNSW index of ${table.label}.${spec.embeddingColumn}, is taken by ${what}; ` +
+        `rename that one (ALTER INDEX ... RENAME TO ...) and start the backfill again`,
+      'EmbeddingIndexNameTaken',
+    );
+  }
+  return found;
 }
 
 export function buildIndexActivities(config: WorkerConfig) {
@@ -30,11 +53,7 @@ export function buildIndexActivities(config: WorkerConfig) {
             'EmbeddingIndexUnsupported',
           );
         }
-        const existing = await db.query<{ valid: boolean }>(
-          `SELECT i.indisvalid AS valid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_index i ON i.indexrelid = c.oid
-            WHERE n.nspname = $1 AND c.relname = $2`,
-          [spec.schema, name],
-        );
+        const existing = await existingIndex(db, spec, name, table);
         const quotedIndex = `${db.escapeIdentifier(spec.schema)}.${db.escapeIdentifier(name)}`;
         if (existing.rowCount && existing.rows[0].valid && !options.rebuild) return { name, ms: 0, built: false };
         // An invalid index is what a build interrupted by a crash leaves behind: drop it and start over.

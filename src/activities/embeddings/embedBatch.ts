@@ -1,5 +1,6 @@
 // One batch: read the rows of a key range that still need work, set aside the ones the model
-// cannot take, embed the rest, and write the vectors back in one statement per API request.
+// cannot take (never more than the backfill allows, never blanking a vector), embed the rest, and
+// write the vectors back in one statement per API request.
 // Idempotent: a retry reads only the rows an earlier attempt did not write, and a vector is
 // written only if the row's text is still the text that was embedded.
 import { Context } from '@temporalio/activity';
@@ -11,7 +12,7 @@ import { estimateTokens, splitIntoRequests } from '../../embeddingDefaults';
 import type { EmbedBatchResult, EmbeddingBackfillSpec, EmbeddingBatchPlan, RateLimitHint } from '../../embeddingTypes';
 import { heartbeatWhile } from '../heartbeat';
 import { resolveTarget, withPooledTarget } from '../postgres/connection';
-import { createEmbeddingsClient, InputRejected, RateLimited, requestEmbeddings } from './embeddingsApi';
+import { apiLocation, createEmbeddingsClient, InputRejected, RateLimited, requestEmbeddings } from './embeddingsApi';
 import { type EmbeddingTable, needsWork, requirePrepared, resolveEmbeddingTable, textHash } from './embeddingTable';
 import { binaryVectorArray, textVectorArray } from './vectorArray';
 
@@ -32,6 +33,8 @@ interface BadRow extends Row {
 export interface EmbedBatchRequest {
   spec: EmbeddingBackfillSpec;
   batch: EmbeddingBatchPlan;
+  /** Rows this batch may still set aside before the backfill stops (absent: no limit). */
+  errorsAllowed?: number;
 }
 
 function rejectReason(row: Row, tokens: number, spec: EmbeddingBackfillSpec): string | undefined {
@@ -60,19 +63,18 @@ async function readRows(db: ClientBase, table: EmbeddingTable, spec: EmbeddingBa
   return rows;
 }
 
-/** Marks rows as seen with this text and model (no vector) and records why, in one statement. */
+/**
+ * Records why rows were set aside, for the text they hold now: the errors table is what keeps them
+ * out of later passes (see needsWork). The rows themselves are not touched, so a vector embedded
+ * from an earlier text stays rather than becoming NULL. One statement.
+ */
 async function recordBadRows(db: ClientBase, table: EmbeddingTable, spec: EmbeddingBackfillSpec, bad: BadRow[]): Promise<number> {
   if (bad.length === 0) return 0;
   const { rowCount } = await db.query(
-    `WITH bad AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS b(key, hash, reason)),
-          marked AS (
-            UPDATE ${table.qualified} t
-               SET ${table.embedding} = NULL, ${table.hash} = decode(bad.hash, 'hex'), ${table.model} = $4
-              FROM bad
-             WHERE t.${table.key} = bad.key::${table.keyType} AND encode(${textHash(table)}, 'hex') = bad.hash
-            RETURNING bad.key, bad.hash, bad.reason)
+    `WITH bad AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS b(key, hash, reason))
      INSERT INTO ${table.errors} AS e (table_name, embedding_column, row_key, model, reason, content_sha256)
-     SELECT $5, $6, key, $4, reason, decode(hash, 'hex') FROM marked
+     SELECT $5, $6, bad.key, $4, bad.reason, decode(bad.hash, 'hex')
+       FROM bad JOIN ${table.qualified} t ON t.${table.key} = bad.key::${table.keyType} AND encode(${textHash(table)}, 'hex') = bad.hash
      ON CONFLICT (table_name, embedding_column, row_key)
        DO UPDATE SET model = excluded.model, reason = excluded.reason, content_sha256 = excluded.content_sha256, recorded_at = now()`,
     [bad.map((r) => r.key), bad.map((r) => r.hash), bad.map((r) => r.reason), spec.model, table.label, spec.embeddingColumn],
@@ -108,8 +110,53 @@ async function writeVectors(
   return Number(written[0].n);
 }
 
+/** A text every embeddings model takes: what tells a refused request from a refused input. */
+const PROBE_TEXT = 'pgops request check';
+
+/**
+ * A 400 does not say whether an input or the request itself was refused (a model that takes no
+ * `dimensions`, after an operator changed the model). One input any model takes, sent with the same
+ * model and dimensions, tells them apart: refused too, the fault is the request's, and the run stops
+ * before anything is set aside.
+ */
+async function requireRequestAccepted(send: (rows: Row[]) => Promise<unknown>, config: WorkerConfig, spec: EmbeddingBackfillSpec): Promise<void> {
+  try {
+    await send([{ key: '', text: PROBE_TEXT, hash: '' }]);
+  } catch (err) {
+    if (!(err instanceof InputRejected)) throw err;
+    throw ApplicationFailure.nonRetryable(
+      `the embeddings API at ${apiLocation(config)} refuses any request for model ${spec.model} with ${spec.dimensions} dimensions, ` +
+        `whatever its input: ${err.message}. Nothing was written or set aside; check the backfill's model and dimensions`,
+      'EmbeddingRequestRejected',
+    );
+  }
+}
+
+/** Setting rows aside is for a few bad texts; many at once point at a cause to fix first. */
+function requireWithinErrorBudget(bad: BadRow[], errorsAllowed: number | undefined, table: EmbeddingTable, spec: EmbeddingBackfillSpec): void {
+  if (errorsAllowed === undefined || bad.length <= errorsAllowed) return;
+  throw ApplicationFailure.nonRetryable(
+    `${bad.length} rows of ${table.label} cannot be embedded (row ${bad[0].key}: ${bad[0].reason}), more than the ${errorsAllowed} ` +
+      `this backfill may still set aside (maxErrors=${spec.maxErrors}); none of them was recorded. ` +
+      `Fix the rows or the model settings, or raise maxErrors`,
+    'EmbeddingTooManyErrors',
+  );
+}
+
+function sortRows(rows: Row[], spec: EmbeddingBackfillSpec): { bad: BadRow[]; good: (Row & { tokens: number })[] } {
+  const bad: BadRow[] = [];
+  const good: (Row & { tokens: number })[] = [];
+  for (const row of rows) {
+    const tokens = estimateTokens(Buffer.byteLength(row.text));
+    const reason = rejectReason(row, tokens, spec);
+    if (reason) bad.push({ ...row, reason });
+    else good.push({ ...row, tokens });
+  }
+  return { bad, good };
+}
+
 export function embedBatchActivities(config: WorkerConfig) {
-  async function embedBatch({ spec, batch }: EmbedBatchRequest): Promise<EmbedBatchResult> {
+  async function embedBatch({ spec, batch, errorsAllowed }: EmbedBatchRequest): Promise<EmbedBatchResult> {
     const openai = createEmbeddingsClient(config, spec.requestTimeoutMs);
     const result: EmbedBatchResult = { embedded: 0, errors: 0, skipped: 0, changedMeanwhile: 0, requests: 0, tokens: 0, rateLimitedMs: 0 };
     let waiting: number | undefined;
@@ -120,21 +167,17 @@ export function embedBatchActivities(config: WorkerConfig) {
         const { vectorType, vectorTypeOid } = requirePrepared(table, spec);
         const rows = await readRows(db, table, spec, batch);
         result.skipped = Math.max(0, batch.rows - rows.length);
-        const bad: BadRow[] = [];
-        const good: (Row & { tokens: number })[] = [];
-        for (const row of rows) {
-          const tokens = estimateTokens(Buffer.byteLength(row.text));
-          const reason = rejectReason(row, tokens, spec);
-          if (reason) bad.push({ ...row, reason });
-          else good.push({ ...row, tokens });
-        }
+        const { bad, good } = sortRows(rows, spec);
+        const send = (part: Row[]) => withRateLimitWaits(openai, config, spec, part, result, (ms) => (waiting = ms));
+        let requestChecked: Promise<void> | undefined;
 
         const embed = async (part: Row[]): Promise<void> => {
           let response;
           try {
-            response = await withRateLimitWaits(openai, config, spec, part, result, (ms) => (waiting = ms));
+            response = await send(part);
           } catch (err) {
             if (!(err instanceof InputRejected)) throw err;
+            await (requestChecked ??= requireRequestAccepted(send, config, spec));
             // The API refused the request for its content: halve it until the offending row is alone.
             if (part.length === 1) {
               bad.push({ ...part[0], reason: `rejected by the embeddings API: ${err.message}` });
@@ -153,6 +196,7 @@ export function embedBatchActivities(config: WorkerConfig) {
         // The batch's requests go out together: the workflow budgeted them as one dispatch.
         const parts = splitIntoRequests(good, (row) => row.tokens, spec);
         await Promise.all(parts.map(embed));
+        requireWithinErrorBudget(bad, errorsAllowed, table, spec);
         result.errors = await recordBadRows(db, table, spec, bad);
         result.changedMeanwhile += bad.length - result.errors;
         return result;

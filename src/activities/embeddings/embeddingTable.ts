@@ -136,12 +136,19 @@ export function textHash(table: EmbeddingTable): string {
 
 /**
  * Rows whose text changed since they were embedded, that another model embedded, or that were
- * never embedded; with the spec's filter. Parameters are numbered from `first`: the model, then
- * the filter's values.
+ * never embedded; with the spec's filter. A row set aside in the errors table for its current
+ * text and this model is not work: it keeps whatever vector it had, and is tried again once its
+ * text changes. Parameters are numbered from `first`: the model, the table's label, the
+ * embedding column, then the filter's values.
  */
 export function needsWork(table: EmbeddingTable, spec: EmbeddingBackfillSpec, first: number): { sql: string; params: unknown[] } {
-  const params: unknown[] = [spec.model];
-  const conditions = [`(t.${table.hash} IS DISTINCT FROM ${textHash(table)} OR t.${table.model} IS DISTINCT FROM $${first}::text)`];
+  const params: unknown[] = [spec.model, table.label, spec.embeddingColumn];
+  const conditions = [
+    `(t.${table.hash} IS DISTINCT FROM ${textHash(table)} OR t.${table.model} IS DISTINCT FROM $${first}::text)`,
+    `NOT EXISTS (SELECT 1 FROM ${table.errors} e
+                  WHERE e.table_name = $${first + 1} AND e.embedding_column = $${first + 2} AND e.row_key = t.${table.key}::text
+                    AND e.model = $${first}::text AND e.content_sha256 = ${textHash(table)})`,
+  ];
   for (const condition of spec.filter) {
     const column = `t.${table.filterColumns[condition.column]}`;
     if (condition.op === 'is null' || condition.op === 'is not null') {

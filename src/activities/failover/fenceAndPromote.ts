@@ -6,6 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import execa from 'execa';
 import type { ClusterConfig, TargetConfig, WorkerConfig } from '../../config';
 import type { FenceResult, PromotionResult } from '../../failoverTypes';
+import { childEnv } from '../childEnv';
 import { heartbeatDuring } from '../heartbeat';
 import { resolveTarget, withTarget } from '../postgres/connection';
 import { clusterNode, hookArguments, resolveCluster } from './cluster';
@@ -32,7 +33,8 @@ export function hookValues(config: WorkerConfig, cluster: ClusterConfig, oldPrim
 /** Runs a configured hook (an argument array, no shell); returns a line for the audit. */
 export async function runHook(kind: string, command: string[], values: Record<string, string>): Promise<{ ok: boolean; line: string }> {
   const [file, ...args] = hookArguments(command, values);
-  const result = await execa(file, args, { reject: false, timeout: HOOK_TIMEOUT_MS, all: true, cleanup: false });
+  // A hook is the operator's script: it gets the values above as arguments, never the worker's secrets.
+  const result = await execa(file, args, { reject: false, timeout: HOOK_TIMEOUT_MS, all: true, cleanup: false, extendEnv: false, env: childEnv() });
   const output = (result.all ?? '').trim().split('\n').slice(-3).join(' | ');
   return {
     ok: result.exitCode === 0,

@@ -1,9 +1,11 @@
 // One way to run a PostgreSQL client tool: from the configured bin dir, arguments as an array,
-// the password in the child's environment, never on its command line.
+// the password in the child's environment, never on its command line, and none of the worker's
+// other secrets there.
 import path from 'node:path';
 import execa from 'execa';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TargetConfig, WorkerConfig } from '../../config';
+import { childEnv } from '../childEnv';
 
 export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl' | 'pg_controldata' | 'pg_waldump';
 
@@ -37,7 +39,9 @@ export function runPgTool(config: WorkerConfig, tool: PgTool, args: string[], ta
     // Temporal's graceful shutdown could let the dump finish. Children end with their activity.
     cleanup: false,
     ...execaOptions,
-    env: { ...(target ? libpqEnv(target) : {}), ...execaOptions.env },
+    env: childEnv({ ...(target ? libpqEnv(target) : {}), ...execaOptions.env }),
+    // Only what the tool needs: pg_ctl's postmaster would otherwise carry the worker's secrets for its whole life.
+    extendEnv: false,
   });
 }
 

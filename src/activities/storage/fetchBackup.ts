@@ -25,10 +25,12 @@ export interface FetchBackupInput {
   restoreId: string;
 }
 
+export const RESTORE_WORKSPACE_PREFIX = 'restore-';
+
 /** Where a restore keeps what it fetched: <stagingDir>/restore-<restoreId>/. */
 export function restoreWorkspace(config: WorkerConfig, restoreId: string): string {
   if (!/^[a-z0-9-]+$/.test(restoreId)) throw ApplicationFailure.nonRetryable(`restore id "${restoreId}" is malformed`, 'BadInput');
-  return path.join(config.stagingDir, `restore-${restoreId}`);
+  return path.join(config.stagingDir, `${RESTORE_WORKSPACE_PREFIX}${restoreId}`);
 }
 
 export function fetchActivities(config: WorkerConfig) {

@@ -10,6 +10,7 @@ import { planRetention, resolveRetention, RetentionInvalid } from '../../retenti
 import type { PruneResult, RetentionPolicy } from '../../types';
 import { DUMP_DIR, DUMP_FILE, MANIFEST_FILE, readStagedManifest } from '../staging/stagedBackup';
 import { listCatalog } from './backupObjects';
+import { RESTORE_WORKSPACE_PREFIX } from './fetchBackup';
 import { createS3Client, storageFailure } from './s3Client';
 
 export interface PruneInput {
@@ -18,6 +19,15 @@ export interface PruneInput {
   dryRun: boolean;
   /** The backup this run just made; never pruned locally while its workflow may still need it. */
   currentBackupId?: string;
+}
+
+/**
+ * A restore's fetched copy of a backup carries that backup's manifest, so by its finishedAt it looks
+ * as old as the backup, however recently the restore began. Nothing here can tell a running restore
+ * from an ended one: the restore removes its own workspace when it ends (discardFetchedBackup).
+ */
+function isRestoreWorkspace(name: string): boolean {
+  return name.startsWith(RESTORE_WORKSPACE_PREFIX);
 }
 
 export function pruneActivities(config: WorkerConfig) {
@@ -57,7 +67,7 @@ export function pruneActivities(config: WorkerConfig) {
     const names = await readdir(config.stagingDir).catch(() => [] as string[]);
     const pruned: string[] = [];
     for (const name of names) {
-      if (name === currentBackupId) continue;
+      if (name === currentBackupId || isRestoreWorkspace(name)) continue;
       const dir = path.join(config.stagingDir, name);
       const files = await readdir(dir).catch(() => [] as string[]);
       if (![MANIFEST_FILE, DUMP_FILE, DUMP_DIR].some((f) => files.includes(f))) continue; // not a staged backup
