@@ -1,8 +1,9 @@
 // Backup benchmark: in one run, on one seeded CS Arena database, compare
 //   1. the logical-dump limit: pg_dump -Fc -Z0 to /dev/null
 //   2. the script pgops replaces: pg_dump | gzip > file, then upload the file
-//   3. pg_dump -Fc -Z gzip:1 to /dev/null: what nightlyBackup's default compression alone costs
-//   4. nightlyBackup (dump + test restore + upload + prune) with its defaults and other compressions
+//   3. pg_dump -Fc -Z zstd:1 to /dev/null: what nightlyBackup's default compression alone costs
+//   4. nightlyBackup (dump + test restore on the verify server while the data uploads + prune)
+//      with its defaults, with --verify list, with gzip:1 (like for like) and in directory format
 // and write wall times, ratios, stored bytes, the CPU each needed and the worker's peak RSS to
 // docs/benchmarks.md.
 //
@@ -20,7 +21,7 @@ import { libpqEnv } from '../src/activities/postgres/pgTools';
 import { createS3Client } from '../src/activities/storage/s3Client';
 import { connectClient, startBackup } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/config';
-import type { DumpFormat } from '../src/types';
+import type { DumpFormat, VerifyLevel } from '../src/types';
 import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { DEFAULT_COMPRESSION } from '../src/backupDefaults';
 import { stackEnv } from '../test/support/stack';
@@ -50,12 +51,12 @@ async function databaseSize(target: TargetConfig): Promise<number> {
 }
 
 /** pg_dump alone to /dev/null: with -Z0 the logical-dump limit; with gzip:1 what the default compression alone costs. */
-async function pgDumpAlone(pgBinDir: string, target: TargetConfig, compression: '0' | 'gzip:1'): Promise<Row> {
+async function pgDumpAlone(pgBinDir: string, target: TargetConfig, compression: string): Promise<Row> {
   const meter = startCpuMeter(SERVERS);
   const started = Date.now();
   await execa(path.join(pgBinDir, 'pg_dump'), ['--format=custom', `--compress=${compression}`], { env: libpqEnv(target), stdout: openSync('/dev/null', 'w') });
   const [name, note] =
-    compression === '0' ? ['raw dump: pg_dump -Fc -Z0 > /dev/null', 'the logical-dump limit'] : ['pg_dump -Fc -Z gzip:1 > /dev/null', "pg_dump alone with nightlyBackup's default compression"];
+    compression === '0' ? ['raw dump: pg_dump -Fc -Z0 > /dev/null', 'the logical-dump limit'] : [`pg_dump -Fc -Z ${compression} > /dev/null`, "pg_dump alone with nightlyBackup's default compression"];
   return { name, seconds: seconds(started), storedBytes: 0, note, cpu: meter.stop() };
 }
 
@@ -100,7 +101,13 @@ function watchPeakRss(pgid: number): { stop: () => { worker: number; group: numb
   return { stop: () => (clearInterval(timer), peak) };
 }
 
-async function nightly(compression: string, format: DumpFormat, env: Record<string, string>, config: ReturnType<typeof loadWorkerConfig>): Promise<Row[]> {
+async function nightly(
+  compression: string,
+  format: DumpFormat,
+  verify: VerifyLevel,
+  env: Record<string, string>,
+  config: ReturnType<typeof loadWorkerConfig>,
+): Promise<Row[]> {
   const taskQueue = `bench-${randomUUID()}`;
   const worker = await startWorkerProcess({ ...env, PGOPS_TASK_QUEUE: taskQueue }, { compiled: true });
   const rss = watchPeakRss(worker.child.pid!);
@@ -108,7 +115,7 @@ async function nightly(compression: string, format: DumpFormat, env: Record<stri
   try {
     const meter = startCpuMeter(SERVERS);
     const started = Date.now();
-    const handle = await startBackup(client, { taskQueue }, { target: 'bench', compression, format, jobs: 2 });
+    const handle = await startBackup(client, { taskQueue }, { target: 'bench', compression, format, jobs: 2, verify });
     const result = await handle.result();
     const total = seconds(started);
     const cpu = meter.stop();
@@ -118,10 +125,14 @@ async function nightly(compression: string, format: DumpFormat, env: Record<stri
     const mb = `${(peak.worker / 1e6).toFixed(0)} MB (group with tools ${(peak.group / 1e6).toFixed(0)} MB)`;
     return [
       {
-        name: `nightlyBackup --compression ${compression}${format === 'directory' ? ' --format directory --jobs 2' : ''}${compression === DEFAULT_COMPRESSION && format === 'custom' ? ' (default)' : ''}, verified`,
+        name:
+          `nightlyBackup --compression ${compression}${format === 'directory' ? ' --format directory --jobs 2' : ''} --verify ${verify}` +
+          `${compression === DEFAULT_COMPRESSION && format === 'custom' && verify === 'restore' ? ' (default)' : ''}`,
         seconds: total,
         storedBytes: result.manifest.sizeBytes,
-        note: `dump ${steps.dumpDatabase.toFixed(1)} s, test restore ${steps.verifyByTestRestore.toFixed(1)} s, upload ${steps.uploadBackup.toFixed(1)} s; worker peak RSS ${mb}`,
+        note:
+          `dump ${steps.dumpDatabase.toFixed(1)} s, ${verify === 'restore' ? `test restore on ${result.manifest.verification?.restoreServer}` : 'pg_restore --list'} ` +
+          `${steps.verifyByTestRestore.toFixed(1)} s while the data uploaded (${steps.uploadBackupData.toFixed(1)} s), manifest ${steps.publishManifest.toFixed(1)} s; worker peak RSS ${mb}`,
         cpu,
       },
       { name: `  its dump stage (${compression}, ${format})`, seconds: steps.dumpDatabase, storedBytes: result.manifest.sizeBytes },
@@ -163,14 +174,20 @@ async function main(): Promise<void> {
   const target = await benchTarget(scale);
   const base = loadWorkerConfig(stackEnv());
   const stagingDir = mkdtempSync(path.join(tmpdir(), 'pgops-bench-staging-'));
-  const env = { PGOPS_TARGETS: 'primary,standby,bench', PGOPS_TARGET_BENCH_URL: targetUrl(target), PGOPS_S3_PREFIX: PREFIX, PGOPS_STAGING_DIR: stagingDir };
+  const env = { PGOPS_TARGETS: 'primary,standby,verify,bench', PGOPS_TARGET_BENCH_URL: targetUrl(target), PGOPS_S3_PREFIX: PREFIX, PGOPS_STAGING_DIR: stagingDir };
   const config = loadWorkerConfig({ ...stackEnv(), ...env });
   const dbBytes = await databaseSize(target);
   try {
-    const rows: Row[] = [await pgDumpAlone(base.pgBinDir, target, '0'), await oldScript(base.pgBinDir, target, config), await pgDumpAlone(base.pgBinDir, target, 'gzip:1')];
-    for (const [compression, format] of [['gzip:1', 'custom'], ['gzip:6', 'custom'], ['none', 'custom'], ['gzip:1', 'directory']] as const) {
-      rows.push(...(await nightly(compression, format, env, config)));
-      console.error(`done: nightlyBackup ${compression} ${format}`);
+    const rows: Row[] = [await pgDumpAlone(base.pgBinDir, target, '0'), await oldScript(base.pgBinDir, target, config), await pgDumpAlone(base.pgBinDir, target, DEFAULT_COMPRESSION)];
+    const runs = [
+      [DEFAULT_COMPRESSION, 'custom', 'restore'],
+      [DEFAULT_COMPRESSION, 'custom', 'list'],
+      ['gzip:1', 'custom', 'restore'],
+      [DEFAULT_COMPRESSION, 'directory', 'restore'],
+    ] as const;
+    for (const [compression, format, verify] of runs) {
+      rows.push(...(await nightly(compression, format, verify, env, config)));
+      console.error(`done: nightlyBackup ${compression} ${format} --verify ${verify}`);
     }
     const section = report(rows, dbBytes);
     console.log(section);

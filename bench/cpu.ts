@@ -162,5 +162,7 @@ export function stackServers(targets: WorkerConfig['targets']): Record<string, R
   const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const named: Record<string, RegExp> = { 'PostgreSQL primary': new RegExp(`postgres -D ${escape(primaryDataDir)}\\b`) };
   if (standbyDataDir) named['PostgreSQL standby'] = new RegExp(`postgres -D ${escape(standbyDataDir)}\\b`);
+  const verifyDataDir = targets.verify?.server?.dataDir;
+  if (verifyDataDir) named['PostgreSQL verify server'] = new RegExp(`postgres -D ${escape(verifyDataDir)}\\b`);
   return named;
 }
