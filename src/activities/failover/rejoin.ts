@@ -1,6 +1,6 @@
 // rejoinAsStandby's steps: rewind the old primary onto the new primary's timeline (or clone it
 // afresh when rewinding cannot work), configure it to stream, start it, confirm it streams.
-import { appendFileSync, chownSync, existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, renameSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -9,6 +9,7 @@ import type { RejoinResult } from '../../failoverTypes';
 import { heartbeatDuring } from '../heartbeat';
 import { withTarget } from '../postgres/connection';
 import { clusterNode, resolveCluster } from './cluster';
+import { appendToOwnedFile, recreateOwnedFile, type FileOwner } from './ownedFiles';
 import { runServerTool, serverControl, serverRunning, startServer, stopServer } from './serverControl';
 import { boundedQuery, readPosition } from './walPositions';
 
@@ -33,9 +34,10 @@ function replicationRole(cluster: ClusterConfig): { user: string; password?: str
   return cluster.replication;
 }
 
-function ownedLikeDataDir(dataDir: string, file: string): void {
-  const { uid, gid } = statSync(dataDir);
-  chownSync(file, uid, gid);
+function dataDirOwner(dataDir: string): FileOwner {
+  const stats = lstatSync(dataDir);
+  if (!stats.isDirectory()) throw ApplicationFailure.nonRetryable(`${dataDir} is not a directory (a symbolic link?): expected the node's data directory`, 'UnsafeFile');
+  return { uid: stats.uid, gid: stats.gid };
 }
 
 export function rejoinActivities(config: WorkerConfig) {
@@ -102,15 +104,14 @@ export function rejoinActivities(config: WorkerConfig) {
       ...(role.password ? [`password=${conninfoValue(role.password)}`] : []),
       `application_name=${conninfoValue(node.name)}`,
     ].join(' ');
-    const autoConf = `${dataDir}/postgresql.auto.conf`;
+    const owner = dataDirOwner(dataDir);
     // Later lines win: these override whatever pg_rewind copied from the new primary.
-    appendFileSync(
-      autoConf,
+    appendToOwnedFile(
+      `${dataDir}/postgresql.auto.conf`,
       `# written by pgops rejoinAsStandby\nprimary_conninfo = '${conninfo.replace(/'/g, "''")}'\nprimary_slot_name = '${slotName(node.name)}'\nport = ${node.port}\n`,
+      owner,
     );
-    ownedLikeDataDir(dataDir, autoConf);
-    writeFileSync(`${dataDir}/standby.signal`, '');
-    ownedLikeDataDir(dataDir, `${dataDir}/standby.signal`);
+    recreateOwnedFile(`${dataDir}/standby.signal`, '', owner);
   }
 
   /**

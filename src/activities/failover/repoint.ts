@@ -1,6 +1,5 @@
 // Step 6: send the app to the new primary (repoint hook, or rewrite PgBouncer's target and
 // RELOAD), then prove it: a write through the app-facing endpoint lands on the new primary.
-import { chownSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -9,6 +8,7 @@ import type { RepointResult } from '../../failoverTypes';
 import { resolveTarget } from '../postgres/connection';
 import { resolveCluster } from './cluster';
 import { hookValues, runHook, writeFailoverMarker } from './fenceAndPromote';
+import { readRegularFile, replaceFileAtomically } from './ownedFiles';
 import { boundedQuery } from './walPositions';
 
 const VERIFY_WITHIN_MS = 30_000;
@@ -49,15 +49,12 @@ export async function pgbouncerCommand(cluster: ClusterConfig, command: 'RELOAD'
   }
 }
 
+/** The ini's directory belongs to PgBouncer's OS user: read and replace it without following links. */
 function rewriteIni(path: string, host: string, port: number): boolean {
-  const before = readFileSync(path, 'utf8');
-  const after = repointPgbouncerIni(before, host, port);
-  if (after === before) return false;
-  const { uid, gid, mode } = statSync(path);
-  const temporary = `${path}.pgops-${process.pid}`;
-  writeFileSync(temporary, after, { mode });
-  chownSync(temporary, uid, gid);
-  renameSync(temporary, path); // atomic: PgBouncer never reads half a file
+  const before = readRegularFile(path);
+  const after = repointPgbouncerIni(before.text, host, port);
+  if (after === before.text) return false;
+  replaceFileAtomically(path, after, before.owner, before.mode);
   return true;
 }
 

@@ -1,0 +1,101 @@
+// What a root worker must not do on an isolated primary + standby + PgBouncer: write through a
+// link the database's OS user planted, delete a data directory set aside by an earlier rejoin,
+// repoint PgBouncer entries that lead to other servers, or count an approval for a gate nobody
+// was asked about. Each test continues on the cluster the previous one left.
+import { randomUUID } from 'node:crypto';
+import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import execa from 'execa';
+import { startFailover } from '../src/client';
+import { createReplicaCluster, type NodeName, type ReplicaCluster } from './support/replicaCluster';
+import { withWorker } from './support/stack';
+
+jest.setTimeout(240_000);
+
+/** The servers' OS user in the replica cluster (scripts/stack-lib.sh). */
+const DATABASE_OS_USER = 'pgops';
+const VICTIM_TEXT = 'root:belongs to root and must stay as it is\n';
+
+let cluster: ReplicaCluster;
+let victimDir: string;
+
+beforeAll(async () => {
+  cluster = await createReplicaCluster('fo-harden', 26170);
+  // World-readable like /etc/passwd, so the servers still start when a link leads to it.
+  victimDir = mkdtempSync(path.join(tmpdir(), 'pgops-victim-'));
+  execa.sync('chmod', ['0755', victimDir]);
+});
+
+afterAll(async () => {
+  await cluster?.down();
+  if (victimDir) rmSync(victimDir, { recursive: true, force: true });
+});
+
+/** A root-owned file a planted link points at. */
+function victim(name: string): string {
+  const file = path.join(victimDir, name);
+  writeFileSync(file, VICTIM_TEXT, { mode: 0o644 });
+  return file;
+}
+
+function expectUntouched(file: string): void {
+  expect(readFileSync(file, 'utf8')).toBe(VICTIM_TEXT);
+  expect(statSync(file).uid).toBe(0);
+}
+
+/** What the database's OS user can do to files in directories it owns. */
+async function asDatabaseUser(args: string[]): Promise<void> {
+  await execa('runuser', ['-u', DATABASE_OS_USER, '--', ...args]);
+}
+
+async function inRecovery(node: NodeName): Promise<boolean> {
+  return (await cluster.sql<{ r: boolean }>(node, 'SELECT pg_is_in_recovery() AS r'))[0].r;
+}
+
+describe('failover and rejoin as root in directories the database OS user owns', () => {
+  test('rejoin does not write through a standby.signal link planted by the database OS user', async () => {
+    const target = victim('standby-signal-target');
+    await asDatabaseUser(['ln', '-sfn', target, path.join(cluster.dataDir.pg2, 'standby.signal')]);
+    const rejoin = await cluster.rejoin('pg2', 'pg1');
+    expect(rejoin).toMatchObject({ method: 'pg_rewind', receiverStatus: 'streaming' });
+    expectUntouched(target);
+    expect(lstatSync(path.join(cluster.dataDir.pg2, 'standby.signal')).isFile()).toBe(true);
+    expect(await inRecovery('pg2')).toBe(true);
+  });
+
+  test('rejoin refuses to append to a postgresql.auto.conf that is a planted link, and says which file', async () => {
+    const autoConf = path.join(cluster.dataDir.pg2, 'postgresql.auto.conf');
+    const target = victim('auto-conf-target');
+    await asDatabaseUser(['mv', autoConf, `${autoConf}.saved`]);
+    await asDatabaseUser(['ln', '-s', target, autoConf]);
+    try {
+      const failure = await cluster.rejoin('pg2', 'pg1').catch((e: unknown) => e);
+      expect(String((failure as { cause?: { cause?: Error } }).cause?.cause?.message)).toMatch(
+        new RegExp(`^refusing to use ${autoConf}: it is a symbolic link`),
+      );
+      expectUntouched(target);
+    } finally {
+      await asDatabaseUser(['mv', '-f', `${autoConf}.saved`, autoConf]);
+    }
+    await cluster.start('pg2');
+    expect(await inRecovery('pg2')).toBe(true);
+  });
+
+  test('the PgBouncer repoint does not write through a link planted under its temporary file name', async () => {
+    const ini = cluster.config('pg1').clusters[cluster.name].pgbouncerIni!;
+    // The name the rewrite used for its temporary file: predictable from the worker's pid.
+    const target = victim('pgbouncer-ini-target');
+    await asDatabaseUser(['ln', '-s', target, `${ini}.pgops-${process.pid}`]);
+
+    cluster.signal('pg1', 'SIGKILL');
+    const result = await withWorker(cluster.config('pg1'), async ({ client, taskQueue }) =>
+      (await startFailover(client, { taskQueue, workflowId: `fo-harden-repoint-${randomUUID()}` }, { cluster: cluster.name })).result(),
+    );
+
+    expect(result).toMatchObject({ outcome: 'promoted', newPrimary: 'pg2' });
+    expect(result.repoint).toMatchObject({ method: 'pgbouncer', verifiedWrite: true, endpointServerPort: cluster.ports.pg2 });
+    expectUntouched(target);
+    expect(lstatSync(ini).isFile()).toBe(true);
+  });
+});
