@@ -3,11 +3,11 @@
 // repoint PgBouncer entries that lead to other servers, or count an approval for a gate nobody
 // was asked about. Each test continues on the cluster the previous one left.
 import { randomUUID } from 'node:crypto';
-import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import execa from 'execa';
-import { startFailover } from '../src/client';
+import { startFailover, startRejoin } from '../src/client';
 import { createReplicaCluster, type NodeName, type ReplicaCluster } from './support/replicaCluster';
 import { withWorker } from './support/stack';
 
@@ -49,6 +49,10 @@ async function asDatabaseUser(args: string[]): Promise<void> {
   await execa('runuser', ['-u', DATABASE_OS_USER, '--', ...args]);
 }
 
+async function stopNode(node: NodeName): Promise<void> {
+  await cluster.asServerUser('pg_ctl', ['-D', cluster.dataDir[node], '-m', 'fast', '-w', 'stop']);
+}
+
 async function inRecovery(node: NodeName): Promise<boolean> {
   return (await cluster.sql<{ r: boolean }>(node, 'SELECT pg_is_in_recovery() AS r'))[0].r;
 }
@@ -79,6 +83,34 @@ describe('failover and rejoin as root in directories the database OS user owns',
       await asDatabaseUser(['mv', '-f', `${autoConf}.saved`, autoConf]);
     }
     await cluster.start('pg2');
+    expect(await inRecovery('pg2')).toBe(true);
+  });
+
+  test('a second rebuild of a node under the same workflow id keeps both set-aside data directories', async () => {
+    const dir = cluster.dataDir.pg2;
+    const workflowId = `rejoin-twice-${randomUUID()}`;
+    /** Replaces pg2 with an unrelated cluster holding `marker`: pg_rewind refuses it, a base backup follows. */
+    const unrelatedNode = async (marker: string) => {
+      await stopNode('pg2').catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+      await cluster.asServerUser('initdb', ['-D', dir, '-U', 'postgres', '--auth=trust', '--no-locale', '--no-sync']);
+      await asDatabaseUser(['sh', '-c', `echo ${marker} > ${dir}/${marker}`]);
+    };
+    const rebuild = () =>
+      withWorker(cluster.config('pg1'), async ({ client, taskQueue }) =>
+        (await startRejoin(client, { taskQueue, workflowId }, { cluster: cluster.name, node: 'pg2', newPrimary: 'pg1' })).result(),
+      );
+
+    await unrelatedNode('first-commits');
+    const first = await rebuild();
+    await unrelatedNode('second-commits');
+    const second = await rebuild();
+
+    expect(first).toMatchObject({ method: 'pg_basebackup', receiverStatus: 'streaming' });
+    expect(second).toMatchObject({ method: 'pg_basebackup', receiverStatus: 'streaming' });
+    expect(second.keptOldDataDir).not.toBe(first.keptOldDataDir);
+    expect(existsSync(`${first.keptOldDataDir}/first-commits`)).toBe(true);
+    expect(existsSync(`${second.keptOldDataDir}/second-commits`)).toBe(true);
     expect(await inRecovery('pg2')).toBe(true);
   });
 

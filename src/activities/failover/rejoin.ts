@@ -1,6 +1,7 @@
 // rejoinAsStandby's steps: rewind the old primary onto the new primary's timeline (or clone it
 // afresh when rewinding cannot work), configure it to stream, start it, confirm it streams.
-import { existsSync, lstatSync, renameSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, renameSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -38,6 +39,15 @@ function dataDirOwner(dataDir: string): FileOwner {
   const stats = lstatSync(dataDir);
   if (!stats.isDirectory()) throw ApplicationFailure.nonRetryable(`${dataDir} is not a directory (a symbolic link?): expected the node's data directory`, 'UnsafeFile');
   return { uid: stats.uid, gid: stats.gid };
+}
+
+/**
+ * Where a data directory pg_rewind could not use is kept: a name no earlier rejoin took (the
+ * workflow id repeats for a node), so no set-aside directory is ever replaced or deleted.
+ */
+function setAsideName(dataDir: string, workflowId: string): string {
+  const stamp = new Date().toISOString().replace(/[-:.]/g, '');
+  return `${dataDir}.before-rejoin-${workflowId.replace(/[^A-Za-z0-9_-]/g, '_')}-${stamp}-${randomBytes(3).toString('hex')}`;
 }
 
 export function rejoinActivities(config: WorkerConfig) {
@@ -149,9 +159,10 @@ export function rejoinActivities(config: WorkerConfig) {
     if (!input.allowBaseBackup) {
       throw ApplicationFailure.nonRetryable(`pg_rewind of ${node.name} failed and base backups are not allowed: ${rewindError}`, 'RewindFailed');
     }
-    const keptOldDataDir = `${dataDir}.before-rejoin-${input.workflowId.replace(/[^A-Za-z0-9_-]/g, '_')}`;
-    if (!existsSync(keptOldDataDir)) renameSync(dataDir, keptOldDataDir);
-    else rmSync(dataDir, { recursive: true, force: true }); // a partial clone from an earlier attempt
+    // Kept, never deleted: it may hold commits the new primary never got (or an earlier
+    // attempt's partial clone). Missing when an earlier attempt set it aside and died before cloning.
+    const keptOldDataDir = existsSync(dataDir) ? setAsideName(dataDir, input.workflowId) : undefined;
+    if (keptOldDataDir) renameSync(dataDir, keptOldDataDir);
     stepTo('pg_basebackup');
     const clone = await runServerTool(
       config,
@@ -160,8 +171,8 @@ export function rejoinActivities(config: WorkerConfig) {
       ['-D', dataDir, '-X', 'stream', '-S', slotName(node.name), '--checkpoint=fast', '-R'],
       { timeoutMs: 6 * 60 * 60_000, withLibpqEnv: { ...newPrimary, user: role.user, password: role.password, database: 'postgres' } },
     );
+    // A failed pg_basebackup removes what it created itself; a directory it did not create stays.
     if (clone.exitCode !== 0) {
-      rmSync(dataDir, { recursive: true, force: true });
       throw ApplicationFailure.retryable(`pg_basebackup of ${node.name} from ${newPrimary.name} failed: ${clone.all}`, 'BaseBackupFailed');
     }
     writeStandbyConfig(cluster, node, newPrimary);
