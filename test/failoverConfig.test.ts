@@ -77,18 +77,24 @@ describe('PgBouncer repoint', () => {
     'csarena = host=127.0.0.1 port=55432 dbname=csarena',
     '; reports = host=10.0.0.9 port=5432',
     'postgres = host=127.0.0.1 port=55432 dbname=postgres',
+    'analytics = host=10.0.0.7 port=55432 dbname=analytics',
+    'legacy = host=127.0.0.1 dbname=legacy',
     '',
     '[pgbouncer]',
     'listen_port = 55439',
     'admin_users = postgres',
   ].join('\n');
+  const oldPrimary = { host: '127.0.0.1', port: 55432 };
+  const newPrimary = { host: '10.0.0.2', port: 5433 };
 
-  test('every [databases] entry points at the new primary; comments and other sections are kept', () => {
-    expect(repointPgbouncerIni(ini, '10.0.0.2', 5433).split('\n')).toEqual([
+  test("the old primary's [databases] entries point at the new primary; other servers' entries, comments and other sections are kept", () => {
+    expect(repointPgbouncerIni(ini, oldPrimary, newPrimary).split('\n')).toEqual([
       '[databases]',
       'csarena = host=10.0.0.2 port=5433 dbname=csarena',
       '; reports = host=10.0.0.9 port=5432',
       'postgres = host=10.0.0.2 port=5433 dbname=postgres',
+      'analytics = host=10.0.0.7 port=55432 dbname=analytics',
+      'legacy = host=127.0.0.1 dbname=legacy',
       '',
       '[pgbouncer]',
       'listen_port = 55439',
@@ -97,7 +103,12 @@ describe('PgBouncer repoint', () => {
   });
 
   test('repointing twice changes nothing more', () => {
-    const once = repointPgbouncerIni(ini, '10.0.0.2', 5433);
-    expect(repointPgbouncerIni(once, '10.0.0.2', 5433)).toBe(once);
+    const once = repointPgbouncerIni(ini, oldPrimary, newPrimary);
+    expect(repointPgbouncerIni(once, oldPrimary, newPrimary)).toBe(once);
+  });
+
+  test('an entry without a port is taken as PgBouncer takes it, port 5432', () => {
+    const ini = '[databases]\nlegacy = host=127.0.0.1 dbname=legacy\n';
+    expect(repointPgbouncerIni(ini, { host: '127.0.0.1', port: 5432 }, newPrimary)).toBe('[databases]\nlegacy = host=10.0.0.2 dbname=legacy port=5433\n');
   });
 });

@@ -114,8 +114,10 @@ describe('failover and rejoin as root in directories the database OS user owns',
     expect(await inRecovery('pg2')).toBe(true);
   });
 
-  test('the PgBouncer repoint does not write through a link planted under its temporary file name', async () => {
+  test('the PgBouncer repoint rewrites only entries of the old primary, and not through a planted link', async () => {
     const ini = cluster.config('pg1').clusters[cluster.name].pgbouncerIni!;
+    const otherServer = 'elsewhere = host=127.0.0.1 port=26179 dbname=elsewhere';
+    writeFileSync(ini, readFileSync(ini, 'utf8').replace('[databases]\n', `[databases]\n${otherServer}\n`));
     // The name the rewrite used for its temporary file: predictable from the worker's pid.
     const target = victim('pgbouncer-ini-target');
     await asDatabaseUser(['ln', '-s', target, `${ini}.pgops-${process.pid}`]);
@@ -129,5 +131,9 @@ describe('failover and rejoin as root in directories the database OS user owns',
     expect(result.repoint).toMatchObject({ method: 'pgbouncer', verifiedWrite: true, endpointServerPort: cluster.ports.pg2 });
     expectUntouched(target);
     expect(lstatSync(ini).isFile()).toBe(true);
+    const entries = readFileSync(ini, 'utf8').split('\n');
+    expect(entries).toContain(otherServer);
+    expect(entries.filter((l) => l.includes(`port=${cluster.ports.pg2}`))).toHaveLength(2);
+    expect(entries.filter((l) => l.includes(`port=${cluster.ports.pg1}`))).toHaveLength(0);
   });
 });

@@ -13,8 +13,23 @@ import { boundedQuery } from './walPositions';
 
 const VERIFY_WITHIN_MS = 30_000;
 
-/** Points every [databases] entry of a PgBouncer ini at host:port; the rest of the file is kept. */
-export function repointPgbouncerIni(ini: string, host: string, port: number): string {
+type Address = { host: string; port: number };
+
+/** PgBouncer's own default when an entry names no port. */
+const PGBOUNCER_DEFAULT_PORT = 5432;
+
+/** Whether a [databases] entry's connection string leads to `server` (as written: no name resolution). */
+function entryPointsAt(entry: string, server: Address): boolean {
+  const host = /\bhost=(\S+)/.exec(entry)?.[1];
+  const port = Number(/\bport=(\d+)/.exec(entry)?.[1] ?? PGBOUNCER_DEFAULT_PORT);
+  return host === server.host && port === server.port;
+}
+
+/**
+ * Points the [databases] entries that lead to the old primary at the new one; entries for other
+ * servers (another cluster behind the same PgBouncer) and the rest of the file are kept.
+ */
+export function repointPgbouncerIni(ini: string, from: Address, to: Address): string {
   let section = '';
   return ini
     .split('\n')
@@ -22,7 +37,11 @@ export function repointPgbouncerIni(ini: string, host: string, port: number): st
       const header = /^\s*\[([^\]]+)\]/.exec(line);
       if (header) section = header[1].trim().toLowerCase();
       if (section !== 'databases' || header || /^\s*[;#]/.test(line) || !line.includes('=')) return line;
-      return line.replace(/\bhost=\S+/, `host=${host}`).replace(/\bport=\d+/, `port=${port}`);
+      const [name, ...value] = line.split('=');
+      const entry = value.join('=');
+      if (!entryPointsAt(entry, from)) return line;
+      const repointed = /\bport=\d+/.test(entry) ? entry.replace(/\bport=\d+/, `port=${to.port}`) : `${entry} port=${to.port}`;
+      return `${name}=${repointed.replace(/\bhost=\S+/, `host=${to.host}`)}`;
     })
     .join('\n');
 }
@@ -50,9 +69,9 @@ export async function pgbouncerCommand(cluster: ClusterConfig, command: 'RELOAD'
 }
 
 /** The ini's directory belongs to PgBouncer's OS user: read and replace it without following links. */
-function rewriteIni(path: string, host: string, port: number): boolean {
+function rewriteIni(path: string, from: Address, to: Address): boolean {
   const before = readRegularFile(path);
-  const after = repointPgbouncerIni(before.text, host, port);
+  const after = repointPgbouncerIni(before.text, from, to);
   if (after === before.text) return false;
   replaceFileAtomically(path, after, before.owner, before.mode);
   return true;
@@ -62,6 +81,7 @@ export function repointActivities(config: WorkerConfig) {
   async function repointClients(input: { cluster: string; oldPrimary: string; newPrimary: string; workflowId: string }): Promise<RepointResult> {
     const cluster = resolveCluster(config, input.cluster);
     const newPrimary = resolveTarget(config, input.newPrimary);
+    const oldPrimary = resolveTarget(config, input.oldPrimary);
     let method: RepointResult['method'] = 'none';
     let detail = 'no repoint hook or PgBouncer configured: clients must find the new primary themselves (e.g. libpq target_session_attrs=read-write)';
     if (cluster.repointCommand) {
@@ -71,11 +91,11 @@ export function repointActivities(config: WorkerConfig) {
       detail = hook.line;
     } else if (cluster.pgbouncerIni) {
       method = 'pgbouncer';
-      const changed = rewriteIni(cluster.pgbouncerIni, newPrimary.host, newPrimary.port);
+      const changed = rewriteIni(cluster.pgbouncerIni, oldPrimary, newPrimary);
       await pgbouncerCommand(cluster, 'RELOAD');
       // A switchover paused the pooler so clients wait instead of failing; let them through now.
       await pgbouncerCommand(cluster, 'RESUME');
-      detail = `${changed ? 'rewrote' : 'kept'} ${cluster.pgbouncerIni} -> ${newPrimary.host}:${newPrimary.port}, RELOAD + RESUME`;
+      detail = `${changed ? 'rewrote' : 'kept'} ${cluster.pgbouncerIni}: entries for ${oldPrimary.host}:${oldPrimary.port} -> ${newPrimary.host}:${newPrimary.port}, RELOAD + RESUME`;
     }
     if (!cluster.endpoint) return { method, detail, verifiedWrite: false };
     const endpoint = cluster.endpoint;
