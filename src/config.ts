@@ -5,6 +5,8 @@ import { parse as parseEnvFile } from 'dotenv';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { isDuration } from './duration';
 import type { RestorePolicy } from './types';
+import { clusterVariable } from './failoverTypes';
+import { isOperatorName } from './restoreDecision';
 
 export type Env = Record<string, string | undefined>;
 
@@ -291,12 +293,20 @@ function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
-/** Who may approve a guarded restore. Lives with the worker so a restore's input cannot loosen it. */
-function loadRestorePolicy(env: Env): RestorePolicy {
-  const approvers = (optional(env, 'PGOPS_RESTORE_APPROVERS') ?? '')
+/** An allow-list of operator names; a name no approval could carry is a typo to report now. */
+function approverNames(env: Env, variable: string): string[] {
+  const names = (optional(env, variable) ?? '')
     .split(',')
     .map((name) => name.trim())
     .filter(Boolean);
+  const bad = names.find((name) => !isOperatorName(name));
+  if (bad !== undefined) throw new ConfigError(`${variable}: "${bad}" is not an operator name (letters, digits, . _ @ + -)`);
+  return names;
+}
+
+/** Who may approve a guarded restore. Lives with the worker so a restore's input cannot loosen it. */
+function loadRestorePolicy(env: Env): RestorePolicy {
+  const approvers = approverNames(env, 'PGOPS_RESTORE_APPROVERS');
   const approvalTimeout = optional(env, 'PGOPS_RESTORE_APPROVAL_TIMEOUT') ?? '24 hours';
   if (!isDuration(approvalTimeout)) {
     throw new ConfigError(`PGOPS_RESTORE_APPROVAL_TIMEOUT=${approvalTimeout} is not a duration such as "24 hours" or "30m"`);
@@ -324,6 +334,8 @@ export interface FailoverPolicy {
   approvalTimeoutMs: number;
   /** Without confirmed fencing of the old primary, stop and ask an operator. */
   fencingRequired: boolean;
+  /** Who may answer the failover's gates; empty means anyone. */
+  approvers: string[];
 }
 
 /** A primary and its standbys, the app-facing endpoint in front of them, and the hooks that act on the world. */
@@ -343,9 +355,7 @@ export interface ClusterConfig {
   policy: FailoverPolicy;
 }
 
-export function clusterVariable(cluster: string, setting: string): string {
-  return `PGOPS_CLUSTER_${cluster.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_${setting}`;
-}
+export { clusterVariable };
 
 function durationMs(env: Env, name: string, fallback: string): number {
   const value = optional(env, name) ?? fallback;
@@ -400,6 +410,7 @@ function loadCluster(env: Env, name: string, targets: Record<string, TargetConfi
     approval,
     approvalTimeoutMs: durationMs(env, v('APPROVAL_TIMEOUT'), '1 hour'),
     fencingRequired: booleanValue(env, v('FENCING_REQUIRED'), true),
+    approvers: approverNames(env, v('APPROVERS')),
   };
   if (policy.probeIntervalMs > policy.confirmWindowMs) {
     throw new ConfigError(`${v('PROBE_INTERVAL')} is longer than ${v('CONFIRM_WINDOW')}: the window would hold a single probe`);

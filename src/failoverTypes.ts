@@ -19,6 +19,11 @@ export interface FailoverInput {
   failingSinceMs?: number;
 }
 
+/** A cluster's setting as an environment variable: PGOPS_CLUSTER_<NAME>_<SETTING>. */
+export function clusterVariable(cluster: string, setting: string): string {
+  return `PGOPS_CLUSTER_${cluster.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_${setting}`;
+}
+
 /** A cluster role as a target: "main:primary", or "main:standby" (a streaming standby, else the primary). */
 export const ROLE_TARGET = /^([a-z][a-z0-9_-]*):(primary|standby)$/;
 
@@ -212,7 +217,14 @@ export interface FailoverApproval {
   forcePromotion?: boolean;
   /** The operator vouches that the old primary is fenced (powered off, isolated). */
   fencingConfirmed?: boolean;
+  /** Why: required, recorded with the approval. */
   note?: string;
+}
+
+/** An approval that counted for nothing, as recorded: who (when a valid name) and why, never the raw payload. */
+export interface RefusedApproval {
+  why: string;
+  at: string;
 }
 
 export type FailoverStage =
@@ -244,6 +256,8 @@ export interface FailoverStatus {
   /** What the workflow waits for from an operator, if anything. */
   waitingFor?: 'approval' | 'forced-promotion' | 'fencing-confirmation';
   refusal?: string;
+  /** The latest approvals refused (no gate waiting, wrong gate, not an allowed approver, no reason). */
+  refusedApprovals: RefusedApproval[];
   steps: StepTiming[];
 }
 
@@ -274,7 +288,9 @@ export interface FailoverResult {
   lostCommits?: number;
   lostCommitsDetail?: string;
   forced: boolean;
+  /** Each accepted for the gate that was waiting when it arrived. */
   approvals: FailoverApproval[];
+  refusedApprovals: RefusedApproval[];
   fence?: FenceResult;
   promotion?: PromotionResult;
   repoint?: RepointResult;

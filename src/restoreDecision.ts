@@ -1,17 +1,25 @@
-// The one rule that decides whether an approve/reject may act on a guarded restore. Signals and
-// updates both go through it: Temporal authorises per namespace, not per handler, so who may
-// approve is enforced here, inside the workflow, against the worker's policy.
+// The one rule that decides whether an approve/reject may act on a gated operation (a guarded
+// restore, a failover's gates). Signals and updates both go through it: Temporal authorises per
+// namespace, not per handler, so who may approve is enforced here, inside the workflow, against
+// the worker's policy.
 import type { RestoreDecisionRequest, RestorePolicy } from './types';
 
 export type DecisionKind = 'approve' | 'reject';
 
+/** What the rule needs of a policy: a restore's, or a failover's (no approval timeout of its own here). */
+export type ApprovalPolicy = Pick<RestorePolicy, 'approvers' | 'twoPersonRule'> & Partial<RestorePolicy>;
+
 export interface DecisionContext {
-  policy: RestorePolicy;
+  policy: ApprovalPolicy;
   requestedBy: string;
   /** A decision already taken: the first one stands. */
   decided: boolean;
   /** Decisions are only taken while the workflow waits for one. */
   awaiting: boolean;
+  /** What is decided, for the refusals ("restore" unless told). */
+  subject?: string;
+  /** The setting that holds the allow-list, so a refusal says what to change. */
+  approversSetting?: string;
 }
 
 export type DecisionVerdict = { ok: true; request: RestoreDecisionRequest } | { ok: false; why: string };
@@ -45,14 +53,15 @@ export function judgeDecision(kind: DecisionKind, payload: unknown, ctx: Decisio
   }
   const approver = canonicalName(request.approver);
   const approverKey = operatorKey(approver);
+  const subject = ctx.subject ?? 'restore';
   if (typeof reason !== 'string' || reason.trim() === '') return { ok: false, why: `${kind} by ${approver}: a reason is required` };
-  if (ctx.decided) return { ok: false, why: `${kind} by ${approver}: this restore has already been decided` };
-  if (!ctx.awaiting) return { ok: false, why: `${kind} by ${approver}: this restore is not waiting for a decision` };
+  if (ctx.decided) return { ok: false, why: `${kind} by ${approver}: this ${subject} has already been decided` };
+  if (!ctx.awaiting) return { ok: false, why: `${kind} by ${approver}: this ${subject} is not waiting for a decision` };
   if (ctx.policy.approvers.length > 0 && !ctx.policy.approvers.some((allowed) => operatorKey(allowed) === approverKey)) {
-    return { ok: false, why: `${kind} by ${approver}: not in the approvers allowed by the worker's PGOPS_RESTORE_APPROVERS` };
+    return { ok: false, why: `${kind} by ${approver}: not in the approvers allowed by the worker's ${ctx.approversSetting ?? 'PGOPS_RESTORE_APPROVERS'}` };
   }
   if (kind === 'approve' && ctx.policy.twoPersonRule && approverKey === operatorKey(ctx.requestedBy)) {
-    return { ok: false, why: `approve by ${approver}: the two-person rule forbids approving your own restore` };
+    return { ok: false, why: `approve by ${approver}: the two-person rule forbids approving your own ${subject}` };
   }
   return { ok: true, request: { approver, reason: reason.trim() } };
 }

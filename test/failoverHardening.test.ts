@@ -7,9 +7,11 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import execa from 'execa';
-import { startFailover, startRejoin } from '../src/client';
+import { approveFailover, failoverStatus, startFailover, startRejoin } from '../src/client';
+import { clusterVariable } from '../src/config';
 import { createReplicaCluster, type NodeName, type ReplicaCluster } from './support/replicaCluster';
 import { withWorker } from './support/stack';
+import { waitUntil } from './support/workerProcess';
 
 jest.setTimeout(240_000);
 
@@ -135,5 +137,33 @@ describe('failover and rejoin as root in directories the database OS user owns',
     expect(entries).toContain(otherServer);
     expect(entries.filter((l) => l.includes(`port=${cluster.ports.pg2}`))).toHaveLength(2);
     expect(entries.filter((l) => l.includes(`port=${cluster.ports.pg1}`))).toHaveLength(0);
+  });
+
+  test('a failover approval counts only for the gate waiting when it arrives, from an allowed approver with a reason', async () => {
+    // pg2 is the primary after the repoint test; pg1 (killed there) comes back as its standby.
+    expect((await cluster.rejoin('pg1', 'pg2')).receiverStatus).toBe('streaming');
+    cluster.signal('pg2', 'SIGKILL');
+    const policy = { [clusterVariable(cluster.name, 'APPROVAL')]: 'manual', [clusterVariable(cluster.name, 'APPROVERS')]: 'carol,dave' };
+    const result = await withWorker(cluster.config('pg2', policy), async ({ client, taskQueue }) => {
+      const handle = await startFailover(client, { taskQueue, workflowId: `fo-harden-gates-${randomUUID()}` }, { cluster: cluster.name });
+      await waitUntil('the confirmation to run', async () => (await failoverStatus(handle)).stage === 'confirming');
+      // Sent before any gate waits: it must not pass the approval, lag or fencing gates later.
+      await approveFailover(handle, { operator: 'carol', forcePromotion: true, fencingConfirmed: true, note: 'approving ahead' });
+      await waitUntil('the approval gate', async () => (await failoverStatus(handle)).waitingFor === 'approval', 60_000);
+      await approveFailover(handle, { operator: 'mallory', note: 'not on the list' });
+      await approveFailover(handle, { operator: 'dave' });
+      await waitUntil('the refusals', async () => (await failoverStatus(handle)).refusedApprovals.length === 3);
+      expect((await failoverStatus(handle)).waitingFor).toBe('approval');
+      expect(await inRecovery('pg1')).toBe(true);
+      await approveFailover(handle, { operator: ' Dave', note: 'dashboards checked' });
+      return handle.result();
+    });
+    expect(result).toMatchObject({ outcome: 'promoted', newPrimary: 'pg1', forced: false });
+    expect(result.approvals).toEqual([{ operator: 'Dave', note: 'dashboards checked' }]);
+    expect(result.refusedApprovals.map((r) => r.why)).toEqual([
+      `approve by carol: this failover of ${cluster.name} is not waiting for a decision`,
+      `approve by mallory: not in the approvers allowed by the worker's ${clusterVariable(cluster.name, 'APPROVERS')}`,
+      'approve by dave: a reason is required',
+    ]);
   });
 });

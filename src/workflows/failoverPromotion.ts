@@ -16,6 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  clusterVariable,
   watcherWorkflowId,
   type ClusterView,
   type FailoverApproval,
@@ -23,14 +24,52 @@ import {
   type FailoverResult,
   type FailoverStage,
   type FailoverStatus,
+  type RefusedApproval,
   type StepTiming,
 } from '../failoverTypes';
+import { judgeDecision } from '../restoreDecision';
 import { withWatchersPaused } from './common';
 
 export const failoverStatusQuery = defineQuery<FailoverStatus>('status');
 export const approveFailoverSignal = defineSignal<[FailoverApproval]>('approve');
 
 const CLUSTER_NAME = /^[a-z][a-z0-9_-]*$/;
+/** Refused approvals kept in status and result: enough to see who tried what, bounded for history's payload limit. */
+const MAX_REFUSED_APPROVALS = 20;
+
+type Gate = NonNullable<FailoverStatus['waitingFor']>;
+
+/** What an approval must say for each gate: a plain approval forces nothing and vouches for no fencing. */
+const GATE_FLAG: Record<Gate, 'forcePromotion' | 'fencingConfirmed' | undefined> = {
+  approval: undefined,
+  'forced-promotion': 'forcePromotion',
+  'fencing-confirmation': 'fencingConfirmed',
+};
+
+type ApprovalVerdict = { ok: true; approval: FailoverApproval } | { ok: false; why: string };
+
+/**
+ * The restores' rule (valid name, a reason, the cluster's allow-list, only while waiting), plus:
+ * an approval answers the gate waiting when it arrives, and only with that gate's flag. It is
+ * recorded with that flag alone, so it can never pass a later gate nobody looked at.
+ */
+function judgeApproval(payload: unknown, view: ClusterView, mode: string, gate: { waitingFor: Gate; accepted?: FailoverApproval } | undefined): ApprovalVerdict {
+  const approval = (payload && typeof payload === 'object' ? payload : {}) as Partial<FailoverApproval>;
+  const verdict = judgeDecision('approve', { approver: approval.operator, reason: approval.note }, {
+    policy: { approvers: view.policy.approvers ?? [], twoPersonRule: false },
+    requestedBy: '',
+    decided: gate?.accepted !== undefined,
+    awaiting: gate !== undefined,
+    subject: `${mode} of ${view.cluster}`,
+    approversSetting: clusterVariable(view.cluster, 'APPROVERS'),
+  });
+  if (!verdict.ok) return verdict;
+  const flag = GATE_FLAG[gate!.waitingFor];
+  if (flag && approval[flag] !== true) {
+    return { ok: false, why: `approve by ${verdict.request.approver}: ${mode} of ${view.cluster} waits for ${gate!.waitingFor}, which needs ${flag}: true` };
+  }
+  return { ok: true, approval: { operator: verdict.request.approver, note: verdict.request.reason, ...(flag ? { [flag]: true } : {}) } };
+}
 
 /** Timeouts follow the cluster's policy: a probe window of minutes must not be cut short. */
 function failoverActivities(view: ClusterView) {
@@ -98,7 +137,8 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
   const view = await describeCluster(input.cluster);
   const acts = failoverActivities(view);
   const startedAt = new Date().toISOString();
-  const status: FailoverStatus = { cluster: view.cluster, mode, stage: 'confirming', oldPrimary: view.primary, steps: [] };
+  const refusedApprovals: RefusedApproval[] = [];
+  const status: FailoverStatus = { cluster: view.cluster, mode, stage: 'confirming', oldPrimary: view.primary, refusedApprovals, steps: [] };
   const result: FailoverResult = {
     outcome: 'cancelled',
     cluster: view.cluster,
@@ -110,6 +150,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     requestedBy: input.requestedBy,
     forced: false,
     approvals: [],
+    refusedApprovals,
     steps: status.steps,
     startedAt,
     finishedAt: startedAt,
@@ -122,20 +163,28 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
   let primaryStopStarted = false;
   let promotionStarted = false;
 
-  const received: FailoverApproval[] = [];
-  setHandler(approveFailoverSignal, (approval) => {
-    if (approval && typeof approval.operator === 'string' && approval.operator.trim() !== '') received.push(approval);
+  // The gate an arriving approval answers; none between gates, so early approvals count for nothing.
+  let gate: { waitingFor: Gate; accepted?: FailoverApproval } | undefined;
+  setHandler(approveFailoverSignal, (payload) => {
+    const verdict = judgeApproval(payload, view, mode, gate);
+    if (verdict.ok) gate!.accepted = verdict.approval;
+    else {
+      refusedApprovals.push({ why: verdict.why, at: new Date().toISOString() });
+      if (refusedApprovals.length > MAX_REFUSED_APPROVALS) refusedApprovals.shift();
+    }
   });
 
-  /** Waits for an operator's signal that satisfies `accepts`; false when the policy's timeout passes first. */
-  async function operator(waitingFor: NonNullable<FailoverStatus['waitingFor']>, accepts: (a: FailoverApproval) => boolean): Promise<boolean> {
+  /** Waits for an approval sent while this gate waits; false when the policy's timeout passes first. */
+  async function operator(waitingFor: Gate): Promise<boolean> {
     status.waitingFor = waitingFor;
+    const waiting: { waitingFor: Gate; accepted?: FailoverApproval } = { waitingFor };
+    gate = waiting;
     const started = Date.now();
-    const found = await condition(() => received.some(accepts), view.policy.approvalTimeoutMs);
+    const found = await condition(() => waiting.accepted !== undefined, view.policy.approvalTimeoutMs);
+    gate = undefined;
     status.waitingFor = undefined;
-    const approval = received.find(accepts);
-    if (found && approval) result.approvals.push(approval);
-    status.steps.push({ step: `operator: ${waitingFor}`, startedAt: new Date(started).toISOString(), ms: Date.now() - started, outcome: found ? `by ${approval?.operator}` : 'timed out' });
+    if (found) result.approvals.push(waiting.accepted!);
+    status.steps.push({ step: `operator: ${waitingFor}`, startedAt: new Date(started).toISOString(), ms: Date.now() - started, outcome: found ? `by ${waiting.accepted!.operator}` : 'timed out' });
     return found;
   }
 
@@ -193,7 +242,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
   async function approvalGate(before: string): Promise<void> {
     if (view.policy.approval !== 'manual') return;
     status.stage = 'awaiting-approval';
-    if (!(await operator('approval', () => true))) {
+    if (!(await operator('approval'))) {
       await refuse('NotApproved', `${mode} of ${view.cluster} was not approved in time (needed before ${before})`);
     }
   }
@@ -249,7 +298,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     if (!result.switchover && choice.lagBytes > view.policy.maxLagBytes) {
       status.refusal = `${choice.candidate} is ${choice.lagBytes} bytes behind, more than the ${view.policy.maxLagBytes} allowed: promote only if an operator forces it`;
       status.stage = 'awaiting-approval';
-      if (!(await operator('forced-promotion', (a) => a.forcePromotion === true))) {
+      if (!(await operator('forced-promotion'))) {
         return refuse('LagTooHigh', `failover of ${view.cluster} refused: ${status.refusal}; no forced promotion was approved`);
       }
       result.forced = true;
@@ -268,7 +317,7 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     if (!fence.confirmed && view.policy.fencingRequired) {
       status.refusal = `fencing of ${view.primary} is not confirmed: ${fence.detail}`;
       status.stage = 'awaiting-approval';
-      if (!(await operator('fencing-confirmation', (a) => a.fencingConfirmed === true))) {
+      if (!(await operator('fencing-confirmation'))) {
         return refuse('FencingUnconfirmed', `failover of ${view.cluster} stopped: ${status.refusal}; no operator confirmed it`);
       }
       status.refusal = undefined;

@@ -13,7 +13,9 @@ function statusLines(s: FailoverStatus): string {
   const head =
     `failover of ${s.cluster} (${s.mode}): ${s.stage}` +
     `${s.candidate ? `, candidate ${s.candidate}` : ''}${s.waitingFor ? `, waiting for ${s.waitingFor}` : ''}` +
-    `${s.refusal ? `\n  ${s.refusal}` : ''}`;
+    `${s.refusal ? `\n  ${s.refusal}` : ''}` +
+    // Older runs' status has no list.
+    (s.refusedApprovals ?? []).map((r) => `\n  refused at ${r.at}: ${r.why}`).join('');
   return `${head}\n${stepsTable(s.steps)}`;
 }
 
@@ -117,8 +119,9 @@ export async function failoverCommand(args: string[]): Promise<number> {
       return 0;
     }
     if (sub === 'approve') {
+      if (!values.note?.trim()) throw new UsageError('failover approve needs --note TEXT: the reason is recorded with the approval, which is refused without one');
       await approveFailover(handle, { operator: operator(values.as), forcePromotion: values.force, fencingConfirmed: values['fencing-confirmed'], note: values.note });
-      console.log(`approval sent to ${handle.workflowId}`);
+      console.log(`approval sent to ${handle.workflowId}; it counts only for the gate waiting now (pgops failover status shows it, or why it was refused)`);
       return 0;
     }
     throw new UsageError(`failover needs start, status, approve or watch, got ${sub ?? 'nothing'}`);
