@@ -35,6 +35,21 @@ export interface TargetConfig {
   source: string;
   /** Present when the server runs on the worker's machine and pgops may stop, start and rebuild it. */
   server?: ServerControl;
+  /** libpq's sslmode and certificate files, from the URL's query; absent: no TLS (as before). */
+  tls?: TargetTls;
+}
+
+/**
+ * TLS as libpq's sslmode has it, less `allow` and `prefer`: they fall back to clear text without
+ * saying so, which the pg client cannot do and an operator should not get by accident.
+ */
+export interface TargetTls {
+  mode: 'disable' | 'require' | 'verify-ca' | 'verify-full';
+  /** CA file the server's certificate must chain to, or `system` (the OS trust store, verify-full only). */
+  rootCert?: string;
+  /** Client certificate and key files, for `cert` authentication. */
+  cert?: string;
+  key?: string;
 }
 
 /** A PostgreSQL server on this machine: its data directory, and the OS user its files belong to. */
@@ -176,6 +191,7 @@ function parseTarget(env: Env, name: string, variable = targetVariable(name)): T
   if (!url.hostname || !url.username || !database) {
     throw new ConfigError(`${variable} must name a host, a user and a database (postgres://user:password@host:port/database)`);
   }
+  const tls = parseTls(url.searchParams, variable);
   return {
     name,
     host: url.hostname,
@@ -185,7 +201,33 @@ function parseTarget(env: Env, name: string, variable = targetVariable(name)): T
     database,
     source: variable,
     server: loadServerControl(env, name),
+    ...(tls ? { tls } : {}),
   };
+}
+
+const TLS_PARAMETERS = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey'];
+const SSL_MODES: TargetTls['mode'][] = ['disable', 'require', 'verify-ca', 'verify-full'];
+
+/** The URL's libpq TLS parameters; any other parameter is refused rather than silently ignored. */
+function parseTls(query: URLSearchParams, variable: string): TargetTls | undefined {
+  const unknown = [...query.keys()].find((key) => !TLS_PARAMETERS.includes(key));
+  if (unknown !== undefined) throw new ConfigError(`${variable}: URL parameter "${unknown}" is not supported (only ${TLS_PARAMETERS.join(', ')})`);
+  const [rootCert, cert, key] = ['sslrootcert', 'sslcert', 'sslkey'].map((name) => query.get(name) ?? undefined);
+  const files = { ...(rootCert ? { rootCert } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+  // libpq's rule: sslrootcert=system means verify-full unless told otherwise.
+  const mode = query.get('sslmode') ?? (rootCert === 'system' ? 'verify-full' : rootCert || cert ? 'require' : undefined);
+  if (mode === undefined) return undefined;
+  if (!SSL_MODES.includes(mode as TargetTls['mode'])) {
+    throw new ConfigError(`${variable}: sslmode=${mode} is not supported: use ${SSL_MODES.join(', ')} (allow and prefer may fall back to clear text)`);
+  }
+  if ((mode === 'verify-ca' || mode === 'verify-full') && !rootCert) {
+    throw new ConfigError(`${variable}: sslmode=${mode} needs sslrootcert=<CA file> (or sslrootcert=system for the OS trust store)`);
+  }
+  if (rootCert === 'system' && mode !== 'verify-full') throw new ConfigError(`${variable}: sslrootcert=system needs sslmode=verify-full, as in libpq`);
+  if (Boolean(cert) !== Boolean(key)) throw new ConfigError(`${variable}: sslcert and sslkey must be given together`);
+  const relative = Object.values(files).find((file) => file !== 'system' && !file.startsWith('/'));
+  if (relative !== undefined) throw new ConfigError(`${variable}: ${relative} must be an absolute path (the worker's directory is not the operator's)`);
+  return { mode: mode as TargetTls['mode'], ...files };
 }
 
 function loadServerControl(env: Env, name: string): ServerControl | undefined {

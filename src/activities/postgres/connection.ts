@@ -1,4 +1,6 @@
 // One way to open a connection to a named target, and to explain why it failed.
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client, Pool, type ClientBase } from 'pg';
 import type { TargetConfig, WorkerConfig } from '../../config';
@@ -21,6 +23,8 @@ export function resolveTarget(config: WorkerConfig, name: string): TargetConfig 
 export function targetFailure(target: TargetConfig, err: unknown): Error {
   const e = err as { code?: string; message?: string };
   const where = `${target.host}:${target.port}`;
+  const tlsProblem = tlsFailure(target, where, e);
+  if (tlsProblem) return tlsProblem;
   switch (e.code) {
     case '28P01':
     case '28000':
@@ -51,8 +55,50 @@ export function targetFailure(target: TargetConfig, err: unknown): Error {
   }
 }
 
+/** TLS refusals from either side, which retrying cannot cure: they name what to change in the target's URL. */
+function tlsFailure(target: TargetConfig, where: string, e: { code?: string; message?: string }): Error | undefined {
+  const message = e.message ?? '';
+  if (/no pg_hba\.conf entry .*no encryption/.test(message)) {
+    return ApplicationFailure.nonRetryable(
+      `target ${target.name}: ${where} accepts only TLS connections; add ?sslmode=verify-full&sslrootcert=<CA file> to ${target.source}`,
+      'PgTlsRequired',
+    );
+  }
+  if (/does not support SSL/i.test(message)) {
+    return ApplicationFailure.nonRetryable(`target ${target.name}: ${where} does not offer TLS but ${target.source} asks for sslmode=${target.tls?.mode}`, 'PgTlsUnavailable');
+  }
+  if (/CERT|SELF_SIGNED|UNABLE_TO_(VERIFY|GET)/.test(e.code ?? '')) {
+    return ApplicationFailure.nonRetryable(
+      `target ${target.name}: the certificate of ${where} does not verify (${e.code}: ${message}); check sslrootcert and the host name in ${target.source}`,
+      'PgTlsUnverified',
+    );
+  }
+  return undefined;
+}
+
+function readTlsFile(target: TargetConfig, parameter: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`target ${target.name}: cannot read ${parameter}=${file} (from ${target.source}): ${(err as Error).message}`, 'PgTlsFileUnreadable');
+  }
+}
+
+/** libpq's sslmode for the pg client; `require` with a root certificate verifies the chain, as libpq does. */
+export function tlsOptions(target: TargetConfig): false | ConnectionOptions {
+  const tls = target.tls;
+  if (!tls || tls.mode === 'disable') return false;
+  const rootCert = tls.rootCert && tls.rootCert !== 'system' ? { ca: readTlsFile(target, 'sslrootcert', tls.rootCert) } : {};
+  const clientCert = tls.cert && tls.key ? { cert: readTlsFile(target, 'sslcert', tls.cert), key: readTlsFile(target, 'sslkey', tls.key) } : {};
+  if (tls.mode === 'require' && !tls.rootCert) return { rejectUnauthorized: false, ...clientCert };
+  // pg sets no server name for an IP address; `host` makes Node check the certificate against it.
+  const identity = tls.mode === 'verify-full' ? { host: target.host } : { checkServerIdentity: () => undefined };
+  return { rejectUnauthorized: true, ...rootCert, ...clientCert, ...identity };
+}
+
 function clientOptions(target: TargetConfig, timeoutMs?: number) {
   return {
+    ssl: tlsOptions(target),
     host: target.host,
     port: target.port,
     user: target.user,

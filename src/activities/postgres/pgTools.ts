@@ -4,7 +4,7 @@
 import path from 'node:path';
 import execa from 'execa';
 import { ApplicationFailure } from '@temporalio/common';
-import type { TargetConfig, WorkerConfig } from '../../config';
+import type { TargetConfig, TargetTls, WorkerConfig } from '../../config';
 import { childEnv } from '../childEnv';
 
 export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl' | 'pg_controldata' | 'pg_waldump';
@@ -27,6 +27,17 @@ export function libpqEnv(target: TargetConfig): Record<string, string> {
     PGDATABASE: target.database,
     PGCONNECT_TIMEOUT: '5',
     ...(target.password ? { PGPASSWORD: target.password } : {}),
+    ...(target.tls ? tlsEnv(target.tls) : {}),
+  };
+}
+
+/** The target URL's TLS settings as libpq reads them, so client tools connect as the pg client does. */
+function tlsEnv(tls: TargetTls): Record<string, string> {
+  return {
+    PGSSLMODE: tls.mode,
+    ...(tls.rootCert ? { PGSSLROOTCERT: tls.rootCert } : {}),
+    ...(tls.cert ? { PGSSLCERT: tls.cert } : {}),
+    ...(tls.key ? { PGSSLKEY: tls.key } : {}),
   };
 }
 
