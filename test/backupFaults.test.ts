@@ -64,7 +64,7 @@ describe('nightlyBackup under faults', () => {
 
   test('SIGKILL of the worker during the upload: resumes without re-dumping, no orphaned multipart upload', async () => {
     const { handle, result } = await killWorkerDuring('upload', (p) => (p.uploadedBytes ?? 0) > 0, { compression: 'none' });
-    expect(await attempts(handle, 'uploadBackup')).toBe(2);
+    expect(await attempts(handle, 'uploadBackupData')).toBe(2);
     expect(await attempts(handle, 'dumpDatabase')).toBe(1);
     await expectExactlyOneCompleteBackup(result);
   });
@@ -88,7 +88,7 @@ describe('nightlyBackup under faults', () => {
     const taskQueue = `fault-s3-${randomUUID()}`;
     await worker(taskQueue);
     const handle = await start(taskQueue, { compression: 'none', verify: 'list' });
-    await waitUntil('the upload stage', async () => (await backupProgress(handle)).stage === 'upload');
+    await waitUntil('the upload to be under way', async () => ((await backupProgress(handle)).uploadedBytes ?? 0) > 0);
     await stack('stop-minio');
     const stoppedAt = Date.now();
     try {
@@ -98,7 +98,7 @@ describe('nightlyBackup under faults', () => {
     }
     const result = await handle.result();
     expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(30_000);
-    expect(await attempts(handle, 'uploadBackup')).toBeGreaterThan(1);
+    expect(await attempts(handle, 'uploadBackupData')).toBeGreaterThan(1);
     await expectExactlyOneCompleteBackup(result);
   });
 });

@@ -28,7 +28,8 @@ export async function startBackup(
 export function backupProgress(handle: WorkflowHandle): Promise<BackupProgress> {
   return progressWithHeartbeats<BackupProgress, BackupProgress>(handle, (progress, details) => {
     if (details.dumpedBytes !== undefined && progress.stage === 'dump') progress.dumpedBytes = details.dumpedBytes;
-    if (details.uploadedBytes !== undefined && progress.stage === 'upload') progress.uploadedBytes = details.uploadedBytes;
+    // The data uploads while the test restore runs (stage verify), and the manifest after it.
+    if (details.uploadedBytes !== undefined && (progress.stage === 'verify' || progress.stage === 'upload')) progress.uploadedBytes = details.uploadedBytes;
   });
 }
 
