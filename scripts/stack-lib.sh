@@ -19,6 +19,7 @@ MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c" # the module's newest version
 PGBOUNCER_VERSION="1.18.0-1+deb12u1"
 CARES_VERSION="1.18.1-3"
 PATCHELF_VERSION="0.14.3-1+b1"
+OSSP_UUID_VERSION="1.6.2-1.5+b11"
 
 PGOPS_CACHE="${PGOPS_CACHE:-/var/cache/pgops}"
 STACK_DIR="${PGOPS_STACK_DIR:-$REPO_DIR/.stack}"
@@ -49,8 +50,8 @@ S3_BUCKET="pgops-backups"
 S3_REGION="us-east-1"
 
 TEMPORAL_BIN="$PGOPS_CACHE/temporal-$TEMPORAL_CLI_VERSION/temporal"
-# "-r2": the install with its modules' library path fixed (earlier ones found the system's libpq).
-PG_INSTALL="$PGOPS_CACHE/$PG_PACKAGE-$PG_PACKAGE_VERSION-r2"
+# "-r3": the install with its modules' library path fixed and OSSP uuid beside them.
+PG_INSTALL="$PGOPS_CACHE/$PG_PACKAGE-$PG_PACKAGE_VERSION-r3"
 PG_BIN="$PG_INSTALL/bin"
 MINIO_DIR="$PGOPS_CACHE/minio-$MINIO_VERSION"
 MINIO_BIN="$MINIO_DIR/minio"
@@ -108,29 +109,43 @@ PY
   # system's older libpq instead: libpqwalreceiver then rejects the connection options
   # pg_basebackup 18 writes, and no standby streams. They are pointed at their own directory.
   install_patchelf
-  local module
+  # uuid-ossp (the CS Arena schema uses it) links OSSP uuid, which Debian's base system lacks: its
+  # library goes beside the modules.
+  unpack_debian_package libossp-uuid16 "$OSSP_UUID_VERSION" "$tmp/ossp"
+  cp -P "$tmp"/ossp/usr/lib/x86_64-linux-gnu/libossp-uuid.so.16* "$tmp/root/lib/"
+  local module missing
   for module in "$tmp"/root/lib/*.so*; do
     [[ -f "$module" && ! -L "$module" ]] || continue
     if "$PATCHELF_BIN" --print-rpath "$module" 2>/dev/null | grep -q '^/opt/postgresql'; then
       "$PATCHELF_BIN" --set-rpath '$ORIGIN' "$module" || die "patchelf of $module failed"
     fi
   done
+  missing="$(for module in "$tmp"/root/lib/*.so "$tmp"/root/bin/*; do ldd "$module" 2>/dev/null | grep 'not found' | sed "s|^|$(basename "$module"): |"; done || true)"
+  [[ -z "$missing" ]] || die "PostgreSQL $PG_PACKAGE_VERSION needs libraries this machine lacks: $missing"
   chmod -R a+rX "$tmp/root"
   mv "$tmp/root" "$PG_INSTALL"
   rm -rf "$tmp"
 }
 
-# Debian's patchelf, unpacked into the cache like PgBouncer (used once, while installing PostgreSQL).
+# unpack_debian_package NAME VERSION DIR: a Debian package's files under DIR (apt-get download +
+# dpkg -x, nothing installed on the system). A fresh machine may have empty package lists.
+unpack_debian_package() {
+  local name="$1" version="$2" dir="$3" debs
+  debs="$(mktemp -d)"
+  (cd "$debs" && { apt-get download "$name=$version" || { apt-get update && apt-get download "$name=$version"; }; }) \
+    >"$PGOPS_CACHE/$name.install.log" 2>&1 || die "apt-get download of $name=$version failed, see $PGOPS_CACHE/$name.install.log"
+  dpkg -x "$debs"/*.deb "$dir"
+  rm -rf "$debs"
+}
+
+# Debian's patchelf, used once, while PostgreSQL is installed.
 install_patchelf() {
   [[ -x "$PATCHELF_BIN" ]] && return
   local tmp="$PATCHELF_INSTALL.tmp"
   rm -rf "$tmp"
-  mkdir -p "$tmp/debs"
-  (cd "$tmp/debs" && { apt-get download "patchelf=$PATCHELF_VERSION" || { apt-get update && apt-get download "patchelf=$PATCHELF_VERSION"; }; }) \
-    >"$PGOPS_CACHE/patchelf.install.log" 2>&1 || die "apt-get download of patchelf=$PATCHELF_VERSION failed, see $PGOPS_CACHE/patchelf.install.log"
-  dpkg -x "$tmp"/debs/*.deb "$tmp/root"
+  unpack_debian_package patchelf "$PATCHELF_VERSION" "$tmp"
   mkdir -p "$PATCHELF_INSTALL"
-  cp "$tmp/root/usr/bin/patchelf" "$PATCHELF_BIN"
+  cp "$tmp/usr/bin/patchelf" "$PATCHELF_BIN"
   rm -rf "$tmp"
 }
 

@@ -6,6 +6,7 @@ import { stackEnv } from './support/stack';
 
 const CLUSTER = {
   PGOPS_TARGETS: 'primary,standby',
+  PGOPS_VERIFY_TARGET: '',
   PGOPS_CLUSTERS: 'main',
   PGOPS_CLUSTER_MAIN_PRIMARY: 'primary',
   PGOPS_CLUSTER_MAIN_STANDBYS: 'standby',

@@ -82,7 +82,7 @@ afterAll(async () => {
 });
 
 function workerConfig(url: string): WorkerConfig {
-  return loadWorkerConfig({ ...stackEnv(), PGOPS_ENV_FILE: '/dev/null', PGOPS_PG_BIN_DIR: pgBin, PGOPS_TARGETS: 'remote', PGOPS_TARGET_REMOTE_URL: url, PGOPS_CLUSTERS: '' });
+  return loadWorkerConfig({ ...stackEnv(), PGOPS_ENV_FILE: '/dev/null', PGOPS_PG_BIN_DIR: pgBin, PGOPS_TARGETS: 'remote', PGOPS_TARGET_REMOTE_URL: url, PGOPS_CLUSTERS: '', PGOPS_VERIFY_TARGET: '' });
 }
 
 function target(query: string, user = `app:${APP_PASSWORD}`): { config: WorkerConfig; target: TargetConfig } {

@@ -183,3 +183,15 @@ export async function closePooledTargets(): Promise<void> {
   pools.clear();
   await Promise.all(open.map((pool) => pool.end().catch(() => undefined)));
 }
+
+/** Runs `statements` in one transaction: all take effect, or none (and the error is rethrown). */
+export async function inOneTransaction(client: Client, statements: string[]): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    for (const statement of statements) await client.query(statement);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

@@ -2,6 +2,7 @@
 // globals (pg_dumpall --globals-only): only the missing ones, and nothing about any other role.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
+import { inOneTransaction } from './connection';
 import { splitStatements } from './databaseProperties';
 
 const IDENT = String.raw`("(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)`;
@@ -47,12 +48,7 @@ export function roleStatements(globalsSql: string, missing: string[]): string[] 
 
 /** Runs `statements` in one transaction: all the roles appear, or none. */
 export async function createRoles(client: Client, statements: string[]): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    for (const statement of statements) await client.query(statement);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw ApplicationFailure.nonRetryable(`creating the backup's missing roles failed, none was created: ${(err as Error).message}`, 'RolesNotCreated');
-  }
+  await inOneTransaction(client, statements).catch((err: Error) => {
+    throw ApplicationFailure.nonRetryable(`creating the backup's missing roles failed, none was created: ${err.message}`, 'RolesNotCreated');
+  });
 }

@@ -11,7 +11,7 @@ import { ensureFetched, restoreWorkspace } from '../storage/fetchBackup';
 import { databasePropertyStatements } from './databaseProperties';
 import { serverLacks } from './databaseRequirements';
 import { createRoles, roleStatements } from './missingRoles';
-import { resolveTarget, withTarget } from './connection';
+import { inOneTransaction, resolveTarget, withTarget } from './connection';
 import { runPgTool } from './pgTools';
 import { countRows, listTables } from './rowCounts';
 import { compareCounts } from './verifyByTestRestore';
@@ -192,16 +192,11 @@ export function restoreActivities(config: WorkerConfig) {
   }
 
   async function applyDatabaseProperties(target: TargetConfig, database: string, statements: string[]): Promise<void> {
-    await withTarget(maintenance(target), async (c) => {
-      await c.query('BEGIN');
-      try {
-        for (const statement of statements) await c.query(statement);
-        await c.query('COMMIT');
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw ApplicationFailure.nonRetryable(`the backup's database properties could not be set on ${database}: ${(err as Error).message}`, 'DatabasePropertiesFailed');
-      }
-    });
+    await withTarget(maintenance(target), (c) =>
+      inOneTransaction(c, statements).catch((err: Error) => {
+        throw ApplicationFailure.nonRetryable(`the backup's database properties could not be set on ${database}: ${err.message}`, 'DatabasePropertiesFailed');
+      }),
+    );
   }
 
   /** Undoes the swap's first step after a failure: the database under `database` accepts connections again. */
