@@ -237,6 +237,10 @@ wal_log_hints = on
 hot_standby = on
 wal_keep_size = 256MB
 max_wal_size = 2GB
+# Keepalives every 1.5 s on an idle primary (replies less often than half the sender timeout):
+# how a failover tells a dead primary from a worker cut off from it (docs/failover-watcher.md).
+wal_sender_timeout = 3s
+wal_receiver_status_interval = 10s
 EOF
   # The verify server holds only scratch copies that are dropped after each test restore: nothing
   # in it needs to survive a crash or to be replicated, so it skips the work that would.
