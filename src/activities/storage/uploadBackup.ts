@@ -23,7 +23,16 @@ import { requireStagedManifest, stagedDir } from '../staging/stagedBackup';
 import { backupKeys } from './backupObjects';
 import { createS3Client, storageFailure } from './s3Client';
 
-const PART_SIZE = 16 * 1024 * 1024;
+/**
+ * Parts are buffered in memory (two in flight): 8 MiB keeps the worker small while the test
+ * restore runs beside the upload; a file too big for S3's 10,000 parts at that size gets larger
+ * parts.
+ */
+const MIN_PART_SIZE = 8 * 1024 * 1024;
+const MAX_PARTS = 9_000;
+export function partSizeFor(bytes: number): number {
+  return Math.max(MIN_PART_SIZE, Math.ceil(bytes / MAX_PARTS));
+}
 
 export interface UploadInput {
   backupId: string;
@@ -174,7 +183,7 @@ export function uploadActivities(config: WorkerConfig) {
     await abortStaleUploads(s3, Bucket, Key);
     const upload = new Upload({
       client: s3,
-      partSize: PART_SIZE,
+      partSize: partSizeFor(file.sizeBytes),
       queueSize: 2,
       leavePartsOnError: false,
       params: {
