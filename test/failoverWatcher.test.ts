@@ -5,6 +5,7 @@
 // backup of "<cluster>:primary" follows the new primary with the configuration unchanged (one of
 // "<cluster>:standby" reads the streaming standby). Every worker here is configured with pg1 as
 // the primary, as an operator would have left it.
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -215,7 +216,10 @@ describe('failoverWatcher', () => {
       expect(fromStandby).toMatchObject({ target: cluster.name, sourceNode: 'pg1' });
       await waitUntil('the watcher to probe', async () => (await watchHeartbeat(handle)) !== undefined, 30_000);
       const before = (await watchStatus(handle)).failoversStarted;
+      // An operator's shell sitting in the data directory (root's, not the server's user's) is not fenced.
+      const bystander = spawn('sleep', ['120'], { cwd: cluster.dataDir.pg2, stdio: 'ignore' });
       const frozen = cluster.freeze('pg2');
+      expect(frozen).not.toContain(bystander.pid);
       expect(frozen.length).toBeGreaterThan(3);
       const frozenAt = Date.now();
       const state = await waitForFailover(handle, before);
@@ -223,6 +227,8 @@ describe('failoverWatcher', () => {
       expect(state.lastFailover).toMatchObject({ outcome: 'promoted', primary: 'pg2', detail: 'promoted pg1' });
       expect(cluster.processes('pg2')).toEqual([]);
       expect(frozen.filter(alive)).toEqual([]);
+      expect(alive(bystander.pid!)).toBe(true);
+      bystander.kill('SIGKILL');
       expect(await primaries()).toEqual(['pg1']);
       await cluster.sql('endpoint', 'INSERT INTO acked (id) VALUES (-1)');
       expect((await cluster.sql<{ port: number }>('endpoint', 'SELECT inet_server_port() AS port'))[0].port).toBe(cluster.ports.pg1);

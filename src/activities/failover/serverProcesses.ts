@@ -1,7 +1,7 @@
 // The processes of one PostgreSQL data directory, read from /proc, and how to end them when
 // signals a server would act on are not enough: a frozen (SIGSTOPped, hung in the kernel) or
 // half-crashed server never answers pg_ctl, so fencing ends with SIGKILL and proof they are gone.
-import { readdirSync, readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -54,14 +54,16 @@ export function removeZombieLockFile(dataDir: string): boolean {
 
 /**
  * Every live process of the data directory: the postmaster and each process it started, all of
- * which chdir into the data directory. Matching the working directory, not a pid file, means a
+ * which chdir into the data directory and run as its owner. Matching the working directory, not a pid file, means a
  * stale postmaster.pid whose pid now belongs to another program never leads to killing it.
  * Zombies are already gone.
  */
 export function serverProcesses(dataDir: string): ServerProcess[] {
   let realDir: string;
+  let owner: number;
   try {
     realDir = realpathSync(dataDir);
+    owner = statSync(realDir).uid;
   } catch {
     return []; // no data directory: nothing can run from it
   }
@@ -69,12 +71,16 @@ export function serverProcesses(dataDir: string): ServerProcess[] {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     let cwd: string;
+    let uid: number;
     try {
       cwd = readlinkSync(`/proc/${entry}/cwd`);
+      uid = statSync(`/proc/${entry}`).uid;
     } catch {
       continue; // gone, or another user's process a non-root worker could not signal anyway
     }
-    if (cwd !== realDir) continue;
+    // PostgreSQL runs only as its data directory's owner: an operator's shell that happens to sit
+    // in the directory is someone else's process, and fencing must not kill it.
+    if (cwd !== realDir || uid !== owner) continue;
     const proc = readProcess(Number(entry));
     if (proc && proc.state !== 'Z') found.push(proc);
   }
