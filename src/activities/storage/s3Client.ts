@@ -1,5 +1,5 @@
 // One S3 client factory, and one place that explains S3 errors.
-// The SDK warns on every process that Node 20 support ends in 2027; the README notes it once.
+// The SDK warns on every process that Node 20 support ends in 2027; docs/development.md notes it once.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { S3Client } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';

@@ -4,7 +4,7 @@ import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { loadTemporalConfig, type TemporalConfig } from '../../config';
 import { connectClient } from '../../temporal/connection';
 
-/** Who is acting: --as, else PGOPS_OPERATOR, else the login name. Self-declared; see the README. */
+/** Who is acting: --as, else PGOPS_OPERATOR, else the login name. Self-declared; see docs/restore.md. */
 export function operator(as: string | undefined): string {
   return as ?? process.env.PGOPS_OPERATOR ?? userInfo().username;
 }
