@@ -3,9 +3,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { inOneTransaction } from './connection';
-import { splitStatements } from './databaseProperties';
+import { IDENT, splitStatements, unquote } from './dumpedSql';
 
-const IDENT = String.raw`("(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)`;
 /** Statements about one role, with that role's identifier as capture group 1. */
 const ABOUT_ROLE = [
   new RegExp(String.raw`^CREATE ROLE ${IDENT}$`, 's'),
@@ -14,10 +13,6 @@ const ABOUT_ROLE = [
 ];
 /** A membership: GRANT granted TO member …; carried when the member is one of the new roles. */
 const MEMBERSHIP = new RegExp(String.raw`^GRANT ${IDENT} TO ${IDENT}( |$)`, 's');
-
-function unquote(ident: string): string {
-  return ident.startsWith('"') ? ident.slice(1, -1).replace(/""/g, '"') : ident.toLowerCase();
-}
 
 /** The statements of `globalsSql` that create and configure the `missing` roles, in the file's order. */
 export function roleStatements(globalsSql: string, missing: string[]): string[] {
