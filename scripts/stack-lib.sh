@@ -179,13 +179,9 @@ install_pgbouncer() {
   log "installing PgBouncer $PGBOUNCER_VERSION from Debian's package (apt-get download, unpacked into the cache)"
   local tmp="$PGBOUNCER_INSTALL.tmp" missing
   rm -rf "$tmp"
-  mkdir -p "$tmp/debs" "$tmp/lib"
-  # A fresh machine may have empty package lists: refresh them once and try again.
-  (cd "$tmp/debs" && { apt-get download "pgbouncer=$PGBOUNCER_VERSION" "libc-ares2=$CARES_VERSION" \
-    || { apt-get update && apt-get download "pgbouncer=$PGBOUNCER_VERSION" "libc-ares2=$CARES_VERSION"; }; }) \
-    >"$PGOPS_CACHE/pgbouncer.install.log" 2>&1 \
-    || die "apt-get download of pgbouncer=$PGBOUNCER_VERSION failed, see $PGOPS_CACHE/pgbouncer.install.log"
-  for deb in "$tmp"/debs/*.deb; do dpkg -x "$deb" "$tmp/root"; done
+  mkdir -p "$tmp/lib"
+  unpack_debian_package pgbouncer "$PGBOUNCER_VERSION" "$tmp/root"
+  unpack_debian_package libc-ares2 "$CARES_VERSION" "$tmp/root"
   cp "$tmp/root/usr/sbin/pgbouncer" "$tmp/pgbouncer.bin"
   find "$tmp/root" -name 'libcares.so*' -exec cp -P {} "$tmp/lib/" \;
   printf '%s\n' '#!/bin/sh' \
@@ -195,7 +191,7 @@ install_pgbouncer() {
   chmod +x "$tmp/pgbouncer"
   missing="$(LD_LIBRARY_PATH="$tmp/lib" ldd "$tmp/pgbouncer.bin" | grep 'not found' || true)"
   [[ -z "$missing" ]] || die "PgBouncer needs libraries this machine lacks: $missing"
-  rm -rf "${tmp:?}/debs" "${tmp:?}/root"
+  rm -rf "${tmp:?}/root"
   chmod -R a+rX "$tmp"
   mv "$tmp" "$PGBOUNCER_INSTALL"
 }
