@@ -2,12 +2,12 @@
 // failover's record as the fallback while the primary is down. Configuration names the nodes;
 // it is never rewritten on a failover, so backups, restores and the next failover follow the
 // servers, not a stale file.
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, WorkerConfig } from '../../config';
 import { ROLE_TARGET, type ClusterTopology, type ClusterView, type RecordedPrimary, type RoleResolution, type StandbyPosition } from '../../failoverTypes';
 import { resolveTarget } from '../postgres/connection';
-import { createS3Client, storageFailure } from '../storage/s3Client';
+import { createS3Client, readObjectIfPresent, storageFailure } from '../storage/s3Client';
 import { resolveCluster } from './cluster';
 import { readPositions } from './walPositions';
 
@@ -23,11 +23,10 @@ function topologyKey(config: WorkerConfig, cluster: string): string {
 export async function readRecordedPrimary(config: WorkerConfig, cluster: string): Promise<RecordedPrimary | undefined> {
   const s3 = createS3Client(config.s3);
   try {
-    const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: topologyKey(config, cluster) }));
-    const record = JSON.parse(await object.Body!.transformToString()) as RecordedPrimary;
-    return typeof record.primary === 'string' ? record : undefined;
+    const object = await readObjectIfPresent(s3, config.s3.bucket, topologyKey(config, cluster));
+    const record = object && (JSON.parse(object.body) as RecordedPrimary);
+    return typeof record?.primary === 'string' ? record : undefined;
   } catch (err) {
-    if ((err as { name?: string }).name === 'NoSuchKey') return undefined;
     throw storageFailure(config.s3, err);
   } finally {
     s3.destroy();

@@ -2,11 +2,11 @@
 // backups/audit/restores/2026-11.jsonl. S3 has no append, so each append is a conditional
 // rewrite (If-Match on the ETag read, If-None-Match for a new object) retried on conflict:
 // two workers appending at once cannot overwrite each other's record.
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../config';
 import type { RestoreAudit } from '../../types';
-import { createS3Client, storageFailure } from './s3Client';
+import { createS3Client, readObjectIfPresent, storageFailure } from './s3Client';
 
 const CONFLICT_RETRIES = 10;
 
@@ -24,7 +24,7 @@ export async function appendAuditRecord(config: WorkerConfig, kind: string, id: 
   const s3 = createS3Client(config.s3);
   try {
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
-      const current = await readIfPresent(s3, config.s3.bucket, Key);
+      const current = await readObjectIfPresent(s3, config.s3.bucket, Key);
       if (current?.body.split('\n').some((l) => l.startsWith(`{"id":${JSON.stringify(id)},`))) return Key;
       const body = current ? `${current.body}${line}\n` : `${line}\n`;
       try {
@@ -48,16 +48,6 @@ export async function appendAuditRecord(config: WorkerConfig, kind: string, id: 
     throw storageFailure(config.s3, err);
   } finally {
     s3.destroy();
-  }
-}
-
-async function readIfPresent(s3: S3Client, Bucket: string, Key: string): Promise<{ body: string; etag: string } | undefined> {
-  try {
-    const object = await s3.send(new GetObjectCommand({ Bucket, Key }));
-    return { body: await object.Body!.transformToString(), etag: object.ETag! };
-  } catch (err) {
-    if ((err as { name?: string }).name === 'NoSuchKey') return undefined;
-    throw err;
   }
 }
 

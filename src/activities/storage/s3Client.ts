@@ -1,7 +1,7 @@
 // One S3 client factory, and one place that explains S3 errors.
 // The SDK warns on every process that Node 20 support ends in 2027; docs/development.md notes it once.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-import { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { S3Config } from '../../config';
 
@@ -42,4 +42,15 @@ export function storageFailure(config: S3Config, err: unknown): Error {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
   const reason = cause?.code ? `${cause.code}: ${cause.message}` : `${code || 'error'}: ${e.message ?? ''}`;
   return ApplicationFailure.retryable(`S3 at ${where}, bucket "${config.bucket}": ${reason}`, 'S3Unavailable');
+}
+
+/** An object's body and ETag, or undefined when there is no such key. */
+export async function readObjectIfPresent(s3: S3Client, Bucket: string, Key: string): Promise<{ body: string; etag: string } | undefined> {
+  try {
+    const object = await s3.send(new GetObjectCommand({ Bucket, Key }));
+    return { body: await object.Body!.transformToString(), etag: object.ETag! };
+  } catch (err) {
+    if ((err as { name?: string }).name === 'NoSuchKey') return undefined;
+    throw err;
+  }
 }
