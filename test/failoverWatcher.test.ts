@@ -6,12 +6,12 @@
 // "<cluster>:standby" reads the streaming standby). Every worker here is configured with pg1 as
 // the primary, as an operator would have left it.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import execa from 'execa';
+import { readProcess } from '../src/activities/failover/serverProcesses';
 import { backupPrefix, readManifestObject } from '../src/activities/storage/backupObjects';
 import { createS3Client } from '../src/activities/storage/s3Client';
 import { MANIFEST_FILE } from '../src/activities/staging/stagedBackup';
@@ -76,19 +76,14 @@ async function watchHeartbeat(handle: WorkflowHandle): Promise<{ at: number; wor
 }
 
 /** The process group a worker identity ("pid@host") belongs to: which of our worker processes it is. */
-function processGroupOf(identity: string): number {
-  const stat = readFileSync(`/proc/${identity.split('@')[0]}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+function processGroupOf(identity: string): number | undefined {
+  return readProcess(Number(identity.split('@')[0]))?.pgrp;
 }
 
 /** Alive and not a zombie (a killed child whose parent died is reaped by whoever adopts it, maybe later). */
 function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
+  const proc = readProcess(pid);
+  return proc !== undefined && proc.state !== 'Z';
 }
 
 async function waitForFailover(handle: WorkflowHandle, started: number, timeoutMs = 90_000): Promise<WatchState> {

@@ -10,14 +10,17 @@ export interface ServerProcess {
   /** /proc/<pid>/stat's state: R running, S sleeping, T stopped (SIGSTOP), Z zombie, … */
   state: string;
   ppid: number;
+  /** Process group. */
+  pgrp: number;
 }
 
-function readProcess(pid: number): ServerProcess | undefined {
+/** A process as /proc/<pid>/stat describes it, if it exists. */
+export function readProcess(pid: number): ServerProcess | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid …": comm may hold spaces and parentheses, so read after the last ')'.
-    const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { pid, state, ppid: Number(ppid) };
+    // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses, so read after the last ')'.
+    const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { pid, state, ppid: Number(ppid), pgrp: Number(pgrp) };
   } catch {
     return undefined;
   }
