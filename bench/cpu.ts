@@ -7,7 +7,7 @@
 // checked against.
 import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import type { WorkerConfig } from '../src/config';
+import type { WorkerConfig } from '../src/shared/config';
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux architecture Node runs on.
 const SAMPLE_MS = 100;

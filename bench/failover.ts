@@ -13,8 +13,8 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { startFailover, startWatcher, watchStatus } from '../src/client';
-import { clusterVariable } from '../src/config';
-import type { WatchState } from '../src/failoverTypes';
+import { clusterVariable } from '../src/shared/config';
+import type { WatchState } from '../src/failover/contract';
 import { createReplicaCluster, startWriter, type NodeName, type ReplicaCluster } from '../test/support/replicaCluster';
 import { withWorker } from '../test/support/stack';
 

@@ -3,9 +3,9 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities, type Activities } from './activities';
-import { closePooledTargets } from './activities/postgres/connection';
-import { ConfigError, loadWorkerConfig, type WorkerConfig } from './config';
-import { connectWorkerConnection, TemporalUnreachable } from './temporal/connection';
+import { closePooledTargets } from './shared/postgres/connection';
+import { ConfigError, loadWorkerConfig, type WorkerConfig } from './shared/config';
+import { connectWorkerConnection, TemporalUnreachable } from './shared/temporal/connection';
 
 export interface WorkerOptions {
   taskQueue?: string;

@@ -2,7 +2,7 @@
 import execa from 'execa';
 import path from 'node:path';
 import { runStackCheck } from '../src/client';
-import { ConfigError, loadWorkerConfig } from '../src/config';
+import { ConfigError, loadWorkerConfig } from '../src/shared/config';
 import { REPO_DIR, stackConfig, stackEnv, withWorker } from './support/stack';
 
 const PGOPS = path.join(REPO_DIR, 'bin/pgops');

@@ -1,8 +1,8 @@
 // Child processes see only what they need: a PostgreSQL tool gets libpq's settings for its target,
 // an operator's hook gets its arguments; neither gets the worker's S3 secret, embeddings API key or
 // target URLs, which they would otherwise pass on to everything they run (the postmaster, a shell).
-import { runHook } from '../src/activities/failover/fenceAndPromote';
-import { runPgTool } from '../src/activities/postgres/pgTools';
+import { runHook } from '../src/failover/activities/fenceAndPromote';
+import { runPgTool } from '../src/shared/postgres/pgTools';
 import { stackConfig } from './support/stack';
 
 const SECRETS = {

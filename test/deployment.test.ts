@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { loadWorkerConfig, type Env } from '../src/config';
+import { loadWorkerConfig, type Env } from '../src/shared/config';
 import { REPO_DIR, stackConfig } from './support/stack';
 
 type Service = { environment?: Record<string, string>; depends_on?: Record<string, unknown>; stop_grace_period?: string };

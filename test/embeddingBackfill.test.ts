@@ -16,7 +16,7 @@ import {
   startEmbeddingBackfill,
 } from '../src/client';
 import { fakeEmbedding } from '../src/dev/fakeEmbeddingsServer';
-import type { EmbeddingBackfillInput } from '../src/embeddingTypes';
+import type { EmbeddingBackfillInput } from '../src/embeddings/contract';
 import { createEmbeddingFixture, insertQuestions, storedEmbeddings, wrongVectors, type EmbeddingFixture } from './support/embeddingFixture';
 import { REPO_DIR, stackEnv, withWorker } from './support/stack';
 import { waitUntil } from './support/workerProcess';

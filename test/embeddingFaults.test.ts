@@ -7,7 +7,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { fakeEmbedding } from '../src/dev/fakeEmbeddingsServer';
 import { connectClient, startEmbeddingBackfill } from '../src/client';
-import type { EmbeddingBackfillInput, EmbeddingBatchPlan } from '../src/embeddingTypes';
+import type { EmbeddingBackfillInput, EmbeddingBatchPlan } from '../src/embeddings/contract';
 import { createEmbeddingFixture, storedEmbeddings, wrongVectors, type EmbeddingFixture } from './support/embeddingFixture';
 import { activityAttempts, activityEvents } from './support/histories';
 import { withWorker } from './support/stack';

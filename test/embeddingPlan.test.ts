@@ -1,8 +1,8 @@
 // How the backfill sizes its API requests and reads the API's pacing headers, and how the local
 // API writes its responses: pure functions, so these run without the stack.
-import { cutIntoBatches } from '../src/activities/embeddings/planEmbeddingBatches';
-import { parseEmbeddingsBody, parseResetDuration, rateLimitHint, retryAfterMs } from '../src/activities/embeddings/embeddingsApi';
-import { estimateTokens, resolveEmbeddingBackfill, EmbeddingInputInvalid } from '../src/embeddingDefaults';
+import { cutIntoBatches } from '../src/embeddings/activities/planEmbeddingBatches';
+import { parseEmbeddingsBody, parseResetDuration, rateLimitHint, retryAfterMs } from '../src/embeddings/activities/embeddingsApi';
+import { estimateTokens, resolveEmbeddingBackfill, EmbeddingInputInvalid } from '../src/embeddings/defaults';
 import { base64EmbeddingsBody, fakeEmbedding } from '../src/dev/fakeEmbeddingsServer';
 
 const rows = (bytes: number[]) => bytes.map((b, i) => ({ key: String(i + 1), bytes: b }));

@@ -3,9 +3,9 @@
 // anything, and one that has to add its column gives up the lock queue after a moment and tries
 // again later, so the game's queries are never held behind it for long.
 import { randomUUID } from 'node:crypto';
-import { connectTarget } from '../src/activities/postgres/connection';
+import { connectTarget } from '../src/shared/postgres/connection';
 import { startEmbeddingBackfill } from '../src/client';
-import type { EmbeddingBackfillInput } from '../src/embeddingTypes';
+import type { EmbeddingBackfillInput } from '../src/embeddings/contract';
 import { createEmbeddingFixture, insertQuestions, type EmbeddingFixture } from './support/embeddingFixture';
 import { withWorker } from './support/stack';
 import { waitUntil } from './support/workerProcess';

@@ -1,8 +1,8 @@
 // The official openai client over real HTTP against the local OpenAI-compatible server, without
 // Temporal: what one request returns, how long and how large a misbehaving answer can be, and
 // which API addresses the worker's configuration accepts.
-import { ConfigError, loadOpenAi, type WorkerConfig } from '../src/config';
-import { createEmbeddingsClient, requestEmbeddings } from '../src/activities/embeddings/embeddingsApi';
+import { ConfigError, loadOpenAi, type WorkerConfig } from '../src/shared/config';
+import { createEmbeddingsClient, requestEmbeddings } from '../src/embeddings/activities/embeddingsApi';
 import { fakeEmbedding, startFakeEmbeddingsServer, type FakeEmbeddingsServer } from '../src/dev/fakeEmbeddingsServer';
 
 let server: FakeEmbeddingsServer;

@@ -1,7 +1,7 @@
 // A failover cluster's configuration: every mistake is one line naming the variable, and the
 // default repoint hook's PgBouncer rewrite touches only the [databases] targets.
-import { repointPgbouncerIni } from '../src/activities/failover/repoint';
-import { ConfigError, loadWorkerConfig } from '../src/config';
+import { repointPgbouncerIni } from '../src/failover/activities/repoint';
+import { ConfigError, loadWorkerConfig } from '../src/shared/config';
 import { stackEnv } from './support/stack';
 
 const CLUSTER = {

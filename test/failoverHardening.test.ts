@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import execa from 'execa';
 import { approveFailover, failoverStatus, startFailover, startRejoin } from '../src/client';
-import { clusterVariable } from '../src/config';
+import { clusterVariable } from '../src/shared/config';
 import { createReplicaCluster, type NodeName, type ReplicaCluster } from './support/replicaCluster';
 import { withWorker } from './support/stack';
 import { waitUntil } from './support/workerProcess';

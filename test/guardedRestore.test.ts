@@ -1,17 +1,17 @@
 // guardedRestore on the real stack: nothing changes until an allowed second person approves;
 // approval restores exactly the backup; rejection, expiry and a tampered backup change nothing.
-import { watcherWorkflowId } from '../src/failoverTypes';
+import { watcherWorkflowId } from '../src/failover/contract';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
-import { withTarget } from '../src/activities/postgres/connection';
-import { listCatalog } from '../src/activities/storage/backupObjects';
-import { createS3Client } from '../src/activities/storage/s3Client';
+import { withTarget } from '../src/shared/postgres/connection';
+import { listCatalog } from '../src/backup/manifest';
+import { createS3Client } from '../src/shared/storage/s3Client';
 import { decideRestore, DecisionRefused, restoreStatus, startBackup, startRestore } from '../src/client';
-import { loadWorkerConfig, type WorkerConfig } from '../src/config';
+import { loadWorkerConfig, type WorkerConfig } from '../src/shared/config';
 import type { GuardedRestoreInput, RestoreStatus } from '../src/types';
 import { createBackupFixture, type BackupFixture } from './support/backupFixture';
 import { databasesLike, dropDatabase, fingerprint, type Fingerprint } from './support/databaseFingerprint';

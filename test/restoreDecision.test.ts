@@ -1,6 +1,6 @@
 // Who may approve a guarded restore: the rule every approve/reject signal and update goes through.
 // A pure function, so this runs without the stack.
-import { isOperatorName, judgeDecision, type DecisionContext } from '../src/restoreDecision';
+import { isOperatorName, judgeDecision, type DecisionContext } from '../src/shared/approval';
 
 const waiting = (requestedBy: string, approvers: string[] = []): DecisionContext => ({
   policy: { approvers, twoPersonRule: true, approvalTimeout: '24 hours' },

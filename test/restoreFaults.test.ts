@@ -3,9 +3,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { Client as PgClient } from 'pg';
-import { withTarget } from '../src/activities/postgres/connection';
+import { withTarget } from '../src/shared/postgres/connection';
 import { connectClient, decideRestore, restoreStatus, startBackup, startRestore } from '../src/client';
-import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../src/config';
+import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../src/shared/config';
 import type { GuardedRestoreInput, RestoreStatus } from '../src/types';
 import { createBackupFixture, type BackupFixture } from './support/backupFixture';
 import { databasesLike, dropDatabase, fingerprint } from './support/databaseFingerprint';

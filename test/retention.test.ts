@@ -1,6 +1,6 @@
 // Retention planning over a crafted history of backups across days, weeks and months.
-import { DEFAULT_RETENTION, planRetention, resolveRetention, RetentionInvalid } from '../src/retention';
-import type { RetainableBackup } from '../src/retention';
+import { DEFAULT_RETENTION, planRetention, resolveRetention, RetentionInvalid } from '../src/backup/retention';
+import type { RetainableBackup } from '../src/backup/retention';
 
 /** One verified backup a day at 03:00 UTC for `days` days ending 2026-11-27. */
 function nightly(days: number): RetainableBackup[] {

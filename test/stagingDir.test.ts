@@ -4,7 +4,7 @@ import execa from 'execa';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { prepareStagedDir, writeManifest } from '../src/activities/staging/stagedBackup';
+import { prepareStagedDir, writeManifest } from '../src/backup/stagedBackup';
 import type { BackupManifest } from '../src/types';
 
 let parent: string;

@@ -5,9 +5,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import execa from 'execa';
-import { withTarget } from '../src/activities/postgres/connection';
-import { runPgTool } from '../src/activities/postgres/pgTools';
-import { ConfigError, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../src/config';
+import { withTarget } from '../src/shared/postgres/connection';
+import { runPgTool } from '../src/shared/postgres/pgTools';
+import { ConfigError, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../src/shared/config';
 import { REPO_DIR, stackEnv } from './support/stack';
 
 jest.setTimeout(120_000);

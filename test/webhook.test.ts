@@ -1,7 +1,7 @@
 // A webhook's URL is often its secret (the token sits in the path): failure messages, which land
 // in workflow histories, logs and the failure webhook itself, show only where it is. No stack.
-import { webhookActivities } from '../src/activities/notify/webhook';
-import type { WorkerConfig } from '../src/config';
+import { webhookActivities } from '../src/shared/notify/webhook';
+import type { WorkerConfig } from '../src/shared/config';
 import type { BackupNotification } from '../src/types';
 import { startWebhookReceiver } from './support/webhookReceiver';
 

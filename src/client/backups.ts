@@ -1,8 +1,8 @@
 // Starting, watching and scheduling backups, for the CLI and the app.
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
-import { PGOPS_TARGET } from '../searchAttributes';
+import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
 import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
-import { progressWithHeartbeats } from './progress';
+import { progressWithHeartbeats } from '../cli/progress';
 
 export function backupScheduleId(target: string): string {
   return `nightly-backup-${target}`;

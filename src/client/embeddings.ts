@@ -2,15 +2,15 @@
 // watch it, pause and resume it; and the queries the game runs on the vectors.
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { ClientBase } from 'pg';
-import { embeddingBackfillId, identifier, resolveEmbeddingBackfill } from '../embeddingDefaults';
-import type { EmbedBatchResult, EmbeddingBackfillInput, EmbeddingBackfillResult, EmbeddingProgress } from '../embeddingTypes';
-import { PGOPS_TARGET } from '../searchAttributes';
-import { progressWithHeartbeats } from './progress';
+import { embeddingBackfillId, identifier, resolveEmbeddingBackfill } from '../embeddings/defaults';
+import type { EmbedBatchResult, EmbeddingBackfillInput, EmbeddingBackfillResult, EmbeddingProgress } from '../embeddings/contract';
+import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
+import { progressWithHeartbeats } from '../cli/progress';
 
 type EmbeddingBackfillWorkflow = (input: EmbeddingBackfillInput) => Promise<EmbeddingBackfillResult>;
 export type EmbeddingBackfillHandle = WorkflowHandle<EmbeddingBackfillWorkflow>;
 
-export { embeddingBackfillId, EmbeddingInputInvalid } from '../embeddingDefaults';
+export { embeddingBackfillId, EmbeddingInputInvalid } from '../embeddings/defaults';
 
 /**
  * Starts the backfill of a table, or attaches to the one already running for it: the workflow id

@@ -9,7 +9,7 @@ import {
   type WatchPause,
   type WatchResume,
   type WatchState,
-  type FailoverApproval, type FailoverInput, type FailoverResult, type FailoverStatus, type RejoinInput, type RejoinResult } from '../failoverTypes';
+  type FailoverApproval, type FailoverInput, type FailoverResult, type FailoverStatus, type RejoinInput, type RejoinResult } from '../failover/contract';
 
 export type FailoverHandle = WorkflowHandle<(input: FailoverInput) => Promise<FailoverResult>>;
 

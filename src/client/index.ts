@@ -2,11 +2,11 @@
 import type { Client } from '@temporalio/client';
 import type { StackCheckInput, StackCheckReport } from '../types';
 
-export { connectClient, TemporalUnreachable } from '../temporal/connection';
-export { loadTemporalConfig } from '../config';
+export { connectClient, TemporalUnreachable } from '../shared/temporal/connection';
+export { loadTemporalConfig } from '../shared/config';
 export type * from '../types';
-export type * from '../failoverTypes';
-export type * from '../embeddingTypes';
+export type * from '../failover/contract';
+export type * from '../embeddings/contract';
 
 export interface StartOptions {
   taskQueue: string;
@@ -25,7 +25,7 @@ export async function runStackCheck(client: Client, options: StartOptions, input
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
 export { startRestore, restoreStatus, restorePlan, decideRestore, DecisionRefused } from './restores';
 export { startFailover, failoverHandle, failoverStatus, approveFailover, startRejoin, startWatcher, watcherHandle, watchStatus, pauseWatcher, resumeWatcher } from './failovers';
-export { failoverWorkflowId, watcherWorkflowId } from '../failoverTypes';
+export { failoverWorkflowId, watcherWorkflowId } from '../failover/contract';
 export {
   startEmbeddingBackfill,
   embeddingBackfillHandle,

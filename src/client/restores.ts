@@ -1,7 +1,7 @@
 // Starting, watching and deciding guarded restores, for the CLI and for operators' own tooling.
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { isOperatorName } from '../restoreDecision';
-import { PGOPS_TARGET } from '../searchAttributes';
+import { isOperatorName } from '../shared/approval';
+import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
 import type { GuardedRestoreInput, GuardedRestoreResult, RestoreDecisionRequest, RestorePlan, RestoreStatus } from '../types';
 
 export type RestoreHandle = WorkflowHandle<(input: GuardedRestoreInput) => Promise<GuardedRestoreResult>>;

@@ -8,10 +8,10 @@ import { DeleteObjectsCommand, GetObjectCommand, ListMultipartUploadsCommand, Li
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { connectTarget } from '../../src/activities/postgres/connection';
-import { runPgTool } from '../../src/activities/postgres/pgTools';
-import { createS3Client } from '../../src/activities/storage/s3Client';
-import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
+import { connectTarget } from '../../src/shared/postgres/connection';
+import { runPgTool } from '../../src/shared/postgres/pgTools';
+import { createS3Client } from '../../src/shared/storage/s3Client';
+import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/shared/config';
 import { migrate } from '../../src/db/migrate';
 import { seed } from '../../src/db/seed';
 import { stackEnv } from './stack';

@@ -1,9 +1,9 @@
 // What makes two databases "the same" for restore tests: schema, row counts, and a checksum of
 // every table's content.
 import type { Client as PgClient } from 'pg';
-import { withTarget } from '../../src/activities/postgres/connection';
-import { countRows, listTables } from '../../src/activities/postgres/rowCounts';
-import type { TargetConfig, WorkerConfig } from '../../src/config';
+import { withTarget } from '../../src/shared/postgres/connection';
+import { countRows, listTables } from '../../src/shared/postgres/rowCounts';
+import type { TargetConfig, WorkerConfig } from '../../src/shared/config';
 import { schemaOnly } from './backupFixture';
 
 export interface Fingerprint {

@@ -4,8 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Client as TemporalClient } from '@temporalio/client';
 import type { Client } from 'pg';
-import { connectTarget } from '../../src/activities/postgres/connection';
-import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
+import { connectTarget } from '../../src/shared/postgres/connection';
+import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/shared/config';
 import { startEmbeddingBackfill } from '../../src/client/embeddings';
 import { migrate } from '../../src/db/migrate';
 import { fakeEmbedding, startFakeEmbeddingsServer, type FakeEmbeddingsServer } from '../../src/dev/fakeEmbeddingsServer';

@@ -2,7 +2,7 @@
 // Run after an intentional workflow change, naming the workflows to re-record (default: all):
 //   npx tsx test/support/recordHistory.ts [stackCheck] [nightlyBackup] ...
 import type { Client } from '@temporalio/client';
-import { withTarget } from '../../src/activities/postgres/connection';
+import { withTarget } from '../../src/shared/postgres/connection';
 import { restoreStatus, runStackCheck, startBackup, startRestore } from '../../src/client';
 import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';

@@ -7,12 +7,12 @@ import net from 'node:net';
 import path from 'node:path';
 import execa from 'execa';
 import type { Client as PgClient } from 'pg';
-import { killServerProcesses, serverProcesses } from '../../src/activities/failover/serverProcesses';
-import { connectTarget } from '../../src/activities/postgres/connection';
-import { clusterVariable, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/config';
+import { killServerProcesses, serverProcesses } from '../../src/failover/activities/serverProcesses';
+import { connectTarget } from '../../src/shared/postgres/connection';
+import { clusterVariable, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/shared/config';
 import type { Client as TemporalClient } from '@temporalio/client';
 import { startFailover, startRejoin } from '../../src/client';
-import type { RejoinResult, WatchState } from '../../src/failoverTypes';
+import type { RejoinResult, WatchState } from '../../src/failover/contract';
 import { REPO_DIR, stackEnv, withWorker } from './stack';
 
 export type NodeName = 'pg1' | 'pg2';

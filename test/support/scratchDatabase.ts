@@ -1,8 +1,8 @@
 // Throwaway databases on the stack's primary, for tests that must not touch csarena.
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
-import type { TargetConfig } from '../../src/config';
-import { connectTarget } from '../../src/activities/postgres/connection';
+import type { TargetConfig } from '../../src/shared/config';
+import { connectTarget } from '../../src/shared/postgres/connection';
 
 export async function withScratchDatabase<T>(primary: TargetConfig, work: (db: Client, name: string) => Promise<T>): Promise<T> {
   const name = `pgops_test_${randomUUID().replace(/-/g, '').slice(0, 12)}`;

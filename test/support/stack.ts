@@ -3,8 +3,8 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundle } from '@temporalio/worker';
-import { environment, loadWorkerConfig, type WorkerConfig } from '../../src/config';
-import { connectClient } from '../../src/temporal/connection';
+import { environment, loadWorkerConfig, type WorkerConfig } from '../../src/shared/config';
+import { connectClient } from '../../src/shared/temporal/connection';
 import { createWorker } from '../../src/worker';
 import type { Activities } from '../../src/activities';
 

@@ -1,0 +1,131 @@
+// The verify step: a backup counts only once it has been restored. pg_restore --list always; by
+// default a real restore into a scratch database whose row counts must equal the manifest's.
+import { ApplicationFailure } from '@temporalio/common';
+import type { WorkerConfig } from '../../shared/config';
+import type { VerificationResult, VerifyLevel } from '../../types';
+import { heartbeatWhile, killOnCancel, type Heartbeats } from '../../shared/heartbeat';
+import { assertStagedDumpIntact, requireStagedManifest } from '../stagedBackup';
+import { resolveTarget, withTarget } from '../../shared/postgres/connection';
+import { runPgTool } from '../../shared/postgres/pgTools';
+import { countRows } from '../../shared/postgres/rowCounts';
+
+export interface VerifyInput {
+  backupId: string;
+  level: VerifyLevel;
+  /** Server for the scratch database, by target name (default: the worker's PGOPS_VERIFY_TARGET). */
+  verifyTarget?: string;
+  /** The server the backup was read from: used only when no verify server is named or configured. */
+  sourceTarget: string;
+}
+
+/** What the verify step's heartbeats report. */
+interface VerifyProgress {
+  stage: 'verify';
+  hashedBytes: number;
+  restoring?: string;
+}
+
+/** A database name unique to the backup, within PostgreSQL's 63-byte limit. */
+export function scratchDatabaseName(backupId: string): string {
+  return `pgops_verify_${backupId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`.slice(0, 63);
+}
+
+export function verifyActivities(config: WorkerConfig) {
+  async function verifyByTestRestore(input: VerifyInput): Promise<VerificationResult> {
+    const progress: VerifyProgress = { stage: 'verify', hashedBytes: 0 };
+    const heartbeats = heartbeatWhile(() => progress);
+    try {
+      return await verify(input, progress, heartbeats);
+    } finally {
+      heartbeats.stop();
+    }
+  }
+
+  async function verify(input: VerifyInput, progress: VerifyProgress, heartbeats: Heartbeats): Promise<VerificationResult> {
+    const manifest = await requireStagedManifest(config.stagingDir, input.backupId);
+    const file = await assertStagedDumpIntact(config.stagingDir, manifest, (bytes) => {
+      progress.hashedBytes = bytes;
+      heartbeats.progressed();
+    });
+    const tocEntries = await listArchive(file);
+    const verifiedAt = () => new Date().toISOString();
+    if (input.level === 'list') return { level: 'list', verifiedAt: verifiedAt(), tocEntries };
+
+    const serverName = input.verifyTarget ?? config.verifyTarget ?? input.sourceTarget;
+    const warning =
+      serverName === input.sourceTarget
+        ? `the test restore ran on ${serverName}, the server that was backed up (set PGOPS_VERIFY_TARGET to a server of its own to keep that work off it)`
+        : undefined;
+    const server = resolveTarget(config, serverName);
+    const scratch = scratchDatabaseName(input.backupId);
+    const dropScratch = () =>
+      withTarget(server, (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(scratch)} WITH (FORCE)`));
+    // A scratch database left by a crashed attempt is dropped first; this one is dropped whatever happens.
+    await dropScratch();
+    await withTarget(server, (c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(scratch)} TEMPLATE template0`));
+    const started = Date.now();
+    try {
+      const restore = runPgTool(
+        config,
+        'pg_restore',
+        ['--exit-on-error', '--no-owner', '--no-privileges', '--jobs=2', `--dbname=${scratch}`, file],
+        { ...server, database: scratch },
+      );
+      killOnCancel(restore);
+      progress.restoring = scratch;
+      try {
+        await restore;
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable(
+          `test restore of backup ${input.backupId} into ${scratch} on ${serverName} failed: ${firstLines((err as { stderr?: string }).stderr)}`,
+          'BackupUnrestorable',
+        );
+      }
+      const restoreMs = Date.now() - started;
+      const restored = await withTarget({ ...server, database: scratch }, countRows);
+      const differences = compareCounts(manifest.rowCounts, restored);
+      if (differences.length > 0) {
+        throw ApplicationFailure.nonRetryable(
+          `test restore of backup ${input.backupId} does not match its manifest: ${differences.slice(0, 5).join('; ')}`,
+          'BackupIncomplete',
+        );
+      }
+      return {
+        level: 'restore',
+        verifiedAt: verifiedAt(),
+        tocEntries,
+        restoreServer: serverName,
+        restoreMs,
+        tablesCompared: Object.keys(manifest.rowCounts).length,
+        ...(warning ? { warning } : {}),
+      };
+    } finally {
+      await dropScratch();
+    }
+  }
+
+  async function listArchive(file: string): Promise<number> {
+    try {
+      const { stdout } = await runPgTool(config, 'pg_restore', ['--list', file]);
+      return stdout.split('\n').filter((line) => line.trim() !== '' && !line.startsWith(';')).length;
+    } catch (err) {
+      throw ApplicationFailure.nonRetryable(
+        `pg_restore --list cannot read ${file}: ${firstLines((err as { stderr?: string }).stderr)}`,
+        'BackupCorrupt',
+      );
+    }
+  }
+
+  return { verifyByTestRestore };
+}
+
+export function compareCounts(expected: Record<string, number>, actual: Record<string, number>): string[] {
+  const tables = new Set([...Object.keys(expected), ...Object.keys(actual)]);
+  return [...tables]
+    .filter((t) => expected[t] !== actual[t])
+    .map((t) => `${t}: manifest ${expected[t] ?? 'missing'}, restored ${actual[t] ?? 'missing'}`);
+}
+
+function firstLines(text: string | undefined): string {
+  return (text ?? 'no output').trim().split('\n').slice(0, 3).join(' | ');
+}

@@ -1,0 +1,72 @@
+// What every CLI command shares: one-line errors, and a Temporal client that is always closed.
+import { userInfo } from 'node:os';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { loadTemporalConfig, type TemporalConfig } from '../../shared/config';
+import { connectClient } from '../../shared/temporal/connection';
+
+/** Who is acting: --as, else PGOPS_OPERATOR, else the login name. Self-declared; see docs/restore.md. */
+export function operator(as: string | undefined): string {
+  return as ?? process.env.PGOPS_OPERATOR ?? userInfo().username;
+}
+
+/** An error the CLI prints as one line, without a stack trace. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export async function withTemporal<T>(work: (client: Client, config: TemporalConfig) => Promise<T>): Promise<T> {
+  const config = loadTemporalConfig();
+  const client = await connectClient(config);
+  try {
+    return await work(client, config);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+/** Prints a workflow's result; a failed workflow is one line on stderr and exit code 1. */
+export async function printOutcome<T>(result: Promise<T>, describe: (value: T) => string): Promise<number> {
+  try {
+    console.log(describe(await result));
+    return 0;
+  } catch (err) {
+    if (err instanceof WorkflowFailedError) {
+      printFailure(err);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+/** A failed run as one line: its cause, which says what went wrong, not the "workflow failed" wrapper. */
+function printFailure(err: WorkflowFailedError): void {
+  console.error(`pgops: ${err.cause?.message ?? err.message}`);
+}
+
+export function megabytes(bytes: number | undefined): string {
+  return bytes === undefined ? '-' : `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+/**
+ * Waits for a run while drawing its progress line on stderr (redrawn in place on a terminal,
+ * every 5 s into a log). Returns the result, or undefined once a failed run's reason is printed.
+ */
+export async function followRun<R>(handle: { result(): Promise<R> }, progressLine: () => Promise<string | undefined>): Promise<R | undefined> {
+  const tty = process.stderr.isTTY;
+  const timer = setInterval(async () => {
+    const line = await progressLine().catch(() => undefined);
+    if (line) process.stderr.write(tty ? `\r${line}   ` : `${line}\n`);
+  }, tty ? 500 : 5_000);
+  let failure: WorkflowFailedError | undefined;
+  try {
+    return await handle.result();
+  } catch (err) {
+    if (!(err instanceof WorkflowFailedError)) throw err;
+    failure = err;
+    return undefined;
+  } finally {
+    clearInterval(timer);
+    if (tty) process.stderr.write('\n');
+    if (failure) printFailure(failure);
+  }
+}

@@ -1,0 +1,103 @@
+// The pgops command line. Each command is a thin wrapper: workflows do the work.
+import { ConfigError } from '../shared/config';
+import { SeedRefused } from '../db/seed';
+import { TemporalUnreachable } from '../shared/temporal/connection';
+import { runWorkerProcess } from '../worker';
+import { backfillCommand } from './commands/backfill';
+import { backupNowCommand, backupsListCommand } from './commands/backup';
+import { checkCommand } from './commands/check';
+import { UsageError } from './commands/common';
+import { migrateCommand, seedCommand } from './commands/database';
+import { failoverCommand, rejoinCommand } from './commands/failover';
+import { restoreCommand } from './commands/restore';
+import { scheduleCommand } from './commands/schedule';
+
+const USAGE = `usage: pgops <command> [options]
+
+  check                            run the stackCheck workflow and print a table
+  backup now [--target primary] [--verify restore|list] [--compression zstd:1]
+             [--format custom|directory] [--jobs 2]
+                                   run nightlyBackup now and follow its progress
+  backups list [--target primary]  the backup catalog, read from S3
+  schedule install [--target primary] [--at 03:00] [--timezone Asia/Seoul]
+  schedule pause|resume|show [--target primary]
+                                   the Temporal Schedule that runs nightlyBackup
+  restore start --mode replace|new-database [--target primary] [--backup latest|ID]
+                [--from TARGET] [--new-database NAME] [--reason TEXT] [--as NAME]
+                [--approval-timeout 24h] [--jobs 2]
+                                   start guardedRestore and print its plan; nothing
+                                   changes until someone approves
+  restore status|approve|reject <workflow-id> [--reason TEXT] [--as NAME]
+  restore cleanup [--target primary] [--database NAME]
+                                   list (or drop one of) the databases restores set aside
+  failover start [--cluster main] [--mode failover|switchover] [--reason TEXT] [--detach]
+                                   run failoverPromotion: confirm, choose, fence, promote, repoint
+  failover status [--cluster main] stage, steps and what it waits for
+  failover approve [--cluster main] [--force] [--fencing-confirmed] [--as NAME] [--note TEXT]
+                                   the approve signal (--force accepts a lagging candidate)
+  failover watch [--cluster main] [--status | --pause [--for 1h] [--reason TEXT] | --resume [--all] | --stop]
+                                   the watcher that starts a failover when the primary stops answering
+  rejoin --node OLD --new-primary NEW [--cluster main] [--no-base-backup]
+                                   turn the old primary into a streaming standby (pg_rewind)
+  backfill start [--target primary] [--table questions] [--column embedding] [--text content]
+                 [--model text-embedding-3-small] [--dimensions 1536] [--batch-size 512]
+                 [--in-flight 2] [--rpm N] [--tpm N] [--index] [--detach]
+                                   embed every row of a table (or attach to the running
+                                   backfill of that table) and follow its progress
+  backfill status|pause|resume [--target primary] [--table questions] [--column embedding]
+  migrate [--target primary]       apply the CS Arena schema migrations
+  seed --scale N [--reset | --if-empty] [--target primary]
+                                   deterministic demo data (scale 1 ≈ 100 MB)
+  worker                           run a worker in the foreground
+
+Commands that start workflows need a running worker (pgops worker).`;
+
+async function main([command, ...args]: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (command) {
+    case 'check':
+      return checkCommand();
+    case 'backup':
+      if (sub !== 'now') throw new UsageError(`backup needs "now", got ${sub ?? 'nothing'}`);
+      return backupNowCommand(rest);
+    case 'backups':
+      if (sub !== 'list') throw new UsageError(`backups needs "list", got ${sub ?? 'nothing'}`);
+      return backupsListCommand(rest);
+    case 'schedule':
+      return scheduleCommand(args);
+    case 'restore':
+      return restoreCommand(args);
+    case 'failover':
+      return failoverCommand(args);
+    case 'rejoin':
+      return rejoinCommand(args);
+    case 'backfill':
+      return backfillCommand(args);
+    case 'migrate':
+      return migrateCommand(args);
+    case 'seed':
+      return seedCommand(args);
+    case 'worker':
+      runWorkerProcess();
+      return new Promise(() => undefined); // the worker exits the process itself
+    case undefined:
+    case 'help':
+    case '--help':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}"\n${USAGE}`);
+  }
+}
+
+const ONE_LINE_ERRORS = [ConfigError, TemporalUnreachable, SeedRefused, UsageError];
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    const parseError = String((err as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS');
+    const known = parseError || err.name === 'ApplicationFailure' || ONE_LINE_ERRORS.some((kind) => err instanceof kind);
+    console.error(`pgops: ${known ? err.message : err.stack}`);
+    process.exit(1);
+  },
+);
