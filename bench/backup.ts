@@ -21,7 +21,7 @@ import { libpqEnv } from '../src/shared/postgres/pgTools';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { connectClient, startBackup } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/shared/config';
-import type { DumpFormat, VerifyLevel } from '../src/types';
+import type { DumpFormat, VerifyLevel } from '../src/backup/contract';
 import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { DEFAULT_COMPRESSION } from '../src/backup/defaults';
 import { stackEnv } from '../test/support/stack';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import execa from 'execa';
 import { backupProgress, connectClient, startBackup } from '../src/client';
-import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../src/types';
+import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../src/backup/contract';
 import { createBackupFixture, incompleteUploads, listKeys, type BackupFixture } from './support/backupFixture';
 import { activityAttempts as attempts, activityCompletions as completions } from './support/histories';
 import { REPO_DIR } from './support/stack';

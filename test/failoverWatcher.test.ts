@@ -18,7 +18,7 @@ import { MANIFEST_FILE } from '../src/backup/stagedBackup';
 import { decideRestore, restoreStatus, startRestore, startWatcher, watchStatus } from '../src/client';
 import type { WatchState } from '../src/failover/contract';
 import { connectClient } from '../src/shared/temporal/connection';
-import type { BackupManifest } from '../src/types';
+import type { BackupManifest } from '../src/backup/manifest';
 import { createReplicaCluster, startWriter, type NodeName, type ReplicaCluster } from './support/replicaCluster';
 import { REPO_DIR, withWorker } from './support/stack';
 import { startWorkerProcess, waitUntil } from './support/workerProcess';

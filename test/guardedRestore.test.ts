@@ -12,7 +12,7 @@ import { listCatalog } from '../src/backup/manifest';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { decideRestore, DecisionRefused, restoreStatus, startBackup, startRestore } from '../src/client';
 import { loadWorkerConfig, type WorkerConfig } from '../src/shared/config';
-import type { GuardedRestoreInput, RestoreStatus } from '../src/types';
+import type { GuardedRestoreInput, RestoreStatus } from '../src/restore/contract';
 import { createBackupFixture, type BackupFixture } from './support/backupFixture';
 import { databasesLike, dropDatabase, fingerprint, type Fingerprint } from './support/databaseFingerprint';
 import { stackEnv, withWorker } from './support/stack';

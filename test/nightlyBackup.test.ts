@@ -13,7 +13,7 @@ import { countRows } from '../src/shared/postgres/rowCounts';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { startBackup } from '../src/client';
 import type { WorkerConfig } from '../src/shared/config';
-import type { NightlyBackupInput, NightlyBackupResult } from '../src/types';
+import type { NightlyBackupInput, NightlyBackupResult } from '../src/backup/contract';
 import { createBackupFixture, downloadObject, incompleteUploads, listKeys, schemaOnly, type BackupFixture } from './support/backupFixture';
 import { withScratchDatabase } from './support/scratchDatabase';
 import { withWorker } from './support/stack';

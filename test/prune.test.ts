@@ -10,7 +10,8 @@ import { restoreWorkspace } from '../src/restore/activities/fetchBackup';
 import { pruneActivities } from '../src/backup/activities/pruneBackups';
 import { backupKeys } from '../src/backup/manifest';
 import { createS3Client } from '../src/shared/storage/s3Client';
-import type { BackupManifest, PruneResult } from '../src/types';
+import type { PruneResult } from '../src/backup/contract';
+import type { BackupManifest } from '../src/backup/manifest';
 import { deletePrefix, listKeys } from './support/backupFixture';
 import { stackConfig } from './support/stack';
 

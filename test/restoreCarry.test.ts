@@ -15,7 +15,7 @@ import { withTarget } from '../src/shared/postgres/connection';
 import { runPgTool } from '../src/shared/postgres/pgTools';
 import { decideRestore, restoreStatus, startBackup, startRestore } from '../src/client';
 import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../src/shared/config';
-import type { GuardedRestoreInput } from '../src/types';
+import type { GuardedRestoreInput } from '../src/restore/contract';
 import { content } from './support/databaseFingerprint';
 import { stackEnv, withWorker } from './support/stack';
 import { waitUntil } from './support/workerProcess';

@@ -6,7 +6,7 @@ import { Client as PgClient } from 'pg';
 import { withTarget } from '../src/shared/postgres/connection';
 import { connectClient, decideRestore, restoreStatus, startBackup, startRestore } from '../src/client';
 import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../src/shared/config';
-import type { GuardedRestoreInput, RestoreStatus } from '../src/types';
+import type { GuardedRestoreInput, RestoreStatus } from '../src/restore/contract';
 import { createBackupFixture, type BackupFixture } from './support/backupFixture';
 import { databasesLike, dropDatabase, fingerprint } from './support/databaseFingerprint';
 import { activityAttempts } from './support/histories';

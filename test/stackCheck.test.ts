@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import execa from 'execa';
 import { connectClient, runStackCheck } from '../src/client';
-import type { StackCheckReport } from '../src/types';
+import type { StackCheckReport } from '../src/check/contract';
 import { REPO_DIR, stackConfig, withWorker } from './support/stack';
 import { startWorkerProcess } from './support/workerProcess';
 

@@ -5,7 +5,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { prepareStagedDir, writeManifest } from '../src/backup/stagedBackup';
-import type { BackupManifest } from '../src/types';
+import type { BackupManifest } from '../src/backup/manifest';
 
 let parent: string;
 beforeEach(() => (parent = mkdtempSync(path.join(tmpdir(), 'pgops-staging-test-'))));

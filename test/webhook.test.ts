@@ -2,7 +2,7 @@
 // in workflow histories, logs and the failure webhook itself, show only where it is. No stack.
 import { webhookActivities } from '../src/shared/notify/webhook';
 import type { WorkerConfig } from '../src/shared/config';
-import type { BackupNotification } from '../src/types';
+import type { BackupNotification } from '../src/backup/contract';
 import { startWebhookReceiver } from './support/webhookReceiver';
 
 const TOKEN = 'T0KEN-s3cr3t-9f8e7d';

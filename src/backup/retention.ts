@@ -1,6 +1,6 @@
 // Which remote backups a retention policy keeps, and why. Pure and deterministic: the prune
 // activity applies it, workflows validate policies with it, tests pin its behaviour.
-import type { RetentionDecision, RetentionPolicy } from '../types';
+import type { RetentionDecision, RetentionPolicy } from './contract';
 
 export const DEFAULT_RETENTION: RetentionPolicy = {
   keepLast: 7,

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { BackupManifest, DataFile } from '../types';
+import type { BackupManifest, DataFile } from './manifest';
 
 export const DUMP_FILE = 'dump.pgdump';
 export const DUMP_DIR = 'dump.dir';

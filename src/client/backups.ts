@@ -1,7 +1,7 @@
 // Starting, watching and scheduling backups, for the CLI and the app.
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
 import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
-import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../types';
+import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../backup/contract';
 import { progressWithHeartbeats } from '../cli/progress';
 
 export function backupScheduleId(target: string): string {

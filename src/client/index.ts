@@ -1,10 +1,15 @@
 // The typed client library the game's app and the pgops CLI use to start pgops workflows.
 import type { Client } from '@temporalio/client';
-import type { StackCheckInput, StackCheckReport } from '../types';
+import type { StackCheckInput, StackCheckReport } from '../check/contract';
 
 export { connectClient, TemporalUnreachable } from '../shared/temporal/connection';
 export { loadTemporalConfig } from '../shared/config';
-export type * from '../types';
+export type * from '../shared/targets';
+export type * from '../shared/approval';
+export type * from '../check/contract';
+export type * from '../backup/contract';
+export type * from '../backup/manifest';
+export type * from '../restore/contract';
 export type * from '../failover/contract';
 export type * from '../embeddings/contract';
 

@@ -2,7 +2,8 @@
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { isOperatorName } from '../shared/approval';
 import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
-import type { GuardedRestoreInput, GuardedRestoreResult, RestoreDecisionRequest, RestorePlan, RestoreStatus } from '../types';
+import type { GuardedRestoreInput, GuardedRestoreResult, RestorePlan, RestoreStatus } from '../restore/contract';
+import type { DecisionRequest } from '../shared/approval';
 
 export type RestoreHandle = WorkflowHandle<(input: GuardedRestoreInput) => Promise<GuardedRestoreResult>>;
 
@@ -44,10 +45,10 @@ export async function decideRestore(
   client: Client,
   workflowId: string,
   decision: 'approve' | 'reject',
-  request: RestoreDecisionRequest,
+  request: DecisionRequest,
 ): Promise<RestoreStatus> {
   try {
-    return await client.workflow.getHandle(workflowId).executeUpdate<RestoreStatus, [RestoreDecisionRequest]>(decision, { args: [request] });
+    return await client.workflow.getHandle(workflowId).executeUpdate<RestoreStatus, [DecisionRequest]>(decision, { args: [request] });
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) throw new DecisionRefused(err.cause?.message ?? err.message);
     throw err;

@@ -1,6 +1,6 @@
 // Types of the embedding backfill, shared by its workflow, activities and clients. Workflows
 // import these as types only.
-import type { TargetName } from '../types';
+import type { TargetName } from '../shared/targets';
 
 /** One condition of a backfill's row filter; conditions are ANDed. Values travel as parameters, never as SQL. */
 export interface EmbeddingRowFilter {

@@ -3,6 +3,7 @@
 // activities. Pure: safe inside workflow code.
 import type { EmbeddingBackfillInput, EmbeddingBackfillSpec, EmbeddingRowFilter } from './contract';
 import { isDuration } from '../shared/duration';
+import { NAME_PATTERN } from '../shared/targets';
 
 /** OpenAI's caps: inputs per request, tokens per request, tokens per input (text-embedding-3-*). */
 export const API_MAX_INPUTS_PER_REQUEST = 2_048;
@@ -71,7 +72,6 @@ export class EmbeddingInputInvalid extends Error {
 }
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
-const TARGET_NAME = /^[a-z][a-z0-9_-]*$/;
 const FILTER_OPS: EmbeddingRowFilter['op'][] = ['=', '<>', '<', '<=', '>', '>=', 'is null', 'is not null'];
 
 function wholeNumber(name: string, value: number, min: number, max: number): number {
@@ -95,7 +95,7 @@ export function identifier(name: string, value: unknown): string {
 export function resolveEmbeddingBackfill(input: EmbeddingBackfillInput = {}): EmbeddingBackfillSpec {
   const d = DEFAULT_EMBEDDING_BACKFILL;
   const target = input.target ?? d.target;
-  if (typeof target !== 'string' || !TARGET_NAME.test(target)) {
+  if (typeof target !== 'string' || !NAME_PATTERN.test(target)) {
     throw new EmbeddingInputInvalid(`target=${JSON.stringify(target)} must name a configured target (e.g. "primary")`);
   }
   const textColumns = input.textColumns ?? [...d.textColumns];

@@ -2,7 +2,7 @@
 // watcher's query and signals (both the watcher and the runs that pause it import them from here).
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { FailoverPolicy } from '../shared/config';
-import type { TargetName } from '../types';
+import type { TargetName } from '../shared/targets';
 
 export type { FailoverPolicy };
 
@@ -23,9 +23,6 @@ export interface FailoverInput {
 export function clusterVariable(cluster: string, setting: string): string {
   return `PGOPS_CLUSTER_${cluster.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_${setting}`;
 }
-
-/** A cluster role as a target: "main:primary", or "main:standby" (a streaming standby, else the primary). */
-export const ROLE_TARGET = /^([a-z][a-z0-9_-]*):(primary|standby)$/;
 
 /** One failover per cluster at a time: the id is the cluster's, so a second start is refused by Temporal. */
 export function failoverWorkflowId(cluster: string): string {

@@ -2,15 +2,42 @@
 // restore, a failover's gates). Signals and updates both go through it: Temporal authorises per
 // namespace, not per handler, so who may approve is enforced here, inside the workflow, against
 // the worker's policy.
-import type { RestoreDecisionRequest, RestorePolicy } from '../types';
+
+/** Who may approve, configured on the worker: a restore cannot bring its own rules. */
+export interface ApprovalPolicy {
+  /** Names allowed to approve or reject; empty means anyone. */
+  approvers: string[];
+  /** When true the requester cannot approve their own restore. */
+  twoPersonRule: boolean;
+  approvalTimeout: string;
+}
+
+export interface DecisionRequest {
+  approver: string;
+  reason: string;
+}
+
+export interface Decision extends DecisionRequest {
+  decision: 'approve' | 'reject';
+  at: string;
+  via: 'signal' | 'update';
+}
+
+export interface IgnoredDecision {
+  decision: string;
+  /** The refused payload as JSON, cut to a bounded length. */
+  payload: string;
+  why: string;
+  at: string;
+}
 
 export type DecisionKind = 'approve' | 'reject';
 
 /** What the rule needs of a policy: a restore's, or a failover's (no approval timeout of its own here). */
-export type ApprovalPolicy = Pick<RestorePolicy, 'approvers' | 'twoPersonRule'> & Partial<RestorePolicy>;
+export type ApproverRule = Pick<ApprovalPolicy, 'approvers' | 'twoPersonRule'> & Partial<ApprovalPolicy>;
 
 export interface DecisionContext {
-  policy: ApprovalPolicy;
+  policy: ApproverRule;
   requestedBy: string;
   /** A decision already taken: the first one stands. */
   decided: boolean;
@@ -22,7 +49,7 @@ export interface DecisionContext {
   approversSetting?: string;
 }
 
-export type DecisionVerdict = { ok: true; request: RestoreDecisionRequest } | { ok: false; why: string };
+export type DecisionVerdict = { ok: true; request: DecisionRequest } | { ok: false; why: string };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
 
@@ -45,7 +72,7 @@ export function isOperatorName(name: unknown): name is string {
 }
 
 export function judgeDecision(kind: DecisionKind, payload: unknown, ctx: DecisionContext): DecisionVerdict {
-  const request = payload as Partial<RestoreDecisionRequest> | undefined;
+  const request = payload as Partial<DecisionRequest> | undefined;
   if (!request || typeof request !== 'object') return { ok: false, why: `${kind} needs {approver, reason}, got ${describePayload(payload)}` };
   const { reason } = request;
   if (!isOperatorName(request.approver)) {

@@ -4,9 +4,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseEnvFile } from 'dotenv';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { isDuration } from './duration';
-import type { RestorePolicy } from '../types';
+import type { ApprovalPolicy } from './approval';
 import { clusterVariable } from '../failover/contract';
 import { isOperatorName } from './approval';
+import { NAME_PATTERN } from './targets';
 
 export type Env = Record<string, string | undefined>;
 
@@ -92,7 +93,7 @@ export interface WorkerConfig {
   /** Where backup failures (and, if asked, successes) are POSTed as JSON. */
   notifyWebhookUrl?: string;
   openai: { apiKey?: string; baseUrl?: string };
-  restore: RestorePolicy;
+  restore: ApprovalPolicy;
   clusters: Record<string, ClusterConfig>;
   /** Where test restores go when a backup names no verify target: a server of their own, not production. */
   verifyTarget?: string;
@@ -249,7 +250,7 @@ function loadTargets(env: Env): Record<string, TargetConfig> {
     .filter(Boolean);
   const targets: Record<string, TargetConfig> = {};
   for (const name of names) {
-    if (!/^[a-z][a-z0-9_-]*$/.test(name)) {
+    if (!NAME_PATTERN.test(name)) {
       throw new ConfigError(`PGOPS_TARGETS: "${name}" is not a valid target name (lowercase letters, digits, _ and -)`);
     }
     targets[name] = parseTarget(env, name);
@@ -347,7 +348,7 @@ function approverNames(env: Env, variable: string): string[] {
 }
 
 /** Who may approve a guarded restore. Lives with the worker so a restore's input cannot loosen it. */
-function loadRestorePolicy(env: Env): RestorePolicy {
+function loadRestorePolicy(env: Env): ApprovalPolicy {
   const approvers = approverNames(env, 'PGOPS_RESTORE_APPROVERS');
   const approvalTimeout = optional(env, 'PGOPS_RESTORE_APPROVAL_TIMEOUT') ?? '24 hours';
   if (!isDuration(approvalTimeout)) {
@@ -473,7 +474,7 @@ function loadCluster(env: Env, name: string, targets: Record<string, TargetConfi
 function loadClusters(env: Env, targets: Record<string, TargetConfig>): Record<string, ClusterConfig> {
   const clusters: Record<string, ClusterConfig> = {};
   for (const name of (optional(env, 'PGOPS_CLUSTERS') ?? '').split(',').map((n) => n.trim()).filter(Boolean)) {
-    if (!/^[a-z][a-z0-9_-]*$/.test(name)) throw new ConfigError(`PGOPS_CLUSTERS: "${name}" is not a valid cluster name (lowercase letters, digits, _ and -)`);
+    if (!NAME_PATTERN.test(name)) throw new ConfigError(`PGOPS_CLUSTERS: "${name}" is not a valid cluster name (lowercase letters, digits, _ and -)`);
     // Backups of a cluster role ("main:primary") are catalogued under the cluster's name.
     if (targets[name]) throw new ConfigError(`PGOPS_CLUSTERS: "${name}" is also a target's name; a cluster's backup catalog would mix with that target's`);
     clusters[name] = loadCluster(env, name, targets);

@@ -2,7 +2,8 @@
 // extensions it uses, read from the catalogs at dump time, and checked against a target's server
 // by the restore plan before anything is created there.
 import type { Client } from 'pg';
-import type { BackupManifest, DatabaseRequirements, ServerLacks } from '../../types';
+import type { BackupManifest, DatabaseRequirements } from '../manifest';
+import type { ServerLacks } from '../../restore/contract';
 
 /**
  * pg_shdepend holds every owner and grantee of the database and its objects, except the

@@ -10,7 +10,8 @@ import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { WorkerConfig } from '../../shared/config';
-import type { BackupManifest, Compression, DataFile, DumpFormat } from '../../types';
+import type { Compression, DumpFormat } from '../contract';
+import type { BackupManifest, DataFile } from '../manifest';
 import { heartbeatWhile, killOnCancel } from '../../shared/heartbeat';
 import {
   DUMP_DIR,

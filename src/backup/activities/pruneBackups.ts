@@ -7,7 +7,7 @@ import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
 import { planRetention, resolveRetention, RetentionInvalid } from '../retention';
-import type { PruneResult, RetentionPolicy } from '../../types';
+import type { PruneResult, RetentionPolicy } from '../contract';
 import { DUMP_DIR, DUMP_FILE, MANIFEST_FILE, readStagedManifest } from '../stagedBackup';
 import { listCatalog } from '../manifest';
 import { RESTORE_WORKSPACE_PREFIX } from '../../restore/activities/fetchBackup';

@@ -2,7 +2,7 @@
 // default a real restore into a scratch database whose row counts must equal the manifest's.
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
-import type { VerificationResult, VerifyLevel } from '../../types';
+import type { VerificationResult, VerifyLevel } from '../contract';
 import { heartbeatWhile, killOnCancel, type Heartbeats } from '../../shared/heartbeat';
 import { assertStagedDumpIntact, requireStagedManifest } from '../stagedBackup';
 import { resolveTarget, withTarget } from '../../shared/postgres/connection';

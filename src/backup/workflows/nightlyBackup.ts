@@ -5,10 +5,11 @@ import type { VerifyInput } from '../activities/verifyByTestRestore';
 import type { Activities } from '../../activities';
 import { DEFAULT_COMPRESSION } from '../defaults';
 import { resolveRetention, RetentionInvalid } from '../retention';
-import { ROLE_TARGET } from '../../failover/contract';
+import { NAME_PATTERN, ROLE_TARGET } from '../../shared/targets';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../../shared/temporal/searchAttributes';
-import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult, UploadResult, VerificationResult } from '../../types';
-import { backupActivities, causeMessage, newBackupId, TARGET_NAME } from '../../shared/workflowCommon';
+import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult, UploadResult, VerificationResult } from '../contract';
+import { backupActivities, newBackupId } from './backupSteps';
+import { causeMessage } from '../../shared/temporal/causeMessage';
 
 export const backupProgressQuery = defineQuery<BackupProgress>('progress');
 
@@ -16,7 +17,7 @@ export const backupProgressQuery = defineQuery<BackupProgress>('progress');
 const UPLOAD_DURING_VERIFY = 'upload-during-verify';
 
 function validate(input: NightlyBackupInput): void {
-  if (!input || typeof input.target !== 'string' || !(TARGET_NAME.test(input.target) || ROLE_TARGET.test(input.target))) {
+  if (!input || typeof input.target !== 'string' || !(NAME_PATTERN.test(input.target) || ROLE_TARGET.test(input.target))) {
     throw ApplicationFailure.nonRetryable(
       `input.target must name a configured target (e.g. "primary") or a cluster role (e.g. "main:primary", "main:standby"), got ${JSON.stringify(input?.target)}`,
       'BadInput',

@@ -2,7 +2,7 @@
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
-import type { StorageProbe } from '../../types';
+import type { StorageProbe } from '../contract';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 
 export function roundTripActivities(config: WorkerConfig) {

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
-import type { ReplicationProbe, TargetProbe } from '../../types';
+import type { ReplicationProbe, TargetProbe } from '../contract';
 import { resolveTarget, withTarget } from '../../shared/postgres/connection';
 import { majorVersion, pgToolVersion } from '../../shared/postgres/pgTools';
 

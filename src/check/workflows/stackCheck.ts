@@ -2,7 +2,7 @@
 // so one down service does not hide the state of the others.
 import { ActivityFailure, ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import type { CheckRow, StackCheckInput, StackCheckReport } from '../../types';
+import type { CheckRow, StackCheckInput, StackCheckReport } from '../contract';
 
 const { probeTarget, confirmStandbyReplays, roundTripObject } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',

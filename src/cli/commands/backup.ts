@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { listCatalog } from '../../backup/manifest';
 import { createS3Client } from '../../shared/storage/s3Client';
 import { loadWorkerConfig } from '../../shared/config';
-import type { BackupProgress, DumpFormat, VerifyLevel } from '../../types';
+import type { BackupProgress, DumpFormat, VerifyLevel } from '../../backup/contract';
 import { backupProgress, startBackup } from '../../client/backups';
 import { formatTable } from '../format';
 import { followRun, megabytes, UsageError, withTemporal } from './common';

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { resolveTarget, withTarget } from '../../shared/postgres/connection';
 import { loadWorkerConfig } from '../../shared/config';
-import type { RestoreMode, RestorePlan, RestoreStatus } from '../../types';
+import type { RestoreMode, RestorePlan, RestoreStatus } from '../../restore/contract';
 import { formatTable } from '../format';
 import { decideRestore, DecisionRefused, restoreStatus, startRestore } from '../../client/restores';
 import { megabytes, operator, UsageError, withTemporal } from './common';

@@ -18,7 +18,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { EmbeddingInputInvalid, resolveEmbeddingBackfill } from '../defaults';
-import { causeMessage } from '../../shared/workflowCommon';
+import { causeMessage } from '../../shared/temporal/causeMessage';
 import type {
   EmbedBatchResult,
   EmbeddingBackfillCarry,

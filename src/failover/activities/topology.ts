@@ -5,7 +5,8 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, WorkerConfig } from '../../shared/config';
-import { ROLE_TARGET, type ClusterTopology, type ClusterView, type RecordedPrimary, type RoleResolution, type StandbyPosition } from '../contract';
+import { ROLE_TARGET } from '../../shared/targets';
+import type { ClusterTopology, ClusterView, RecordedPrimary, RoleResolution, StandbyPosition } from '../contract';
 import { resolveTarget } from '../../shared/postgres/connection';
 import { createS3Client, readObjectIfPresent, storageFailure } from '../../shared/storage/s3Client';
 import { resolveCluster } from './cluster';

@@ -28,12 +28,12 @@ import {
   type StepTiming,
 } from '../contract';
 import { judgeDecision } from '../../shared/approval';
-import { withWatchersPaused } from '../../shared/workflowCommon';
+import { withWatchersPaused } from './watchersPaused';
+import { NAME_PATTERN } from '../../shared/targets';
 
 export const failoverStatusQuery = defineQuery<FailoverStatus>('status');
 export const approveFailoverSignal = defineSignal<[FailoverApproval]>('approve');
 
-const CLUSTER_NAME = /^[a-z][a-z0-9_-]*$/;
 /** Refused approvals kept in status and result: enough to see who tried what, bounded for history's payload limit. */
 const MAX_REFUSED_APPROVALS = 20;
 
@@ -123,7 +123,7 @@ function causeMessage(err: unknown): string {
 }
 
 function validate(input: FailoverInput): void {
-  if (!input || typeof input.cluster !== 'string' || !CLUSTER_NAME.test(input.cluster)) {
+  if (!input || typeof input.cluster !== 'string' || !NAME_PATTERN.test(input.cluster)) {
     throw ApplicationFailure.nonRetryable(`input.cluster must name a configured cluster (e.g. "main"), got ${JSON.stringify(input?.cluster)}`, 'BadInput');
   }
   if (input.mode !== undefined && input.mode !== 'failover' && input.mode !== 'switchover') {

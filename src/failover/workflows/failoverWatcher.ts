@@ -31,10 +31,10 @@ import {
   type WatchState,
   type WatchVerdict,
 } from '../contract';
-import { causeMessage } from '../../shared/workflowCommon';
+import { causeMessage } from '../../shared/temporal/causeMessage';
 import { failoverPromotion } from './failoverPromotion';
+import { NAME_PATTERN } from '../../shared/targets';
 
-const CLUSTER_NAME = /^[a-z][a-z0-9_-]*$/;
 /** One round of watching; the activity returns earlier when a probe fails. */
 const WATCH_ROUND_MS = 10 * 60_000;
 const DEFAULT_PAUSE_MS = 60 * 60_000;
@@ -59,7 +59,7 @@ function validPause(pause: WatchPause): boolean {
 }
 
 export async function failoverWatcher(input: WatchInput): Promise<void> {
-  if (!input || typeof input.cluster !== 'string' || !CLUSTER_NAME.test(input.cluster)) {
+  if (!input || typeof input.cluster !== 'string' || !NAME_PATTERN.test(input.cluster)) {
     throw ApplicationFailure.nonRetryable(`input.cluster must name a configured cluster (e.g. "main"), got ${JSON.stringify(input?.cluster)}`, 'BadInput');
   }
   const state: WatchState = input.carried ?? {

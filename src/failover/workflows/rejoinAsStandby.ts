@@ -4,8 +4,8 @@
 import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { RejoinInput, RejoinResult, StepTiming } from '../contract';
+import { NAME_PATTERN } from '../../shared/targets';
 
-const NAME = /^[a-z][a-z0-9_-]*$/;
 
 const { rewindOrRebuild } = proxyActivities<Activities>({
   startToCloseTimeout: '6 hours',
@@ -20,7 +20,7 @@ const { startAsStandby, confirmStreaming } = proxyActivities<Activities>({
 
 export async function rejoinAsStandby(input: RejoinInput): Promise<RejoinResult> {
   for (const key of ['cluster', 'node', 'newPrimary'] as const) {
-    if (!input || typeof input[key] !== 'string' || !NAME.test(input[key])) {
+    if (!input || typeof input[key] !== 'string' || !NAME_PATTERN.test(input[key])) {
       throw ApplicationFailure.nonRetryable(`input.${key} must be a configured name, got ${JSON.stringify(input?.[key])}`, 'BadInput');
     }
   }

@@ -5,7 +5,9 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import type { TargetConfig, WorkerConfig } from '../../shared/config';
-import type { BackupManifest, RestoreMode, RestorePlan, RestorePolicy, StagingRestoreResult, SwapResult } from '../../types';
+import type { BackupManifest } from '../../backup/manifest';
+import type { RestoreMode, RestorePlan, StagingRestoreResult, SwapResult } from '../contract';
+import type { ApprovalPolicy } from '../../shared/approval';
 import { heartbeatWhile, killOnCancel } from '../../shared/heartbeat';
 import { ensureFetched, restoreWorkspace } from './fetchBackup';
 import { databasePropertyStatements } from './databaseProperties';
@@ -69,7 +71,7 @@ async function databaseExists(c: Client, name: string): Promise<boolean> {
 
 export function restoreActivities(config: WorkerConfig) {
   /** Who may approve, once the target is known to be configured: an unknown one fails before anything is fetched. */
-  async function restorePolicy(input: { target: string }): Promise<RestorePolicy> {
+  async function restorePolicy(input: { target: string }): Promise<ApprovalPolicy> {
     resolveTarget(config, input.target);
     return config.restore;
   }

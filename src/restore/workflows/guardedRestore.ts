@@ -24,27 +24,21 @@ import { isDuration } from '../../shared/duration';
 import { DEFAULT_COMPRESSION } from '../../backup/defaults';
 import { describePayload, isOperatorName, judgeDecision, type DecisionKind } from '../../shared/approval';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../../shared/temporal/searchAttributes';
-import type {
-  BackupManifest,
-  GuardedRestoreInput,
-  GuardedRestoreResult,
-  RestoreAudit,
-  RestoreDecisionRequest,
-  RestorePlan,
-  RestorePolicy,
-  RestoreStatus,
-  StagingRestoreResult,
-} from '../../types';
-import { ROLE_TARGET } from '../../failover/contract';
-import { backupActivities, causeMessage, newBackupId, TARGET_NAME, withWatchersPaused } from '../../shared/workflowCommon';
+import type { BackupManifest } from '../../backup/manifest';
+import type { GuardedRestoreInput, GuardedRestoreResult, RestoreAudit, RestorePlan, RestoreStatus, StagingRestoreResult } from '../contract';
+import type { DecisionRequest, ApprovalPolicy } from '../../shared/approval';
+import { NAME_PATTERN, ROLE_TARGET } from '../../shared/targets';
+import { backupActivities, newBackupId } from '../../backup/workflows/backupSteps';
+import { withWatchersPaused } from '../../failover/workflows/watchersPaused';
+import { causeMessage } from '../../shared/temporal/causeMessage';
 
 export const restoreStatusQuery = defineQuery<RestoreStatus>('status');
 export const restorePlanQuery = defineQuery<RestorePlan | undefined>('plan');
-export const approveSignal = defineSignal<[RestoreDecisionRequest]>('approve');
-export const rejectSignal = defineSignal<[RestoreDecisionRequest]>('reject');
+export const approveSignal = defineSignal<[DecisionRequest]>('approve');
+export const rejectSignal = defineSignal<[DecisionRequest]>('reject');
 /** The same decisions as updates: the caller learns at once whether theirs was accepted. */
-export const approveUpdate = defineUpdate<RestoreStatus, [RestoreDecisionRequest]>('approve');
-export const rejectUpdate = defineUpdate<RestoreStatus, [RestoreDecisionRequest]>('reject');
+export const approveUpdate = defineUpdate<RestoreStatus, [DecisionRequest]>('approve');
+export const rejectUpdate = defineUpdate<RestoreStatus, [DecisionRequest]>('reject');
 
 const MAX_IGNORED = 20;
 
@@ -81,7 +75,7 @@ function restoreSteps(heartbeatTimeout: string) {
 
 function validate(input: GuardedRestoreInput): void {
   const bad = (message: string) => ApplicationFailure.nonRetryable(message, 'BadInput');
-  if (!input || typeof input.target !== 'string' || !(TARGET_NAME.test(input.target) || ROLE_TARGET.test(input.target))) {
+  if (!input || typeof input.target !== 'string' || !(NAME_PATTERN.test(input.target) || ROLE_TARGET.test(input.target))) {
     throw bad(`input.target must name a configured target (e.g. "primary") or a cluster's primary (e.g. "main:primary"), got ${JSON.stringify(input?.target)}`);
   }
   if (ROLE_TARGET.exec(input.target)?.[2] === 'standby') {
@@ -90,7 +84,7 @@ function validate(input: GuardedRestoreInput): void {
   if (typeof input.backup !== 'string' || !/^(latest|[A-Za-z0-9._-]+)$/.test(input.backup)) {
     throw bad(`input.backup must be a backup id or "latest", got ${JSON.stringify(input.backup)}`);
   }
-  if (input.from !== undefined && !TARGET_NAME.test(input.from)) throw bad(`input.from must name a target, got ${JSON.stringify(input.from)}`);
+  if (input.from !== undefined && !NAME_PATTERN.test(input.from)) throw bad(`input.from must name a target, got ${JSON.stringify(input.from)}`);
   if (input.mode !== 'replace' && input.mode !== 'new-database') throw bad(`input.mode must be "replace" or "new-database", got ${JSON.stringify(input.mode)}`);
   if (input.mode === 'replace' && input.newDatabase !== undefined) throw bad('input.newDatabase only applies to mode "new-database"');
   if (!isOperatorName(input.requestedBy)) {
@@ -131,7 +125,7 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
   };
 
   const status: RestoreStatus = { stage: 'fetching', requestedBy: input.requestedBy, stagingReady: false, ignored: [] };
-  let policy: RestorePolicy | undefined;
+  let policy: ApprovalPolicy | undefined;
   setHandler(restoreStatusQuery, () => status);
   setHandler(restorePlanQuery, () => status.plan);
   installDecisionHandlers(status, () => policy);
@@ -295,7 +289,7 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
 }
 
 /** Approve/reject by signal (recorded and ignored when refused) and by update (refused at once). */
-function installDecisionHandlers(status: RestoreStatus, policy: () => RestorePolicy | undefined): void {
+function installDecisionHandlers(status: RestoreStatus, policy: () => ApprovalPolicy | undefined): void {
   const judge = (kind: DecisionKind, payload: unknown) => {
     const current = policy();
     if (!current) return { ok: false as const, why: `${kind}: the restore has not loaded its approval policy yet` };

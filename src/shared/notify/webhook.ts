@@ -1,7 +1,7 @@
 // POSTs a backup's outcome as JSON to the configured webhook (PGOPS_NOTIFY_WEBHOOK_URL).
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../config';
-import type { BackupNotification } from '../../types';
+import type { BackupNotification } from '../../backup/contract';
 
 export function webhookActivities(config: WorkerConfig) {
   async function notifyWebhook(notification: BackupNotification): Promise<{ delivered: boolean; status?: number }> {

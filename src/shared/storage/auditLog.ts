@@ -5,7 +5,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../config';
-import type { RestoreAudit } from '../../types';
+import type { RestoreAudit } from '../../restore/contract';
 import { createS3Client, readObjectIfPresent, storageFailure } from './s3Client';
 
 const CONFLICT_RETRIES = 10;

@@ -1,11 +1,8 @@
-// What more than one workflow needs: the backup activities with their timeouts, backup ids,
-// and how to tell an operator why a step failed.
+// The backup steps as a workflow calls them, with their timeouts and retries: nightlyBackup runs
+// them all, and guardedRestore takes its safety snapshot with the same dump and upload.
 import type { Duration } from '@temporalio/common';
-import { ActivityFailure, CancellationScope, getExternalWorkflowHandle, proxyActivities, uuid4, workflowInfo } from '@temporalio/workflow';
-import { pauseWatchSignal, resumeWatchSignal, watcherWorkflowId } from '../failover/contract';
-import type { Activities } from '../activities';
-
-export const TARGET_NAME = /^[a-z][a-z0-9_-]*$/;
+import { proxyActivities, uuid4 } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
 
 /**
  * Dump and test restore of a few GB take minutes; at 100× they take hours, so start-to-close is
@@ -41,24 +38,4 @@ export function backupActivities(heartbeatTimeout: Duration, options: { verifyTa
 export function newBackupId(target: string): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   return `${target}-${stamp}-${uuid4().slice(0, 6)}`;
-}
-
-export function causeMessage(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * Runs `work` with the failover watchers of `clusters` paused (held by this run, at most `forMs`),
- * and lifts the pause however `work` ends. A cluster with no watcher running is skipped.
- */
-export async function withWatchersPaused<T>(clusters: string[], reason: string, forMs: number, work: () => Promise<T>): Promise<T> {
-  const holder = `${workflowInfo().workflowId}/${workflowInfo().runId}`;
-  const watchers = clusters.map((cluster) => getExternalWorkflowHandle(watcherWorkflowId(cluster)));
-  await Promise.all(watchers.map((w) => w.signal(pauseWatchSignal, { by: holder, reason, forMs }).catch(() => undefined)));
-  try {
-    return await work();
-  } finally {
-    await CancellationScope.nonCancellable(() => Promise.all(watchers.map((w) => w.signal(resumeWatchSignal, { by: holder }).catch(() => undefined))));
-  }
 }
