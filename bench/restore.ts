@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import execa from 'execa';
 import { withTarget } from '../src/shared/postgres/connection';
 import { libpqEnv } from '../src/shared/postgres/pgTools';
-import { connectClient, restoreStatus, startBackup, startRestore } from '../src/client';
+import { connectClient, decideRestore, restoreStatus, startBackup, startRestore } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/shared/config';
 import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { stackEnv } from '../test/support/stack';
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     const started = Date.now();
     const handle = await startRestore(client, { taskQueue }, { target: 'bench', backup: backup.backupId, mode: 'replace', requestedBy: 'bench', jobs: 2 });
     while ((await restoreStatus(client, handle.workflowId)).stage !== 'awaiting-approval') await new Promise((r) => setTimeout(r, 100));
-    await handle.signal('approve', { approver: 'bench-approver', reason: 'benchmark' });
+    await decideRestore(client, handle.workflowId, 'approve', { approver: 'bench-approver', reason: 'benchmark' });
     const result = await handle.result();
     const total = seconds(started);
     const restoreCpu = meter.stop();

@@ -7,7 +7,7 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import execa from 'execa';
-import { approveFailover, failoverStatus, startFailover, startRejoin } from '../src/client';
+import { approveFailover, decideFailover, failoverStatus, startFailover, startRejoin } from '../src/client';
 import { clusterVariable } from '../src/shared/config';
 import { createReplicaCluster, type NodeName, type ReplicaCluster } from './support/replicaCluster';
 import { withWorker } from './support/stack';
@@ -150,6 +150,8 @@ describe('failover and rejoin as root in directories the database OS user owns',
       // Sent before any gate waits: it must not pass the approval, lag or fencing gates later.
       await approveFailover(handle, { operator: 'carol', forcePromotion: true, fencingConfirmed: true, note: 'approving ahead' });
       await waitUntil('the approval gate', async () => (await failoverStatus(handle)).waitingFor === 'approval', 60_000);
+      // The same rule as an update: refused at once, with the reason, and nothing recorded.
+      await expect(decideFailover(handle, { operator: 'mallory', note: 'not on the list' })).rejects.toThrow(/not in the approvers allowed by the worker's PGOPS_CLUSTER_/);
       await approveFailover(handle, { operator: 'mallory', note: 'not on the list' });
       await approveFailover(handle, { operator: 'dave' });
       await waitUntil('the refusals', async () => (await failoverStatus(handle)).refusedApprovals.length === 3);

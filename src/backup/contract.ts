@@ -1,3 +1,4 @@
+import { defineQuery } from '@temporalio/workflow';
 import type { BackupManifest } from './manifest';
 import type { TargetName } from '../shared/targets';
 
@@ -107,3 +108,14 @@ export interface BackupNotification {
   location?: string;
   sizeBytes?: number;
 }
+
+// ---------------------------------------------------------------- messages
+
+export const backupProgressQuery = defineQuery<BackupProgress>('progress');
+
+// ---------------------------------------------------------------- workflow types
+// The names the worker registers (src/workflows.ts exports a function of each name with this
+// signature; test/contracts.test.ts holds them together) and the clients start.
+
+export const NIGHTLY_BACKUP_WORKFLOW = 'nightlyBackup';
+export type NightlyBackupWorkflow = (input: NightlyBackupInput) => Promise<NightlyBackupResult>;

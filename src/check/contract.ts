@@ -42,3 +42,10 @@ export interface StorageProbe {
   bytes: number;
   roundTripMs: number;
 }
+
+// ---------------------------------------------------------------- workflow types
+// The names the worker registers (src/workflows.ts exports a function of each name with this
+// signature; test/contracts.test.ts holds them together) and the clients start.
+
+export const STACK_CHECK_WORKFLOW = 'stackCheck';
+export type StackCheckWorkflow = (input?: StackCheckInput) => Promise<StackCheckReport>;

@@ -2,7 +2,6 @@
 import { ConfigError } from '../shared/config';
 import { SeedRefused } from '../db/seed';
 import { TemporalUnreachable } from '../shared/temporal/connection';
-import { runWorkerProcess } from '../worker';
 import { backfillCommand } from './commands/backfill';
 import { backupNowCommand, backupsListCommand } from './commands/backup';
 import { checkCommand } from './commands/check';
@@ -78,7 +77,8 @@ async function main([command, ...args]: string[]): Promise<number> {
     case 'seed':
       return seedCommand(args);
     case 'worker':
-      runWorkerProcess();
+      // Loaded only here: every other command is a client and needs none of the activities.
+      (await import('../worker.js')).runWorkerProcess();
       return new Promise(() => undefined); // the worker exits the process itself
     case undefined:
     case 'help':

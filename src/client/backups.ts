@@ -1,8 +1,8 @@
 // Starting, watching and scheduling backups, for the CLI and the app.
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
 import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
-import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../backup/contract';
-import { progressWithHeartbeats } from '../cli/progress';
+import { backupProgressQuery, NIGHTLY_BACKUP_WORKFLOW, type BackupProgress, type NightlyBackupInput, type NightlyBackupWorkflow } from '../backup/contract';
+import { progressWithHeartbeats } from './progress';
 
 export function backupScheduleId(target: string): string {
   return `nightly-backup-${target}`;
@@ -12,8 +12,8 @@ export async function startBackup(
   client: Client,
   options: { taskQueue: string; workflowId?: string },
   input: NightlyBackupInput,
-): Promise<WorkflowHandle<(input: NightlyBackupInput) => Promise<NightlyBackupResult>>> {
-  return client.workflow.start('nightlyBackup', {
+): Promise<WorkflowHandle<NightlyBackupWorkflow>> {
+  return client.workflow.start<NightlyBackupWorkflow>(NIGHTLY_BACKUP_WORKFLOW, {
     taskQueue: options.taskQueue,
     workflowId: options.workflowId ?? `backup-${input.target}-${new Date().toISOString().replace(/[-:.]/g, '')}`,
     args: [input],
@@ -22,11 +22,11 @@ export async function startBackup(
 }
 
 /**
- * The workflow's `progress` query gives the stage; the running activity's latest heartbeat
+ * The workflow's progress query gives the stage; the running activity's latest heartbeat
  * gives live byte counts without adding an event to history per progress tick.
  */
 export function backupProgress(handle: WorkflowHandle): Promise<BackupProgress> {
-  return progressWithHeartbeats<BackupProgress, BackupProgress>(handle, (progress, details) => {
+  return progressWithHeartbeats<BackupProgress, BackupProgress>(handle, backupProgressQuery, (progress, details) => {
     if (details.dumpedBytes !== undefined && progress.stage === 'dump') progress.dumpedBytes = details.dumpedBytes;
     // The data uploads while the test restore runs (stage verify), and the manifest after it.
     if (details.uploadedBytes !== undefined && (progress.stage === 'verify' || progress.stage === 'upload')) progress.uploadedBytes = details.uploadedBytes;
@@ -49,7 +49,7 @@ function scheduleSpec(options: ScheduleOptions) {
     spec: { calendars: [{ hour: Number(match[1]), minute: Number(match[2]) }], timezone: options.timezone },
     action: {
       type: 'startWorkflow' as const,
-      workflowType: 'nightlyBackup',
+      workflowType: NIGHTLY_BACKUP_WORKFLOW,
       taskQueue: options.taskQueue,
       workflowId: backupScheduleId(options.target),
       args: [{ ...options.input, target: options.target }],

@@ -3,11 +3,19 @@
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { ClientBase } from 'pg';
 import { embeddingBackfillId, identifier, resolveEmbeddingBackfill } from '../embeddings/defaults';
-import type { EmbedBatchResult, EmbeddingBackfillInput, EmbeddingBackfillResult, EmbeddingProgress } from '../embeddings/contract';
+import {
+  EMBEDDING_BACKFILL_WORKFLOW,
+  embeddingProgressQuery,
+  pauseEmbeddingSignal,
+  resumeEmbeddingSignal,
+  type EmbedBatchResult,
+  type EmbeddingBackfillInput,
+  type EmbeddingBackfillWorkflow,
+  type EmbeddingProgress,
+} from '../embeddings/contract';
 import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
-import { progressWithHeartbeats } from '../cli/progress';
+import { progressWithHeartbeats } from './progress';
 
-type EmbeddingBackfillWorkflow = (input: EmbeddingBackfillInput) => Promise<EmbeddingBackfillResult>;
 export type EmbeddingBackfillHandle = WorkflowHandle<EmbeddingBackfillWorkflow>;
 
 export { embeddingBackfillId, EmbeddingInputInvalid } from '../embeddings/defaults';
@@ -23,7 +31,7 @@ export async function startEmbeddingBackfill(
   input: EmbeddingBackfillInput = {},
 ): Promise<WorkflowHandleWithFirstExecutionRunId<EmbeddingBackfillWorkflow>> {
   const spec = resolveEmbeddingBackfill(input);
-  return client.workflow.start('embeddingBackfill', {
+  return client.workflow.start<EmbeddingBackfillWorkflow>(EMBEDDING_BACKFILL_WORKFLOW, {
     taskQueue: options.taskQueue,
     workflowId: options.workflowId ?? embeddingBackfillId(spec),
     workflowIdConflictPolicy: 'USE_EXISTING',
@@ -38,17 +46,17 @@ export function embeddingBackfillHandle(client: Client, input: EmbeddingBackfill
 
 /** The workflow's progress, plus what the batches in flight have embedded so far (from their heartbeats). */
 export function embeddingProgress(handle: WorkflowHandle): Promise<EmbeddingProgress> {
-  return progressWithHeartbeats<EmbeddingProgress, EmbedBatchResult>(handle, (progress, details) => {
+  return progressWithHeartbeats<EmbeddingProgress, EmbedBatchResult>(handle, embeddingProgressQuery, (progress, details) => {
     progress.done += details.embedded ?? 0;
   });
 }
 
 export async function pauseEmbeddingBackfill(handle: WorkflowHandle): Promise<void> {
-  await handle.signal('pause');
+  await handle.signal(pauseEmbeddingSignal);
 }
 
 export async function resumeEmbeddingBackfill(handle: WorkflowHandle): Promise<void> {
-  await handle.signal('resume');
+  await handle.signal(resumeEmbeddingSignal);
 }
 
 export interface SimilarQuestion {

@@ -1,6 +1,6 @@
 // The typed client library the game's app and the pgops CLI use to start pgops workflows.
 import type { Client } from '@temporalio/client';
-import type { StackCheckInput, StackCheckReport } from '../check/contract';
+import { STACK_CHECK_WORKFLOW, type StackCheckInput, type StackCheckReport, type StackCheckWorkflow } from '../check/contract';
 
 export { connectClient, TemporalUnreachable } from '../shared/temporal/connection';
 export { loadTemporalConfig } from '../shared/config';
@@ -20,7 +20,7 @@ export interface StartOptions {
 
 /** Runs stackCheck and waits for its report. */
 export async function runStackCheck(client: Client, options: StartOptions, input: StackCheckInput = {}): Promise<StackCheckReport> {
-  return client.workflow.execute('stackCheck', {
+  return client.workflow.execute<StackCheckWorkflow>(STACK_CHECK_WORKFLOW, {
     taskQueue: options.taskQueue,
     workflowId: options.workflowId ?? `stack-check-${Date.now()}`,
     args: [input],
@@ -28,8 +28,9 @@ export async function runStackCheck(client: Client, options: StartOptions, input
   });
 }
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
-export { startRestore, restoreStatus, restorePlan, decideRestore, DecisionRefused } from './restores';
-export { startFailover, failoverHandle, failoverStatus, approveFailover, startRejoin, startWatcher, watcherHandle, watchStatus, pauseWatcher, resumeWatcher } from './failovers';
+export { startRestore, restoreStatus, restorePlan, decideRestore } from './restores';
+export { DecisionRefused } from './decisions';
+export { startFailover, failoverHandle, failoverStatus, approveFailover, decideFailover, startRejoin, startWatcher, watcherHandle, watchStatus, pauseWatcher, resumeWatcher } from './failovers';
 export { failoverWorkflowId, watcherWorkflowId } from '../failover/contract';
 export {
   startEmbeddingBackfill,

@@ -1,11 +1,12 @@
 // Starting, watching and deciding guarded restores, for the CLI and for operators' own tooling.
-import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { refusedAsDecisionRefused } from './decisions';
 import { isOperatorName } from '../shared/approval';
 import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
-import type { GuardedRestoreInput, GuardedRestoreResult, RestorePlan, RestoreStatus } from '../restore/contract';
+import { approveUpdate, GUARDED_RESTORE_WORKFLOW, rejectUpdate, restorePlanQuery, restoreStatusQuery, type GuardedRestoreInput, type GuardedRestoreWorkflow, type RestorePlan, type RestoreStatus } from '../restore/contract';
 import type { DecisionRequest } from '../shared/approval';
 
-export type RestoreHandle = WorkflowHandle<(input: GuardedRestoreInput) => Promise<GuardedRestoreResult>>;
+export type RestoreHandle = WorkflowHandle<GuardedRestoreWorkflow>;
 
 export async function startRestore(
   client: Client,
@@ -16,7 +17,7 @@ export async function startRestore(
   if (!isOperatorName(input.requestedBy)) {
     throw new Error(`requestedBy ${JSON.stringify(input.requestedBy)} is not an operator name (letters, digits, . _ @ + -): pass --as NAME or set PGOPS_OPERATOR`);
   }
-  return client.workflow.start('guardedRestore', {
+  return client.workflow.start<GuardedRestoreWorkflow>(GUARDED_RESTORE_WORKFLOW, {
     taskQueue: options.taskQueue,
     workflowId: options.workflowId ?? `restore-${input.target}-${new Date().toISOString().replace(/[-:.]/g, '')}`,
     args: [input],
@@ -25,17 +26,13 @@ export async function startRestore(
 }
 
 export function restoreStatus(client: Client, workflowId: string): Promise<RestoreStatus> {
-  return client.workflow.getHandle(workflowId).query<RestoreStatus>('status');
+  return client.workflow.getHandle(workflowId).query(restoreStatusQuery);
 }
 
 export function restorePlan(client: Client, workflowId: string): Promise<RestorePlan | undefined> {
-  return client.workflow.getHandle(workflowId).query<RestorePlan | undefined>('plan');
+  return client.workflow.getHandle(workflowId).query(restorePlanQuery);
 }
 
-/** Why a decision was refused, as the workflow's decision rule put it. */
-export class DecisionRefused extends Error {
-  override name = 'DecisionRefused';
-}
 
 /**
  * Sends an approve/reject as a Workflow Update: the workflow's validator answers at once, and a
@@ -47,10 +44,5 @@ export async function decideRestore(
   decision: 'approve' | 'reject',
   request: DecisionRequest,
 ): Promise<RestoreStatus> {
-  try {
-    return await client.workflow.getHandle(workflowId).executeUpdate<RestoreStatus, [DecisionRequest]>(decision, { args: [request] });
-  } catch (err) {
-    if (err instanceof WorkflowUpdateFailedError) throw new DecisionRefused(err.cause?.message ?? err.message);
-    throw err;
-  }
+  return refusedAsDecisionRefused(client.workflow.getHandle(workflowId).executeUpdate(decision === 'approve' ? approveUpdate : rejectUpdate, { args: [request] }));
 }

@@ -1,5 +1,6 @@
 // Types of the embedding backfill, shared by its workflow, activities and clients. Workflows
 // import these as types only.
+import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { TargetName } from '../shared/targets';
 
 /** One condition of a backfill's row filter; conditions are ANDed. Values travel as parameters, never as SQL. */
@@ -177,3 +178,16 @@ export interface EmbeddingBackfillResult {
   progress: EmbeddingProgress;
   indexBuilt?: { name: string; ms: number };
 }
+
+// ---------------------------------------------------------------- messages
+
+export const embeddingProgressQuery = defineQuery<EmbeddingProgress>('progress');
+export const pauseEmbeddingSignal = defineSignal('pause');
+export const resumeEmbeddingSignal = defineSignal('resume');
+
+// ---------------------------------------------------------------- workflow types
+// The names the worker registers (src/workflows.ts exports a function of each name with this
+// signature; test/contracts.test.ts holds them together) and the clients start.
+
+export const EMBEDDING_BACKFILL_WORKFLOW = 'embeddingBackfill';
+export type EmbeddingBackfillWorkflow = (input: EmbeddingBackfillInput, carry?: EmbeddingBackfillCarry) => Promise<EmbeddingBackfillResult>;

@@ -1,6 +1,6 @@
 // The failover contract shared by workflows, activities and clients: types, workflow ids, and the
 // watcher's query and signals (both the watcher and the runs that pause it import them from here).
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { FailoverPolicy } from '../shared/config';
 import type { TargetName } from '../shared/targets';
 
@@ -318,3 +318,22 @@ export interface RejoinResult {
   receiverStatus: string;
   steps: StepTiming[];
 }
+
+// ---------------------------------------------------------------- messages
+
+export const failoverStatusQuery = defineQuery<FailoverStatus>('status');
+export const approveFailoverSignal = defineSignal<[FailoverApproval]>('approve');
+export const approveFailoverUpdate = defineUpdate<FailoverStatus, [FailoverApproval]>('approve');
+
+// ---------------------------------------------------------------- workflow types
+// The names the worker registers (src/workflows.ts exports a function of each name with this
+// signature; test/contracts.test.ts holds them together) and the clients start.
+
+export const FAILOVER_PROMOTION_WORKFLOW = 'failoverPromotion';
+export type FailoverPromotionWorkflow = (input: FailoverInput) => Promise<FailoverResult>;
+
+export const FAILOVER_WATCHER_WORKFLOW = 'failoverWatcher';
+export type FailoverWatcherWorkflow = (input: WatchInput) => Promise<void>;
+
+export const REJOIN_AS_STANDBY_WORKFLOW = 'rejoinAsStandby';
+export type RejoinAsStandbyWorkflow = (input: RejoinInput) => Promise<RejoinResult>;

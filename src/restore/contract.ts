@@ -1,5 +1,6 @@
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { BackupManifest } from '../backup/manifest';
-import type { IgnoredDecision, Decision } from '../shared/approval';
+import type { Decision, DecisionRequest, IgnoredDecision } from '../shared/approval';
 import type { TargetName } from '../shared/targets';
 
 /** What the target's server lacks for a backup, found by the plan before anything is created. */
@@ -137,3 +138,19 @@ export interface GuardedRestoreResult extends RestoreAudit {
   /** What the operator should do next, e.g. drop the pre-restore database when satisfied. */
   reminder?: string;
 }
+
+// ---------------------------------------------------------------- messages
+
+export const restoreStatusQuery = defineQuery<RestoreStatus>('status');
+export const restorePlanQuery = defineQuery<RestorePlan | undefined>('plan');
+export const approveSignal = defineSignal<[DecisionRequest]>('approve');
+export const rejectSignal = defineSignal<[DecisionRequest]>('reject');
+export const approveUpdate = defineUpdate<RestoreStatus, [DecisionRequest]>('approve');
+export const rejectUpdate = defineUpdate<RestoreStatus, [DecisionRequest]>('reject');
+
+// ---------------------------------------------------------------- workflow types
+// The names the worker registers (src/workflows.ts exports a function of each name with this
+// signature; test/contracts.test.ts holds them together) and the clients start.
+
+export const GUARDED_RESTORE_WORKFLOW = 'guardedRestore';
+export type GuardedRestoreWorkflow = (input: GuardedRestoreInput) => Promise<GuardedRestoreResult>;

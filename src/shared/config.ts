@@ -243,7 +243,8 @@ function loadServerControl(env: Env, name: string): ServerControl | undefined {
   return { dataDir, osUser };
 }
 
-function loadTargets(env: Env): Record<string, TargetConfig> {
+/** The targets alone, for commands that only connect (migrate, seed, restore cleanup). */
+export function loadTargets(env: Env = environment()): Record<string, TargetConfig> {
   const names = required(env, 'PGOPS_TARGETS', 'comma-separated names of the database targets (e.g. primary,standby)')
     .split(',')
     .map((name) => name.trim())
@@ -258,7 +259,8 @@ function loadTargets(env: Env): Record<string, TargetConfig> {
   return targets;
 }
 
-function loadS3(env: Env): S3Config {
+/** The bucket alone, for commands that only read the catalog (backups list). */
+export function loadS3(env: Env = environment()): S3Config {
   const endpoint = optional(env, 'PGOPS_S3_ENDPOINT');
   if (endpoint !== undefined && !/^https?:\/\/[^/]+/.test(endpoint)) {
     throw new ConfigError(`PGOPS_S3_ENDPOINT=${endpoint} is not an http(s) URL`);

@@ -1,6 +1,6 @@
 // nightlyBackup: the runbook that replaces `pg_dump | gzip` in cron. A backup counts only once
 // it has been restored: dump → verify (test restore) → upload → prune, and a webhook on failure.
-import { ApplicationFailure, defineQuery, patched, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { VerifyInput } from '../activities/verifyByTestRestore';
 import type { Activities } from '../../activities';
 import { DEFAULT_COMPRESSION } from '../defaults';
@@ -10,8 +10,8 @@ import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../../shared/temporal/searchAttri
 import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBackupResult, UploadResult, VerificationResult } from '../contract';
 import { backupActivities, newBackupId } from './backupSteps';
 import { causeMessage } from '../../shared/temporal/causeMessage';
+import { backupProgressQuery } from '../contract';
 
-export const backupProgressQuery = defineQuery<BackupProgress>('progress');
 
 /** Runs that began before the upload overlapped the test restore replay the old order. */
 const UPLOAD_DURING_VERIFY = 'upload-during-verify';

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { listCatalog } from '../../backup/manifest';
 import { createS3Client } from '../../shared/storage/s3Client';
-import { loadWorkerConfig } from '../../shared/config';
+import { loadS3 } from '../../shared/config';
 import type { BackupProgress, DumpFormat, VerifyLevel } from '../../backup/contract';
 import { backupProgress, startBackup } from '../../client/backups';
 import { formatTable } from '../format';
@@ -54,14 +54,14 @@ export async function backupNowCommand(args: string[]): Promise<number> {
 
 export async function backupsListCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { target: { type: 'string' } } });
-  const config = loadWorkerConfig();
-  const s3 = createS3Client(config.s3);
+  const config = loadS3();
+  const s3 = createS3Client(config);
   try {
-    const catalog = await listCatalog(s3, config.s3, values.target);
+    const catalog = await listCatalog(s3, config, values.target);
     console.log(
       formatTable(
         ['backup id', 'finished', 'size', 'verified', 'location'],
-        catalog.map((c) => [c.backupId, c.finishedAt, megabytes(c.sizeBytes), c.verified ? 'yes' : 'no', `s3://${config.s3.bucket}/${c.dumpKey}`]),
+        catalog.map((c) => [c.backupId, c.finishedAt, megabytes(c.sizeBytes), c.verified ? 'yes' : 'no', `s3://${config.bucket}/${c.dumpKey}`]),
       ),
     );
     return 0;

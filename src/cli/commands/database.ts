@@ -2,13 +2,13 @@
 import { parseArgs } from 'node:util';
 import type { Client as PgClient } from 'pg';
 import { resolveTarget, withTarget as withTargetConfig } from '../../shared/postgres/connection';
-import { loadWorkerConfig } from '../../shared/config';
+import { loadTargets } from '../../shared/config';
 import { migrate } from '../../db/migrate';
 import { seed } from '../../db/seed';
 import { UsageError } from './common';
 
 function withTarget<T>(targetName: string, work: (client: PgClient) => Promise<T>): Promise<T> {
-  return withTargetConfig(resolveTarget(loadWorkerConfig(), targetName), work);
+  return withTargetConfig(resolveTarget({ targets: loadTargets() }, targetName), work);
 }
 
 export async function migrateCommand(args: string[]): Promise<number> {

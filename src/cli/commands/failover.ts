@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import type { FailoverMode, FailoverResult, FailoverStatus, WatchState } from '../../failover/contract';
 import { isDuration } from '../../shared/duration';
 import { msToNumber } from '@temporalio/common/lib/time';
-import { approveFailover, failoverHandle, failoverStatus, pauseWatcher, resumeWatcher, startFailover, startRejoin, startWatcher, watcherHandle, watchStatus } from '../../client/failovers';
+import { decideFailover, failoverHandle, failoverStatus, pauseWatcher, resumeWatcher, startFailover, startRejoin, startWatcher, watcherHandle, watchStatus } from '../../client/failovers';
+import { DecisionRefused } from '../../client/decisions';
 import { formatTable } from '../format';
 import { operator, printOutcome, UsageError, withTemporal } from './common';
 
@@ -120,9 +121,17 @@ export async function failoverCommand(args: string[]): Promise<number> {
     }
     if (sub === 'approve') {
       if (!values.note?.trim()) throw new UsageError('failover approve needs --note TEXT: the reason is recorded with the approval, which is refused without one');
-      await approveFailover(handle, { operator: operator(values.as), forcePromotion: values.force, fencingConfirmed: values['fencing-confirmed'], note: values.note });
-      console.log(`approval sent to ${handle.workflowId}; it counts only for the gate waiting now (pgops failover status shows it, or why it was refused)`);
-      return 0;
+      try {
+        const status = await decideFailover(handle, { operator: operator(values.as), forcePromotion: values.force, fencingConfirmed: values['fencing-confirmed'], note: values.note });
+        console.log(`approval accepted by ${handle.workflowId} (now ${status.stage}); it counts only for the gate that was waiting`);
+        return 0;
+      } catch (err) {
+        if (err instanceof DecisionRefused) {
+          console.error(`pgops: approve refused: ${err.message}`);
+          return 1;
+        }
+        throw err;
+      }
     }
     throw new UsageError(`failover needs start, status, approve or watch, got ${sub ?? 'nothing'}`);
   });

@@ -2,10 +2,11 @@
 import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { resolveTarget, withTarget } from '../../shared/postgres/connection';
-import { loadWorkerConfig } from '../../shared/config';
+import { loadTargets } from '../../shared/config';
 import type { RestoreMode, RestorePlan, RestoreStatus } from '../../restore/contract';
 import { formatTable } from '../format';
-import { decideRestore, DecisionRefused, restoreStatus, startRestore } from '../../client/restores';
+import { DecisionRefused } from '../../client/decisions';
+import { decideRestore, restoreStatus, startRestore } from '../../client/restores';
 import { megabytes, operator, UsageError, withTemporal } from './common';
 
 const PRE_RESTORE = /_pre_restore_\d{14}$/;
@@ -105,7 +106,7 @@ async function decideCommand(decision: 'approve' | 'reject', args: string[]): Pr
 /** Lists the databases earlier restores set aside; drops one only when named exactly. */
 async function cleanupCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { target: { type: 'string', default: 'primary' }, database: { type: 'string' } } });
-  const target = resolveTarget(loadWorkerConfig(), values.target!);
+  const target = resolveTarget({ targets: loadTargets() }, values.target!);
   return withTarget({ ...target, database: 'postgres' }, async (c) => {
     const { rows } = await c.query<{ name: string; size: string }>(
       `SELECT datname AS name, pg_database_size(datname) AS size FROM pg_database WHERE datname LIKE '%\\_pre\\_restore\\_%' ORDER BY 1`,

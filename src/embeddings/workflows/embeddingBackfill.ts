@@ -8,8 +8,6 @@ import {
   condition,
   ContinueAsNew,
   continueAsNew,
-  defineQuery,
-  defineSignal,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -28,10 +26,8 @@ import type {
   EmbeddingBatchPlan,
   EmbeddingProgress,
 } from '../contract';
+import { embeddingProgressQuery, pauseEmbeddingSignal, resumeEmbeddingSignal } from '../contract';
 
-export const embeddingProgressQuery = defineQuery<EmbeddingProgress>('progress');
-export const pauseEmbeddingSignal = defineSignal('pause');
-export const resumeEmbeddingSignal = defineSignal('resume');
 
 /** A pass over the table finds rows edited while the previous one ran; under endless edits, stop after this many. */
 const MAX_PASSES = 5;

@@ -7,8 +7,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  defineQuery,
-  defineSignal,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -28,11 +26,11 @@ import {
   type StepTiming,
 } from '../contract';
 import { judgeDecision } from '../../shared/approval';
+import { installDecisionHandlers, type GateVerdict } from '../../shared/approvalGate';
 import { withWatchersPaused } from './watchersPaused';
 import { NAME_PATTERN } from '../../shared/targets';
+import { failoverStatusQuery, approveFailoverSignal, approveFailoverUpdate } from '../contract';
 
-export const failoverStatusQuery = defineQuery<FailoverStatus>('status');
-export const approveFailoverSignal = defineSignal<[FailoverApproval]>('approve');
 
 /** Refused approvals kept in status and result: enough to see who tried what, bounded for history's payload limit. */
 const MAX_REFUSED_APPROVALS = 20;
@@ -46,14 +44,12 @@ const GATE_FLAG: Record<Gate, 'forcePromotion' | 'fencingConfirmed' | undefined>
   'fencing-confirmation': 'fencingConfirmed',
 };
 
-type ApprovalVerdict = { ok: true; approval: FailoverApproval } | { ok: false; why: string };
-
 /**
  * The restores' rule (valid name, a reason, the cluster's allow-list, only while waiting), plus:
  * an approval answers the gate waiting when it arrives, and only with that gate's flag. It is
  * recorded with that flag alone, so it can never pass a later gate nobody looked at.
  */
-function judgeApproval(payload: unknown, view: ClusterView, mode: string, gate: { waitingFor: Gate; accepted?: FailoverApproval } | undefined): ApprovalVerdict {
+function judgeApproval(payload: unknown, view: ClusterView, mode: string, gate: { waitingFor: Gate; accepted?: FailoverApproval } | undefined): GateVerdict<FailoverApproval> {
   const approval = (payload && typeof payload === 'object' ? payload : {}) as Partial<FailoverApproval>;
   const verdict = judgeDecision('approve', { approver: approval.operator, reason: approval.note }, {
     policy: { approvers: view.policy.approvers ?? [], twoPersonRule: false },
@@ -68,7 +64,7 @@ function judgeApproval(payload: unknown, view: ClusterView, mode: string, gate: 
   if (flag && approval[flag] !== true) {
     return { ok: false, why: `approve by ${verdict.request.approver}: ${mode} of ${view.cluster} waits for ${gate!.waitingFor}, which needs ${flag}: true` };
   }
-  return { ok: true, approval: { operator: verdict.request.approver, note: verdict.request.reason, ...(flag ? { [flag]: true } : {}) } };
+  return { ok: true, accepted: { operator: verdict.request.approver, note: verdict.request.reason, ...(flag ? { [flag]: true } : {}) } };
 }
 
 /** Timeouts follow the cluster's policy: a probe window of minutes must not be cut short. */
@@ -165,13 +161,16 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
 
   // The gate an arriving approval answers; none between gates, so early approvals count for nothing.
   let gate: { waitingFor: Gate; accepted?: FailoverApproval } | undefined;
-  setHandler(approveFailoverSignal, (payload) => {
-    const verdict = judgeApproval(payload, view, mode, gate);
-    if (verdict.ok) gate!.accepted = verdict.approval;
-    else {
-      refusedApprovals.push({ why: verdict.why, at: new Date().toISOString() });
+  installDecisionHandlers([{ kind: 'approve', signal: approveFailoverSignal, update: approveFailoverUpdate }], {
+    judge: (_kind, payload) => judgeApproval(payload, view, mode, gate),
+    accept: (_kind, approval) => {
+      gate!.accepted = approval;
+    },
+    refuse: (_kind, _payload, why) => {
+      refusedApprovals.push({ why, at: new Date().toISOString() });
       if (refusedApprovals.length > MAX_REFUSED_APPROVALS) refusedApprovals.shift();
-    }
+    },
+    reply: () => status,
   });
 
   /** Waits for an approval sent while this gate waits; false when the policy's timeout passes first. */

@@ -7,9 +7,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  defineQuery,
-  defineSignal,
-  defineUpdate,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -22,23 +19,19 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import type { Activities } from '../../activities';
 import { isDuration } from '../../shared/duration';
 import { DEFAULT_COMPRESSION } from '../../backup/defaults';
-import { describePayload, isOperatorName, judgeDecision, type DecisionKind } from '../../shared/approval';
+import { describePayload, isOperatorName, judgeDecision } from '../../shared/approval';
+import { installDecisionHandlers } from '../../shared/approvalGate';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../../shared/temporal/searchAttributes';
 import type { BackupManifest } from '../../backup/manifest';
 import type { GuardedRestoreInput, GuardedRestoreResult, RestoreAudit, RestorePlan, RestoreStatus, StagingRestoreResult } from '../contract';
-import type { DecisionRequest, ApprovalPolicy } from '../../shared/approval';
+import type { ApprovalPolicy } from '../../shared/approval';
 import { NAME_PATTERN, ROLE_TARGET } from '../../shared/targets';
 import { backupActivities, newBackupId } from '../../backup/workflows/backupSteps';
 import { withWatchersPaused } from '../../failover/workflows/watchersPaused';
 import { causeMessage } from '../../shared/temporal/causeMessage';
+import { restoreStatusQuery, restorePlanQuery, approveSignal, rejectSignal, approveUpdate, rejectUpdate } from '../contract';
 
-export const restoreStatusQuery = defineQuery<RestoreStatus>('status');
-export const restorePlanQuery = defineQuery<RestorePlan | undefined>('plan');
-export const approveSignal = defineSignal<[DecisionRequest]>('approve');
-export const rejectSignal = defineSignal<[DecisionRequest]>('reject');
 /** The same decisions as updates: the caller learns at once whether theirs was accepted. */
-export const approveUpdate = defineUpdate<RestoreStatus, [DecisionRequest]>('approve');
-export const rejectUpdate = defineUpdate<RestoreStatus, [DecisionRequest]>('reject');
 
 const MAX_IGNORED = 20;
 
@@ -128,7 +121,7 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
   let policy: ApprovalPolicy | undefined;
   setHandler(restoreStatusQuery, () => status);
   setHandler(restorePlanQuery, () => status.plan);
-  installDecisionHandlers(status, () => policy);
+  installRestoreDecisions(status, () => policy);
   upsertSearchAttributes([{ key: PGOPS_TARGET, value: input.target }]);
 
   let manifest: BackupManifest | undefined;
@@ -288,46 +281,34 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
   }
 }
 
-/** Approve/reject by signal (recorded and ignored when refused) and by update (refused at once). */
-function installDecisionHandlers(status: RestoreStatus, policy: () => ApprovalPolicy | undefined): void {
-  const judge = (kind: DecisionKind, payload: unknown) => {
-    const current = policy();
-    if (!current) return { ok: false as const, why: `${kind}: the restore has not loaded its approval policy yet` };
-    return judgeDecision(kind, payload, {
-      policy: current,
-      requestedBy: status.requestedBy,
-      decided: status.decision !== undefined,
-      awaiting: status.stage === 'awaiting-approval',
-    });
-  };
-  const apply = (kind: DecisionKind, payload: unknown, via: 'signal' | 'update') => {
-    const verdict = judge(kind, payload);
-    if (verdict.ok) {
-      status.decision = { decision: kind, ...verdict.request, at: new Date().toISOString(), via };
-    } else {
-      status.ignored = [...status.ignored, { decision: kind, payload: describePayload(payload), why: verdict.why, at: new Date().toISOString() }].slice(-MAX_IGNORED);
-    }
-    return verdict;
-  };
-  for (const [kind, signal, update] of [
-    ['approve', approveSignal, approveUpdate],
-    ['reject', rejectSignal, rejectUpdate],
-  ] as const) {
-    setHandler(signal, (payload) => void apply(kind, payload, 'signal'));
-    setHandler(
-      update,
-      (payload) => {
-        apply(kind, payload, 'update');
-        return status;
+/** Approve/reject through the shared gate: the approval rule against the worker's restore policy. */
+function installRestoreDecisions(status: RestoreStatus, policy: () => ApprovalPolicy | undefined): void {
+  installDecisionHandlers(
+    [
+      { kind: 'approve', signal: approveSignal, update: approveUpdate },
+      { kind: 'reject', signal: rejectSignal, update: rejectUpdate },
+    ],
+    {
+      judge: (kind, payload) => {
+        const current = policy();
+        if (!current) return { ok: false, why: `${kind}: the restore has not loaded its approval policy yet` };
+        const verdict = judgeDecision(kind, payload, {
+          policy: current,
+          requestedBy: status.requestedBy,
+          decided: status.decision !== undefined,
+          awaiting: status.stage === 'awaiting-approval',
+        });
+        return verdict.ok ? { ok: true, accepted: verdict.request } : verdict;
       },
-      {
-        validator: (payload) => {
-          const verdict = judge(kind, payload);
-          if (!verdict.ok) throw new Error(verdict.why); // refused: never reaches history
-        },
+      accept: (kind, request, via) => {
+        status.decision = { decision: kind, ...request, at: new Date().toISOString(), via };
       },
-    );
-  }
+      refuse: (kind, payload, why) => {
+        status.ignored = [...status.ignored, { decision: kind, payload: describePayload(payload), why, at: new Date().toISOString() }].slice(-MAX_IGNORED);
+      },
+      reply: () => status,
+    },
+  );
 }
 
 /** A backup of the target as it is now, uploaded, so this restore can itself be undone. */

@@ -7,7 +7,7 @@ import type { TargetConfig, WorkerConfig } from '../config';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 
-export function resolveTarget(config: WorkerConfig, name: string): TargetConfig {
+export function resolveTarget(config: Pick<WorkerConfig, 'targets'>, name: string): TargetConfig {
   const target = config.targets[name];
   if (!target) {
     const known = Object.keys(config.targets).join(', ') || 'none';

@@ -1,0 +1,40 @@
+// Each workflow's contract (its registered name and signature) is what the clients start it by:
+// a renamed or re-typed workflow must fail here, not at a client's first start.
+import * as workflows from '../src/workflows';
+import { NIGHTLY_BACKUP_WORKFLOW, type NightlyBackupWorkflow } from '../src/backup/contract';
+import { STACK_CHECK_WORKFLOW, type StackCheckWorkflow } from '../src/check/contract';
+import { EMBEDDING_BACKFILL_WORKFLOW, type EmbeddingBackfillWorkflow } from '../src/embeddings/contract';
+import {
+  FAILOVER_PROMOTION_WORKFLOW,
+  FAILOVER_WATCHER_WORKFLOW,
+  REJOIN_AS_STANDBY_WORKFLOW,
+  type FailoverPromotionWorkflow,
+  type FailoverWatcherWorkflow,
+  type RejoinAsStandbyWorkflow,
+} from '../src/failover/contract';
+import { GUARDED_RESTORE_WORKFLOW, type GuardedRestoreWorkflow } from '../src/restore/contract';
+
+// Checked by the compiler (ts-jest type-checks): the worker's exports have the contracts' signatures.
+const registered: {
+  stackCheck: StackCheckWorkflow;
+  nightlyBackup: NightlyBackupWorkflow;
+  guardedRestore: GuardedRestoreWorkflow;
+  failoverPromotion: FailoverPromotionWorkflow;
+  failoverWatcher: FailoverWatcherWorkflow;
+  rejoinAsStandby: RejoinAsStandbyWorkflow;
+  embeddingBackfill: EmbeddingBackfillWorkflow;
+} = workflows;
+
+test('every contract names a workflow the worker registers, and every registered workflow has a contract', () => {
+  const names = [
+    STACK_CHECK_WORKFLOW,
+    NIGHTLY_BACKUP_WORKFLOW,
+    GUARDED_RESTORE_WORKFLOW,
+    FAILOVER_PROMOTION_WORKFLOW,
+    FAILOVER_WATCHER_WORKFLOW,
+    REJOIN_AS_STANDBY_WORKFLOW,
+    EMBEDDING_BACKFILL_WORKFLOW,
+  ];
+  for (const name of names) expect(typeof (registered as Record<string, unknown>)[name]).toBe('function');
+  expect(Object.keys(workflows).sort()).toEqual([...names].sort());
+});
