@@ -8,7 +8,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import { withTarget } from '../src/shared/postgres/connection';
-import { listCatalog } from '../src/backup/manifest';
+import { listCatalog } from '../src/backup/manifest/store';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { decideRestore, DecisionRefused, restoreStatus, startBackup, startRestore } from '../src/client';
 import { loadWorkerConfig, type WorkerConfig } from '../src/shared/config';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { writeManifest } from '../src/backup/stagedBackup';
+import { writeManifest } from '../src/backup/manifest/store';
 import { restoreWorkspace } from '../src/restore/activities/fetchBackup';
 import { pruneActivities } from '../src/backup/activities/pruneBackups';
 import { backupKeys } from '../src/backup/manifest';

@@ -4,7 +4,8 @@ import execa from 'execa';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { prepareStagedDir, writeManifest } from '../src/backup/stagedBackup';
+import { prepareStagedDir } from '../src/backup/stagedBackup';
+import { writeManifest } from '../src/backup/manifest/store';
 import type { BackupManifest } from '../src/backup/manifest';
 
 let parent: string;

@@ -4,15 +4,10 @@
 // and files 0600, so no other local user can read them.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { BackupManifest, DataFile } from './manifest';
-
-export const DUMP_FILE = 'dump.pgdump';
-export const DUMP_DIR = 'dump.dir';
-export const GLOBALS_FILE = 'globals.sql';
-export const MANIFEST_FILE = 'manifest.json';
 
 export function stagedDir(stagingDir: string, backupId: string): string {
   if (!/^[A-Za-z0-9._-]+$/.test(backupId)) {
@@ -71,33 +66,6 @@ async function provingWritable(stagingDir: string, work: () => Promise<unknown>)
       'StagingUnwritable',
     );
   }
-}
-
-export async function writeManifest(dir: string, manifest: BackupManifest): Promise<void> {
-  const tmp = path.join(dir, `${MANIFEST_FILE}.tmp`);
-  await writeFile(tmp, JSON.stringify(manifest, null, 2), { mode: PRIVATE_FILE_MODE });
-  await rename(tmp, path.join(dir, MANIFEST_FILE));
-}
-
-export async function readStagedManifest(stagingDir: string, backupId: string): Promise<BackupManifest | undefined> {
-  try {
-    return JSON.parse(await readFile(path.join(stagedDir(stagingDir, backupId), MANIFEST_FILE), 'utf8')) as BackupManifest;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined; // not staged (yet)
-    throw err;
-  }
-}
-
-export async function requireStagedManifest(stagingDir: string, backupId: string): Promise<BackupManifest> {
-  const manifest = await readStagedManifest(stagingDir, backupId);
-  if (!manifest) {
-    throw ApplicationFailure.nonRetryable(
-      `backup ${backupId} is not staged in ${stagingDir} (no ${MANIFEST_FILE}); the dump step must run first on a worker sharing this staging dir`,
-      'BackupNotStaged',
-    );
-  }
-  return manifest;
 }
 
 export async function sha256File(file: string, onBytes?: (bytes: number) => void): Promise<{ sha256: string; bytes: number }> {

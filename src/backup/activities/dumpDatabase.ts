@@ -13,18 +13,9 @@ import type { WorkerConfig } from '../../shared/config';
 import type { Compression, DumpFormat } from '../contract';
 import type { BackupManifest, DataFile } from '../manifest';
 import { heartbeatWhile, killOnCancel } from '../../shared/heartbeat';
-import {
-  DUMP_DIR,
-  DUMP_FILE,
-  GLOBALS_FILE,
-  PRIVATE_FILE_MODE,
-  assertStagedDumpIntact,
-  digestOfFiles,
-  hashDumpDirectory,
-  prepareStagedDir,
-  readStagedManifest,
-  writeManifest,
-} from '../stagedBackup';
+import { PRIVATE_FILE_MODE, assertStagedDumpIntact, digestOfFiles, hashDumpDirectory, prepareStagedDir } from '../stagedBackup';
+import { DUMP_DIR, DUMP_FILE, GLOBALS_FILE } from '../manifest';
+import { readStagedManifest, writeManifest } from '../manifest/store';
 import { connectTarget, resolveTarget, targetFailure } from '../../shared/postgres/connection';
 import { majorVersion, pgToolVersion, runPgTool } from '../../shared/postgres/pgTools';
 import { readRequirements } from './databaseRequirements';

@@ -8,8 +8,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
 import { planRetention, resolveRetention, RetentionInvalid } from '../retention';
 import type { PruneResult, RetentionPolicy } from '../contract';
-import { DUMP_DIR, DUMP_FILE, MANIFEST_FILE, readStagedManifest } from '../stagedBackup';
-import { listCatalog } from '../manifest';
+import { DUMP_DIR, DUMP_FILE, MANIFEST_FILE } from '../manifest';
+import { readStagedManifest } from '../manifest/store';
+import { listCatalog } from '../manifest/store';
 import { RESTORE_WORKSPACE_PREFIX } from '../../restore/activities/fetchBackup';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 

@@ -20,8 +20,9 @@ import type { S3Config, WorkerConfig } from '../../shared/config';
 import type { UploadResult, VerificationResult } from '../contract';
 import type { BackupManifest, DataFile } from '../manifest';
 import { heartbeatWhile } from '../../shared/heartbeat';
-import { requireStagedManifest, stagedDir } from '../stagedBackup';
-import { backupKeys } from '../manifest';
+import { stagedDir } from '../stagedBackup';
+import { requireStagedManifest } from '../manifest/store';
+import { backupKeys, withVerification } from '../manifest';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 
 /**
@@ -133,7 +134,7 @@ export function uploadActivities(config: WorkerConfig) {
   /** The manifest, with its verification, last: from now on the backup is in the catalog. */
   async function publishManifest(input: UploadInput): Promise<string> {
     const staged = await requireStagedManifest(config.stagingDir, input.backupId);
-    const manifest: BackupManifest = { ...staged, verification: input.verification };
+    const manifest = withVerification(staged, input.verification);
     const keys = backupKeys(config.s3, manifest);
     const s3 = createS3Client(config.s3);
     try {

@@ -11,6 +11,7 @@ import type { BackupNotification, BackupProgress, NightlyBackupInput, NightlyBac
 import { backupActivities, newBackupId } from './backupSteps';
 import { causeMessage } from '../../shared/temporal/causeMessage';
 import { backupProgressQuery } from '../contract';
+import { withVerification } from '../manifest';
 
 
 /** Runs that began before the upload overlapped the test restore replay the old order. */
@@ -117,7 +118,7 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
     if (input.notifyOnSuccess) {
       await notify({ status: 'succeeded', stage: 'done', location: `s3://${upload.bucket}/${upload.dumpKey}`, sizeBytes: upload.bytes });
     }
-    return { backupId, manifest: { ...manifest, verification }, upload, prune };
+    return { backupId, manifest: withVerification(manifest, verification), upload, prune };
   } catch (err) {
     const failedAt = progress.stage;
     progress.stage = 'failed';

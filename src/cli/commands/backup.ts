@@ -1,6 +1,6 @@
 // pgops backup now / backups list.
 import { parseArgs } from 'node:util';
-import { listCatalog } from '../../backup/manifest';
+import { listCatalog } from '../../backup/manifest/store';
 import { createS3Client } from '../../shared/storage/s3Client';
 import { loadS3 } from '../../shared/config';
 import type { BackupProgress, DumpFormat, VerifyLevel } from '../../backup/contract';

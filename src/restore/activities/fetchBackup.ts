@@ -14,8 +14,11 @@ import type { WorkerConfig } from '../../shared/config';
 import type { BackupManifest } from '../../backup/manifest';
 import type { FetchedBackup } from '../contract';
 import { heartbeatWhile, type Heartbeats } from '../../shared/heartbeat';
-import { assertDumpFilesIntact, ensureStagingDir, MANIFEST_FILE, mkdirPrivate, PRIVATE_FILE_MODE, writeManifest } from '../../backup/stagedBackup';
-import { backupKeys, listCatalog } from '../../backup/manifest';
+import { assertDumpFilesIntact, ensureStagingDir, mkdirPrivate, PRIVATE_FILE_MODE } from '../../backup/stagedBackup';
+import { MANIFEST_FILE } from '../../backup/manifest';
+import { writeManifest } from '../../backup/manifest/store';
+import { backupKeys } from '../../backup/manifest';
+import { listCatalog } from '../../backup/manifest/store';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 
 export interface FetchBackupInput {

@@ -1,10 +1,10 @@
-// Where a backup lives in the bucket, and how to read the catalog back: the manifests in S3 are
-// the catalog, so it survives the loss of the database server and of the worker's disk.
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import type { S3Config } from '../shared/config';
-import { GLOBALS_FILE, MANIFEST_FILE } from './stagedBackup';
-import type { Compression, DumpFormat, VerificationResult } from './contract';
-import type { TargetName } from '../shared/targets';
+// The backup manifest, the single source of truth about one backup: what it is, the files it
+// consists of (each with its SHA-256), what it needs of a server, how it was verified, and where
+// each part lives in the bucket. This file is pure (workflows import it too); reading and writing
+// manifests, locally and in S3, is ./store.ts.
+import type { S3Config } from '../../shared/config';
+import type { Compression, DumpFormat, VerificationResult } from '../contract';
+import type { TargetName } from '../../shared/targets';
 
 /** Read at dump time in the dump's snapshot: the roles and extensions the database refers to. */
 export interface DatabaseRequirements {
@@ -83,40 +83,8 @@ export function backupKeys(s3: S3Config, manifest: Pick<BackupManifest, 'target'
   };
 }
 
-export async function readManifestObject(s3: S3Client, bucket: string, key: string): Promise<BackupManifest> {
-  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return JSON.parse(await object.Body!.transformToString()) as BackupManifest;
-}
-
-/** Every backup of the target (or of all targets) that has a manifest, newest first. */
-export async function listCatalog(s3: S3Client, config: S3Config, target?: string): Promise<CatalogEntry[]> {
-  const prefix = target ? backupPrefix(config, target) : `${config.prefix}/`;
-  const manifestKeys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: config.bucket, Prefix: prefix, ContinuationToken: token }));
-    for (const object of page.Contents ?? []) if (object.Key?.endsWith(`/${MANIFEST_FILE}`)) manifestKeys.push(object.Key);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  const entries: CatalogEntry[] = [];
-  for (const key of manifestKeys) {
-    const m = await readManifestObject(s3, config.bucket, key);
-    // A manifest pgops cannot read is left out: nothing is restored from it or pruned because of it.
-    if (!isReadableManifest(m)) continue;
-    entries.push({
-      backupId: m.backupId,
-      target: m.target,
-      finishedAt: m.finishedAt,
-      sizeBytes: m.sizeBytes,
-      verified: m.verification !== undefined,
-      ...backupKeys(config, m),
-    });
-  }
-  return entries.sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
-}
-
 /** Has every field the catalog, restores and prune rely on (manifests from early builds lack dataFiles). */
-function isReadableManifest(m: Partial<BackupManifest>): m is BackupManifest {
+export function isReadableManifest(m: Partial<BackupManifest>): m is BackupManifest {
   return (
     typeof m.backupId === 'string' &&
     typeof m.target === 'string' &&
@@ -124,4 +92,17 @@ function isReadableManifest(m: Partial<BackupManifest>): m is BackupManifest {
     typeof m.dumpFile === 'string' &&
     Array.isArray(m.dataFiles)
   );
+}
+
+export const DUMP_FILE = 'dump.pgdump';
+
+export const DUMP_DIR = 'dump.dir';
+
+export const GLOBALS_FILE = 'globals.sql';
+
+export const MANIFEST_FILE = 'manifest.json';
+
+/** The manifest as published: the staged one plus how it was verified (the catalog lists only these). */
+export function withVerification(manifest: BackupManifest, verification: VerificationResult): BackupManifest {
+  return { ...manifest, verification };
 }
