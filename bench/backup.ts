@@ -27,7 +27,7 @@ import { DEFAULT_COMPRESSION } from '../src/backup/defaults';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
 import { cpuCell, describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
-import { benchTarget, prependToBenchmarks, seconds, stepSeconds } from './support';
+import { benchTarget, recordBenchmarkRun, seconds, stepSeconds } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
 const scale = Number(values.scale);
@@ -191,7 +191,7 @@ async function main(): Promise<void> {
     }
     const section = report(rows, dbBytes);
     console.log(section);
-    prependToBenchmarks(section);
+    recordBenchmarkRun('Backup', 'bench/backup.ts', section);
   } finally {
     await deletePrefix(config, `${PREFIX.split('/')[0]}/`);
     rmSync(stagingDir, { recursive: true, force: true });

@@ -20,7 +20,7 @@ import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
 import { cpuCell, describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
-import { benchTarget, prependToBenchmarks, seconds } from './support';
+import { benchTarget, recordBenchmarkRun, seconds } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
 const scale = Number(values.scale);
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
       '',
     ].join('\n');
     console.log(section);
-    prependToBenchmarks(section);
+    recordBenchmarkRun('Restore', 'bench/restore.ts', section);
   } finally {
     await client.connection.close();
     await worker.kill('SIGTERM');

@@ -60,16 +60,33 @@ export async function stepSeconds(handle: WorkflowHandle): Promise<Record<string
   return result;
 }
 
-/** Puts a results section at the top of docs/benchmarks.md, newest first. */
-export function prependToBenchmarks(section: string): void {
+/**
+ * Makes `section` ("## Backup (2026-11-30, scale 10, …)" and its tables) the current run of its
+ * benchmark in docs/benchmarks.md ("## Backup (bench/backup.ts)", with a "Run:" line), and moves
+ * the run it replaces to the top of that benchmark's part of the History.
+ */
+export function recordBenchmarkRun(benchmark: string, script: string, section: string): void {
   const file = path.join(__dirname, '../docs/benchmarks.md');
-  const previous = (() => {
-    try {
-      return readFileSync(file, 'utf8');
-    } catch {
-      return '# Benchmarks\n\nResults of `bench/` runs, newest first. Machines are shared and noisy: read the ratios.\n\n';
+  const doc = readFileSync(file, 'utf8');
+  const [heading, ...body] = section.trim().split('\n');
+  const run = /\((.*)\)\s*$/.exec(heading)?.[1] ?? new Date().toISOString().slice(0, 10);
+  const current = `## ${benchmark} (${script})\n\nRun: ${run}\n${body.join('\n')}\n`;
+  const parts = doc.split(/\n(?=## )/);
+  const at = parts.findIndex((p) => p.startsWith(`## ${benchmark} (${script})`));
+  if (at < 0) {
+    parts.splice(1, 0, current);
+  } else {
+    const replaced = parts[at];
+    parts[at] = current;
+    const previousRun = /\nRun: (.*)\n/.exec(replaced)?.[1] ?? 'earlier';
+    const history = `#### ${benchmark} (${previousRun})\n${replaced.replace(/^## .*\n\nRun: .*\n/, '').trimEnd()}\n`;
+    const h = parts.findIndex((p) => p.startsWith('## History'));
+    if (h < 0) parts.push(`## History\n\nOlder runs, per benchmark, newest first.\n\n### ${benchmark}\n\n${history}`);
+    else {
+      const group = `### ${benchmark}\n`;
+      const where = parts[h].indexOf(group);
+      parts[h] = where < 0 ? `${parts[h].trimEnd()}\n\n${group}\n${history}` : `${parts[h].slice(0, where + group.length)}\n${history}\n${parts[h].slice(where + group.length).replace(/^\n/, '')}`;
     }
-  })();
-  const [head, ...rest] = previous.split(/\n(?=## )/);
-  writeFileSync(file, [head.trimEnd() + '\n', section, ...rest].join('\n'));
+  }
+  writeFileSync(file, parts.join('\n'));
 }

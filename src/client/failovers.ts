@@ -72,10 +72,10 @@ export async function startRejoin(
  * Starts the cluster's watcher, or finds the one already running (one per cluster: its id is the
  * cluster's). It runs until stopped: `pgops failover watch --stop`, or cancelled in the Temporal UI.
  */
-export async function startWatcher(client: Client, options: { taskQueue: string }, cluster: string): Promise<WorkflowHandle<FailoverWatcherWorkflow>> {
+export async function startWatcher(client: Client, options: { taskQueue: string; workflowId?: string }, cluster: string): Promise<WorkflowHandle<FailoverWatcherWorkflow>> {
   return client.workflow.start<FailoverWatcherWorkflow>(FAILOVER_WATCHER_WORKFLOW, {
     taskQueue: options.taskQueue,
-    workflowId: watcherWorkflowId(cluster),
+    workflowId: options.workflowId ?? watcherWorkflowId(cluster),
     args: [{ cluster }],
     workflowIdConflictPolicy: 'USE_EXISTING',
   });

@@ -6,7 +6,7 @@ import type { Client as TemporalClient } from '@temporalio/client';
 import type { Client } from 'pg';
 import { connectTarget } from '../../src/shared/postgres/connection';
 import { loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/shared/config';
-import { startEmbeddingBackfill } from '../../src/client/embeddings';
+import { pauseEmbeddingBackfill, resumeEmbeddingBackfill, startEmbeddingBackfill } from '../../src/client/embeddings';
 import { migrate } from '../../src/db/migrate';
 import { fakeEmbedding, startFakeEmbeddingsServer, type FakeEmbeddingsServer } from '../../src/dev/fakeEmbeddingsServer';
 import { targetUrl } from './backupFixture';
@@ -108,23 +108,26 @@ export function wrongVectors(rows: StoredEmbedding[], dimensions: number, tolera
 /**
  * For the replay test's history: a backfill of 300 rows in a scratch database, paced by a
  * requests-per-minute budget (timers), paused and resumed once, with a worker of its own that sees
- * the scratch target and a local embeddings API.
+ * the scratch target and a local embeddings API. With `batchesPerRun` it continues as new along
+ * the way; the first run's id is returned, whose history ends in the continuation.
  */
-export async function recordEmbeddingBackfill(client: TemporalClient, workflowId: string): Promise<void> {
+export async function recordEmbeddingBackfill(client: TemporalClient, workflowId: string, options: { batchesPerRun?: number } = {}): Promise<string> {
   const fixture = await createEmbeddingFixture(300, { latencyMs: 30 });
   try {
-    await withWorker(fixture.config, async ({ taskQueue }) => {
+    return await withWorker(fixture.config, async ({ taskQueue }) => {
       const handle = await startEmbeddingBackfill(client, { taskQueue, workflowId }, {
         target: fixture.targetName,
         embeddingColumn: 'embedding_small',
         dimensions: 16,
         batchSize: 25,
         requestsPerMinute: 240,
+        batchesPerRun: options.batchesPerRun,
       });
-      await handle.signal('pause');
+      await pauseEmbeddingBackfill(handle);
       await new Promise((r) => setTimeout(r, 500));
-      await handle.signal('resume');
+      await resumeEmbeddingBackfill(handle);
       await handle.result();
+      return handle.firstExecutionRunId;
     });
   } finally {
     await fixture.cleanup();

@@ -13,13 +13,14 @@ export function recordedHistories(): { name: string; history: History }[] {
     .map((file) => ({ name: file, history: historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES_DIR, file), 'utf8'))) }));
 }
 
-export async function fetchHistory(client: Client, workflowId: string): Promise<History> {
-  return client.workflow.getHandle(workflowId).fetchHistory();
+/** The run's history: the latest run of the id unless `runId` names one (a run that continued as new). */
+export async function fetchHistory(client: Client, workflowId: string, runId?: string): Promise<History> {
+  return client.workflow.getHandle(workflowId, runId).fetchHistory();
 }
 
-export async function saveHistory(client: Client, workflowId: string, name: string): Promise<string> {
+export async function saveHistory(client: Client, workflowId: string, name: string, runId?: string): Promise<string> {
   const file = path.join(HISTORIES_DIR, `${name}.json`);
-  writeFileSync(file, historyToJSON(await fetchHistory(client, workflowId)));
+  writeFileSync(file, historyToJSON(await fetchHistory(client, workflowId, runId)));
   return file;
 }
 

@@ -1,17 +1,32 @@
 // Records the histories of real workflow runs into test/histories/ for the replay tests.
 // Run after an intentional workflow change, naming the workflows to re-record (default: all):
-//   npx tsx test/support/recordHistory.ts [stackCheck] [nightlyBackup] ...
+//   npx tsx test/support/recordHistory.ts [stackCheck] [nightlyBackup] [guardedRestore-rejected] ...
 import type { Client } from '@temporalio/client';
 import { withTarget } from '../../src/shared/postgres/connection';
-import { restoreStatus, runStackCheck, startBackup, startRestore } from '../../src/client';
+import { decideRestore, restoreStatus, runStackCheck, startBackup, startRestore } from '../../src/client';
+import { approveSignal } from '../../src/restore/contract';
 import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';
 import { recordFailover, recordWatcher } from './replicaCluster';
 import { stackConfig, withWorker } from './stack';
 
-type Recorder = (client: Client, taskQueue: string, workflowId: string) => Promise<void>;
+/** Runs the workflow to its end on the given task queue under the given id; returns the run to save when not the latest. */
+type Recorder = (client: Client, taskQueue: string, workflowId: string) => Promise<string | void>;
 
-/** One entry per workflow: run it to completion on the given task queue under the given id. */
+/**
+ * A restore beside csarena of a fresh backup, stopped at its approval gate. Each outcome's
+ * recorder decides it (or lets it expire) and removes what the restore may have created.
+ */
+async function restoreAwaitingApproval(client: Client, taskQueue: string, workflowId: string, approvalTimeout?: string) {
+  await (await startBackup(client, { taskQueue, workflowId: `${workflowId}-backup` }, { target: 'primary', verify: 'list' })).result();
+  const newDatabase = `csarena_record_${Date.now()}`;
+  const handle = await startRestore(client, { taskQueue, workflowId }, { target: 'primary', backup: 'latest', mode: 'new-database', newDatabase, requestedBy: 'recorder', approvalTimeout });
+  while ((await restoreStatus(client, workflowId)).stage !== 'awaiting-approval') await new Promise((r) => setTimeout(r, 200));
+  const dropRestored = () => withTarget({ ...stackConfig().targets.primary, database: 'postgres' }, (c) => c.query(`DROP DATABASE IF EXISTS ${newDatabase} WITH (FORCE)`));
+  return { handle, dropRestored };
+}
+
+/** One entry per recorded history (test/histories/<name>.json). */
 const RECORDERS: Record<string, Recorder> = {
   stackCheck: async (client, taskQueue, workflowId) => {
     await runStackCheck(client, { taskQueue, workflowId });
@@ -19,23 +34,40 @@ const RECORDERS: Record<string, Recorder> = {
   nightlyBackup: async (client, taskQueue, workflowId) => {
     await (await startBackup(client, { taskQueue, workflowId }, { target: 'primary', verify: 'list' })).result();
   },
-  // A restore beside csarena of a fresh backup, with one refused and one accepted approval.
+  // A target the worker does not know: the dump fails for good, and the run ends failed.
+  'nightlyBackup-failed': async (client, taskQueue, workflowId) => {
+    await (await startBackup(client, { taskQueue, workflowId }, { target: 'nosuchtarget', verify: 'list' })).result().catch(() => undefined);
+  },
+  // With one refused and one accepted approval.
   guardedRestore: async (client, taskQueue, workflowId) => {
-    await (await startBackup(client, { taskQueue, workflowId: `${workflowId}-backup` }, { target: 'primary', verify: 'list' })).result();
-    const newDatabase = `csarena_record_${Date.now()}`;
-    const handle = await startRestore(client, { taskQueue, workflowId }, { target: 'primary', backup: 'latest', mode: 'new-database', newDatabase, requestedBy: 'recorder' });
-    while ((await restoreStatus(client, workflowId)).stage !== 'awaiting-approval') await new Promise((r) => setTimeout(r, 200));
-    await handle.signal('approve', { approver: 'recorder', reason: 'refused: two-person rule' });
-    await handle.signal('approve', { approver: 'second-operator', reason: 'recording a replay history' });
+    const { handle, dropRestored } = await restoreAwaitingApproval(client, taskQueue, workflowId);
+    await handle.signal(approveSignal, { approver: 'recorder', reason: 'refused: two-person rule' });
+    await handle.signal(approveSignal, { approver: 'second-operator', reason: 'recording a replay history' });
     await handle.result();
-    await withTarget({ ...stackConfig().targets.primary, database: 'postgres' }, (c) => c.query(`DROP DATABASE ${newDatabase} WITH (FORCE)`));
+    await dropRestored();
+  },
+  'guardedRestore-rejected': async (client, taskQueue, workflowId) => {
+    const { handle, dropRestored } = await restoreAwaitingApproval(client, taskQueue, workflowId);
+    await decideRestore(client, workflowId, 'reject', { approver: 'second-operator', reason: 'recording a rejection' });
+    await handle.result();
+    await dropRestored();
+  },
+  'guardedRestore-expired': async (client, taskQueue, workflowId) => {
+    const { handle, dropRestored } = await restoreAwaitingApproval(client, taskQueue, workflowId, '3 seconds');
+    await handle.result();
+    await dropRestored();
   },
   // On an isolated primary + standby of their own: the primary SIGKILLed, then the old primary rejoined.
   failoverPromotion: (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'failoverPromotion'),
+  'failoverPromotion-switchover': (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'switchover'),
   rejoinAsStandby: (client, _taskQueue, workflowId) => recordFailover(client, workflowId, 'rejoinAsStandby'),
   failoverWatcher: (client, _taskQueue, workflowId) => recordWatcher(client, workflowId),
   // On a scratch database with a local embeddings API, and a worker that sees both.
-  embeddingBackfill: (client, _taskQueue, workflowId) => recordEmbeddingBackfill(client, workflowId),
+  embeddingBackfill: async (client, _taskQueue, workflowId) => {
+    await recordEmbeddingBackfill(client, workflowId);
+  },
+  // Three batches per run: the saved first run ends in its continuation.
+  'embeddingBackfill-continued': (client, _taskQueue, workflowId) => recordEmbeddingBackfill(client, workflowId, { batchesPerRun: 3 }),
 };
 
 async function main(names: string[]): Promise<void> {
@@ -47,8 +79,8 @@ async function main(names: string[]): Promise<void> {
     const saved: string[] = [];
     for (const name of selected) {
       const workflowId = `record-${name}-${stamp}`;
-      await RECORDERS[name](client, taskQueue, workflowId);
-      saved.push(await saveHistory(client, workflowId, name));
+      const runId = await RECORDERS[name](client, taskQueue, workflowId);
+      saved.push(await saveHistory(client, workflowId, name, runId || undefined));
     }
     return saved;
   });

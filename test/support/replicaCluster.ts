@@ -11,8 +11,8 @@ import { killServerProcesses, serverProcesses } from '../../src/failover/activit
 import { connectTarget } from '../../src/shared/postgres/connection';
 import { clusterVariable, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/shared/config';
 import type { Client as TemporalClient } from '@temporalio/client';
-import { startFailover, startRejoin } from '../../src/client';
-import type { RejoinResult, WatchState } from '../../src/failover/contract';
+import { startFailover, startRejoin, startWatcher, watchStatus } from '../../src/client';
+import type { RejoinResult } from '../../src/failover/contract';
 import { REPO_DIR, stackEnv, withWorker } from './stack';
 
 export type NodeName = 'pg1' | 'pg2';
@@ -236,10 +236,14 @@ export function startWriter(cluster: ReplicaCluster, node: NodeName | 'endpoint'
  * For the history recorder: on a cluster of its own, SIGKILL the primary and run failoverPromotion
  * under `workflowId`, or (`rejoin`) do that first and then record rejoinAsStandby of the old primary.
  */
-export async function recordFailover(client: TemporalClient, workflowId: string, workflow: 'failoverPromotion' | 'rejoinAsStandby'): Promise<void> {
+export async function recordFailover(client: TemporalClient, workflowId: string, workflow: 'failoverPromotion' | 'rejoinAsStandby' | 'switchover'): Promise<void> {
   const cluster = await createReplicaCluster(`record-${workflow.toLowerCase()}`, 26130);
   try {
     await withWorker(cluster.config('pg1'), async ({ taskQueue }) => {
+      if (workflow === 'switchover') {
+        await (await startFailover(client, { taskQueue, workflowId }, { cluster: cluster.name, mode: 'switchover', reason: 'recording a replay history' })).result();
+        return;
+      }
       cluster.signal('pg1', 'SIGKILL');
       const failoverId = workflow === 'failoverPromotion' ? workflowId : `${workflowId}-failover`;
       await (await startFailover(client, { taskQueue, workflowId: failoverId }, { cluster: cluster.name, reason: 'recording a replay history' })).result();
@@ -260,10 +264,10 @@ export async function recordWatcher(client: TemporalClient, workflowId: string):
   const cluster = await createReplicaCluster('record-watcher', 26130);
   try {
     await withWorker(cluster.config('pg1'), async ({ taskQueue }) => {
-      const handle = await client.workflow.start('failoverWatcher', { taskQueue, workflowId, args: [{ cluster: cluster.name }] });
+      const handle = await startWatcher(client, { taskQueue, workflowId }, cluster.name);
       await new Promise((r) => setTimeout(r, 2_000));
       cluster.signal('pg1', 'SIGKILL');
-      while ((await handle.query<WatchState>('watchStatus')).lastFailover === undefined) await new Promise((r) => setTimeout(r, 250));
+      while ((await watchStatus(handle)).lastFailover === undefined) await new Promise((r) => setTimeout(r, 250));
       await handle.cancel();
       await handle.result().catch(() => undefined);
     });
