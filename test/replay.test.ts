@@ -8,8 +8,33 @@ import { stackConfig, withWorker, workflowBundle } from './support/stack';
 describe('workflow replay', () => {
   const recorded = recordedHistories();
 
-  test('histories are recorded for every workflow', () => {
-    expect(recorded.map((r) => r.name)).toEqual(expect.arrayContaining(['stackCheck.json', 'nightlyBackup.json', 'guardedRestore.json', 'failoverPromotion.json', 'rejoinAsStandby.json', 'embeddingBackfill.json', 'failoverWatcher.json']));
+  test('histories are recorded for every workflow, and for the paths that are not the happy one', () => {
+    expect(recorded.map((r) => r.name)).toEqual(
+      expect.arrayContaining([
+        'stackCheck.json',
+        'nightlyBackup.json',
+        'nightlyBackup-failed.json',
+        'guardedRestore.json',
+        'guardedRestore-rejected.json',
+        'guardedRestore-expired.json',
+        'failoverPromotion.json',
+        'failoverPromotion-switchover.json',
+        'rejoinAsStandby.json',
+        'embeddingBackfill.json',
+        'embeddingBackfill-continued.json',
+        'failoverWatcher.json',
+      ]),
+    );
+  });
+
+  test('the recorded unhappy paths end the way they are named', () => {
+    const lastEvent = (name: string) => recorded.find((r) => r.name === name)!.history.events!.at(-1)!;
+    expect(lastEvent('nightlyBackup-failed.json').workflowExecutionFailedEventAttributes).toBeTruthy();
+    expect(lastEvent('embeddingBackfill-continued.json').workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
+    for (const [name, outcome] of [['guardedRestore-rejected.json', 'rejected'], ['guardedRestore-expired.json', 'expired'], ['failoverPromotion-switchover.json', 'promoted']] as const) {
+      const payload = lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0];
+      expect(JSON.parse(Buffer.from(payload.data as Uint8Array).toString())).toMatchObject(name.includes('switchover') ? { outcome, mode: 'switchover' } : { outcome });
+    }
   });
 
   test.each(recorded.map((r) => [r.name, r.history] as const))('replays recorded %s', async (_name, history) => {
