@@ -37,11 +37,15 @@ max_wal_size = 2GB
 # how a failover tells a dead primary from a worker cut off from it (docs/failover-watcher.md).
 wal_sender_timeout = 3s
 wal_receiver_status_interval = 10s
+# The WAL archive (docs/wal-archive.md): WAL summaries for incremental base backups, and a cap on
+# what a dead archiver's slot may hold back, so it cannot fill the disk (a slot past it is lost).
+summarize_wal = on
+max_slot_wal_keep_size = 2GB
 EOF
   # The verify server holds only scratch copies that are dropped after each test restore: nothing
   # in it needs to survive a crash or to be replicated, so it skips the work that would.
   [[ "$node" != verify ]] || printf '%s\n' 'fsync = off' 'synchronous_commit = off' 'full_page_writes = off' \
-    'wal_level = minimal' 'max_wal_senders = 0' 'max_replication_slots = 0' 'shared_buffers = 128MB' \
+    'wal_level = minimal' 'summarize_wal = off' 'max_wal_senders = 0' 'max_replication_slots = 0' 'shared_buffers = 128MB' \
     'max_connections = 50' >>"$dir/pgops.conf"
   # Isolated test clusters (scripts/replica-cluster) shrink and tune the servers with this.
   [[ -z "${PGOPS_PG_EXTRA_CONF:-}" ]] || printf '%s\n' "$PGOPS_PG_EXTRA_CONF" >>"$dir/pgops.conf"

@@ -1,0 +1,135 @@
+// Where the physical backups live in the bucket, and how WAL positions and segment names relate.
+// One home for both halves (the WAL archive and the base backups) and for everything that reads
+// them (the chain audit, the recoverable window, retention, point-in-time restore).
+//
+//   <root> = <PGOPS_S3_PREFIX>/physical/<cluster>/<system identifier>   (a new initdb, a new root)
+//   <root>/wal/<TLI>/<segment>.zst           a complete segment, immutable once written
+//   <root>/wal/<TLI>/<segment>.partial.zst   the segment still being written, replaced as it grows
+//   <root>/wal/history/<TLI>.history         a timeline's history file, immutable
+//   <root>/wal-index/<TLI>/<block>.json      the archive index: each segment's SHA-256 and size
+//   <root>/base/<backupId>/…                 one base backup; backup.json is written last
+//   <root>/gaps/<TLI>-<LSN>.json             every gap found in the chain, kept for the audit
+import type { S3Config } from '../shared/config';
+
+/** PostgreSQL's default WAL segment size; a server's own is read from `wal_segment_size`. */
+export const DEFAULT_WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
+/** Segments per index object: 256 × 16 MiB = one 4 GiB "log id", like the middle of a segment name. */
+export const SEGMENTS_PER_INDEX_BLOCK = 256;
+export const BASE_BACKUP_RECORD = 'backup.json';
+
+export function archiveRoot(s3: Pick<S3Config, 'prefix'>, cluster: string, systemIdentifier: string): string {
+  return `${s3.prefix}/physical/${cluster}/${systemIdentifier}`;
+}
+
+export function timelineHex(timeline: number): string {
+  return timeline.toString(16).toUpperCase().padStart(8, '0');
+}
+
+export function walSegmentKey(root: string, segment: string): string {
+  return `${root}/wal/${segment.slice(0, 8)}/${segment}.zst`;
+}
+
+export function walPartialKey(root: string, segment: string): string {
+  return `${root}/wal/${segment.slice(0, 8)}/${segment}.partial.zst`;
+}
+
+export function walTimelinePrefix(root: string, timeline: number): string {
+  return `${root}/wal/${timelineHex(timeline)}/`;
+}
+
+export function historyKey(root: string, timeline: number): string {
+  return `${root}/wal/history/${timelineHex(timeline)}.history`;
+}
+
+export function walIndexKey(root: string, timeline: number, block: number): string {
+  return `${root}/wal-index/${timelineHex(timeline)}/${block.toString(16).toUpperCase().padStart(8, '0')}.json`;
+}
+
+export function baseBackupPrefix(root: string, backupId?: string): string {
+  return backupId ? `${root}/base/${backupId}/` : `${root}/base/`;
+}
+
+export function gapKey(root: string, timeline: number, fromLsn: string): string {
+  return `${root}/gaps/${timelineHex(timeline)}-${fromLsn.replace('/', '-')}.json`;
+}
+
+// ---------------------------------------------------------------- LSNs and segment names
+
+/** "16/B374D848" as a byte position. */
+export function parseLsn(lsn: string): bigint {
+  const match = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
+  if (!match) throw new Error(`"${lsn}" is not a WAL position (like 16/B374D848)`);
+  return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
+}
+
+export function formatLsn(position: bigint): string {
+  return `${(position >> 32n).toString(16).toUpperCase()}/${(position & 0xffffffffn).toString(16).toUpperCase()}`;
+}
+
+/** The segment number holding `position`. */
+export function segmentNumber(position: bigint, segmentBytes = DEFAULT_WAL_SEGMENT_BYTES): bigint {
+  return position / BigInt(segmentBytes);
+}
+
+/** PostgreSQL's segment file name: timeline, then the segment number split at 4 GiB, 8 hex digits each. */
+export function segmentName(timeline: number, segno: bigint, segmentBytes = DEFAULT_WAL_SEGMENT_BYTES): string {
+  const perId = 0x100000000n / BigInt(segmentBytes);
+  const hex = (n: bigint) => n.toString(16).toUpperCase().padStart(8, '0');
+  return `${timelineHex(timeline)}${hex(segno / perId)}${hex(segno % perId)}`;
+}
+
+export interface ParsedSegment {
+  timeline: number;
+  segno: bigint;
+}
+
+/** The timeline and segment number of a 24-hex-digit segment name; undefined for any other file name. */
+export function parseSegmentName(name: string, segmentBytes = DEFAULT_WAL_SEGMENT_BYTES): ParsedSegment | undefined {
+  if (!/^[0-9A-F]{24}$/.test(name)) return undefined;
+  const perId = 0x100000000n / BigInt(segmentBytes);
+  return { timeline: parseInt(name.slice(0, 8), 16), segno: BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`) };
+}
+
+// ---------------------------------------------------------------- records
+
+/** One archived segment, as the index and the object's metadata record it. */
+export interface ArchivedSegment {
+  segment: string;
+  /** SHA-256 of the uncompressed segment (compressed bytes may differ between zstd versions). */
+  sha256: string;
+  /** Bytes stored (compressed). */
+  storedBytes: number;
+  archivedAt: string;
+}
+
+/** One block of the archive index (<root>/wal-index/<TLI>/<block>.json). */
+export interface WalIndexBlock {
+  timeline: number;
+  block: number;
+  segments: ArchivedSegment[];
+}
+
+/** A base backup's record (backup.json), written last: a base backup exists only once it is there. */
+export interface BaseBackupRecord {
+  formatVersion: 1;
+  backupId: string;
+  cluster: string;
+  systemIdentifier: string;
+  /** The node it was read from. */
+  node: string;
+  kind: 'full' | 'incremental';
+  /** The backup an incremental builds on (and that must be kept while it is). */
+  parentBackupId?: string;
+  startLsn: string;
+  startTimeline: number;
+  stopLsn: string;
+  stopTimeline: number;
+  startedAt: string;
+  stoppedAt: string;
+  serverVersion: string;
+  /** Every object of the backup, relative to its prefix, with the SHA-256 of the stored bytes. */
+  files: { name: string; sizeBytes: number; sha256: string }[];
+  sizeBytes: number;
+  /** When a restore drill last proved it restorable (issue 17 writes this beside it). */
+  lastProvedAt?: string;
+}
