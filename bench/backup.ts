@@ -23,7 +23,7 @@ import { connectClient, startBackup } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/shared/config';
 import type { DumpFormat, VerifyLevel } from '../src/backup/contract';
 import { deletePrefix, targetUrl } from '../test/support/backupFixture';
-import { DEFAULT_COMPRESSION } from '../src/backup/defaults';
+import { DEFAULT_COMPRESSION, DEFAULT_FORMAT } from '../src/backup/defaults';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
 import { cpuCell, describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
@@ -126,8 +126,8 @@ async function nightly(
     return [
       {
         name:
-          `nightlyBackup --compression ${compression}${format === 'directory' ? ' --format directory --jobs 2' : ''} --verify ${verify}` +
-          `${compression === DEFAULT_COMPRESSION && format === 'custom' && verify === 'restore' ? ' (default)' : ''}`,
+          `nightlyBackup --compression ${compression} --format ${format}${format === 'directory' ? ' --jobs 2' : ''} --verify ${verify}` +
+          `${compression === DEFAULT_COMPRESSION && format === DEFAULT_FORMAT && verify === 'restore' ? ' (default)' : ''}`,
         seconds: total,
         storedBytes: result.manifest.sizeBytes,
         note:
@@ -180,10 +180,11 @@ async function main(): Promise<void> {
   try {
     const rows: Row[] = [await pgDumpAlone(base.pgBinDir, target, '0'), await oldScript(base.pgBinDir, target, config), await pgDumpAlone(base.pgBinDir, target, DEFAULT_COMPRESSION)];
     const runs = [
+      [DEFAULT_COMPRESSION, DEFAULT_FORMAT, 'restore'],
+      [DEFAULT_COMPRESSION, DEFAULT_FORMAT, 'list'],
+      ['gzip:1', DEFAULT_FORMAT, 'restore'],
       [DEFAULT_COMPRESSION, 'custom', 'restore'],
       [DEFAULT_COMPRESSION, 'custom', 'list'],
-      ['gzip:1', 'custom', 'restore'],
-      [DEFAULT_COMPRESSION, 'directory', 'restore'],
     ] as const;
     for (const [compression, format, verify] of runs) {
       rows.push(...(await nightly(compression, format, verify, env, config)));

@@ -33,7 +33,7 @@ async function worker(taskQueue: string, options: { compiled?: boolean } = {}): 
 }
 
 async function start(taskQueue: string, input: Partial<NightlyBackupInput> = {}) {
-  return startBackup(client, { taskQueue, workflowId: `fault-${randomUUID()}` }, { target: 'demo', heartbeatTimeout: '5 seconds', ...input });
+  return startBackup(client, { taskQueue, workflowId: `fault-${randomUUID()}` }, { target: 'demo', format: 'custom', heartbeatTimeout: '5 seconds', ...input });
 }
 
 async function expectExactlyOneCompleteBackup(result: NightlyBackupResult) {

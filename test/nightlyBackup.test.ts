@@ -64,7 +64,7 @@ describe('nightlyBackup', () => {
   let backup: NightlyBackupResult;
 
   test('backs up, verifies by test restore, uploads with checksums, and the upload restores to an identical database', async () => {
-    ({ result: backup } = await runBackup({ target: 'demo', notifyOnSuccess: true }));
+    ({ result: backup } = await runBackup({ target: 'demo', format: 'custom', notifyOnSuccess: true }));
     const m = backup.manifest;
     const source = await connectTarget(fixture.target);
     const sourceCounts = await countRows(source);
@@ -104,8 +104,8 @@ describe('nightlyBackup', () => {
     expect(webhook.received).toContainEqual(expect.objectContaining({ status: 'succeeded', backupId: backup.backupId, target: 'demo' }));
   });
 
-  test('directory format dumps with parallel jobs, checksums every file, and restores from S3', async () => {
-    const { result } = await runBackup({ target: 'demo', format: 'directory', jobs: 2 });
+  test('by default: directory format dumped with parallel jobs, every file checksummed, restores from S3', async () => {
+    const { result } = await runBackup({ target: 'demo' });
     const m = result.manifest;
     expect(m).toMatchObject({ format: 'directory', jobs: 2, dumpFile: 'dump.dir' });
     expect(m.dataFiles.map((f) => f.name)).toContain('dump.dir/toc.dat');
@@ -130,7 +130,7 @@ describe('nightlyBackup', () => {
 
   test('a staged dump corrupted before verify is never uploaded, and the webhook hears of it', async () => {
     const real = createActivities(configWith());
-    const message = await backupFailure({ target: 'demo' }, configWith(), {
+    const message = await backupFailure({ target: 'demo', format: 'custom' }, configWith(), {
       async dumpDatabase(input) {
         const manifest = await real.dumpDatabase(input);
         const file = path.join(fixture.stagingDir, input.backupId, manifest.dumpFile);
@@ -151,7 +151,7 @@ describe('nightlyBackup', () => {
   test('the data goes up while the test restore runs; a verification that fails takes it away, and no manifest appears', async () => {
     const real = createActivities(configWith());
     let sawDataDuringVerify = false;
-    const message = await backupFailure({ target: 'demo' }, configWith(), {
+    const message = await backupFailure({ target: 'demo', format: 'custom' }, configWith(), {
       async verifyByTestRestore(input) {
         const prefix = `${fixture.prefix}/demo/${input.backupId}/`;
         // Still verifying when the data has landed: the two overlap.

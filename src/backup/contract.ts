@@ -24,7 +24,7 @@ export type DumpFormat = 'custom' | 'directory';
 export interface NightlyBackupInput {
   /** A target, or a cluster role ("main:primary", "main:standby") resolved when the run starts. */
   target: TargetName;
-  /** `custom` (one file, the default) or `directory` (one file per table, dumped with `jobs` in parallel). */
+  /** `directory` (one file per table, dumped with `jobs` in parallel; the default) or `custom` (one file). */
   format?: DumpFormat;
   jobs?: number;
   compression?: Compression;

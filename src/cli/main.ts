@@ -15,7 +15,7 @@ const USAGE = `usage: pgops <command> [options]
 
   check                            run the stackCheck workflow and print a table
   backup now [--target primary] [--verify restore|list] [--compression zstd:1]
-             [--format custom|directory] [--jobs 2]
+             [--format directory|custom] [--jobs 2]
                                    run nightlyBackup now and follow its progress
   backups list [--target primary]  the backup catalog, read from S3
   schedule install [--target primary] [--at 03:00] [--timezone Asia/Seoul]

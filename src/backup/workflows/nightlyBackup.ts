@@ -3,7 +3,7 @@
 import { ApplicationFailure, patched, proxyActivities, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { VerifyInput } from '../activities/verifyByTestRestore';
 import type { Activities } from '../../activities';
-import { DEFAULT_COMPRESSION } from '../defaults';
+import { DEFAULT_COMPRESSION, DEFAULT_FORMAT, DEFAULT_JOBS } from '../defaults';
 import { resolveRetention, RetentionInvalid } from '../retention';
 import { NAME_PATTERN, ROLE_TARGET } from '../../shared/targets';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../../shared/temporal/searchAttributes';
@@ -90,8 +90,8 @@ export async function nightlyBackup(input: NightlyBackupInput): Promise<NightlyB
       target,
       node: role?.node,
       backupId,
-      format: input.format ?? 'custom',
-      jobs: input.jobs ?? 2,
+      format: input.format ?? DEFAULT_FORMAT,
+      jobs: input.jobs ?? DEFAULT_JOBS,
       compression: input.compression ?? DEFAULT_COMPRESSION,
     });
     progress.dumpedBytes = manifest.sizeBytes;

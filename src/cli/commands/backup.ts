@@ -5,6 +5,7 @@ import { createS3Client } from '../../shared/storage/s3Client';
 import { loadS3 } from '../../shared/config';
 import type { BackupProgress, DumpFormat, VerifyLevel } from '../../backup/contract';
 import { backupProgress, startBackup } from '../../client/backups';
+import { DEFAULT_FORMAT, DEFAULT_JOBS } from '../../backup/defaults';
 import { formatTable } from '../format';
 import { followRun, megabytes, UsageError, withTemporal } from './common';
 
@@ -20,8 +21,8 @@ export async function backupNowCommand(args: string[]): Promise<number> {
       target: { type: 'string', default: 'primary' },
       verify: { type: 'string', default: 'restore' },
       compression: { type: 'string' },
-      format: { type: 'string', default: 'custom' },
-      jobs: { type: 'string', default: '2' },
+      format: { type: 'string', default: DEFAULT_FORMAT },
+      jobs: { type: 'string', default: String(DEFAULT_JOBS) },
     },
   });
   if (values.format !== 'custom' && values.format !== 'directory') throw new UsageError(`--format must be custom or directory, got ${values.format}`);
