@@ -1,6 +1,6 @@
 // Restore benchmark: in one run, on a ≥ 1 GB backup of the seeded CS Arena database, compare
 //   1. the script pgops replaces: gunzip -c dump.sql.gz | psql into a fresh database
-//   2. pg_restore -j2 of a custom-format dump alone: what the staging step runs, without pgops
+//   2. pg_restore -j2 of a dump made like the nightly backup's (directory, zstd:1) alone: what the staging step runs, without pgops
 //   3. guardedRestore of the same data (mode replace, approval sent as soon as it is asked for):
 //      fetch + checksum, plan, pg_restore -j2 into staging, safety snapshot, swap
 // and report wall times, ratios, the CPU each needed and the swap's downtime to docs/benchmarks.md.
@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import execa from 'execa';
 import { withTarget } from '../src/shared/postgres/connection';
 import { libpqEnv } from '../src/shared/postgres/pgTools';
+import { DEFAULT_COMPRESSION, DEFAULT_JOBS } from '../src/backup/defaults';
 import { connectClient, decideRestore, restoreStatus, startBackup, startRestore } from '../src/client';
 import { loadWorkerConfig, type TargetConfig } from '../src/shared/config';
 import { deletePrefix, targetUrl } from '../test/support/backupFixture';
@@ -75,8 +76,9 @@ async function main(): Promise<void> {
     const dumpGz = path.join(work, 'dump.sql.gz');
     const dump = execa(path.join(base.pgBinDir, 'pg_dump'), [], { env: libpqEnv(target), buffer: false });
     await Promise.all([dump, execa('gzip', [], { stdin: dump.stdout!, stdout: openSync(dumpGz, 'w') })]);
-    const customDump = path.join(work, 'dump.custom');
-    await execa(path.join(base.pgBinDir, 'pg_dump'), ['--format=custom', '--compress=gzip:1', `--file=${customDump}`], { env: libpqEnv(target) });
+    // Dumped like nightlyBackup's default (directory format, two jobs, zstd:1).
+    const customDump = path.join(work, 'dump.dir');
+    await execa(path.join(base.pgBinDir, 'pg_dump'), ['--format=directory', `--jobs=${DEFAULT_JOBS}`, `--compress=${DEFAULT_COMPRESSION}`, `--file=${customDump}`], { env: libpqEnv(target) });
     const backup = await (await startBackup(client, { taskQueue }, { target: 'bench', verify: 'list' })).result();
     console.error(`prepared: ${(statSync(dumpGz).size / 1e6).toFixed(0)} MB dump.sql.gz, backup ${backup.backupId} (${(backup.manifest.sizeBytes / 1e6).toFixed(0)} MB)`);
 
@@ -110,7 +112,7 @@ async function main(): Promise<void> {
       '| run | wall s | vs gunzip \\| psql | busy CPU-s / floor on 2 cores | notes |',
       '| --- | ---: | ---: | ---: | --- |',
       row('old script: gunzip -c dump.sql.gz \\| psql into a fresh database', script, 'unverified, no way back', scriptCpu),
-      row('pg_restore -j2 of the custom-format dump alone, into a fresh database', aloneCpu.wallSeconds, 'what the staging step runs', aloneCpu),
+      row(`pg_restore -j2 of a directory-format ${DEFAULT_COMPRESSION} dump alone, into a fresh database`, aloneCpu.wallSeconds, 'what the staging step runs', aloneCpu),
       row('guardedRestore --mode replace, approved at once', total, `fetch + checksum ${step('fetch').toFixed(1)} s, plan ${step('plan').toFixed(1)} s, safety snapshot ${step('safetySnapshot').toFixed(1)} s, swap ${step('swap').toFixed(1)} s`, restoreCpu),
       row('  its restore into staging (pg_restore -j2, row counts checked)', step('stagingRestore')),
       '',
