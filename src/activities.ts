@@ -1,5 +1,6 @@
 // Every activity the worker registers, built from the worker's configuration.
 import type { WorkerConfig } from './shared/config';
+import { doctorActivities } from './doctor/activities';
 import { embeddingActivities } from './embeddings/activities';
 import { failoverActivities } from './failover/activities';
 import { webhookActivities } from './shared/notify/webhook';
@@ -27,6 +28,7 @@ export function createActivities(config: WorkerConfig) {
     ...auditActivities(config),
     ...embeddingActivities(config),
     ...failoverActivities(config),
+    ...doctorActivities(config),
   };
 }
 

@@ -3,6 +3,7 @@
 import * as workflows from '../src/workflows';
 import { NIGHTLY_BACKUP_WORKFLOW, type NightlyBackupWorkflow } from '../src/backup/contract';
 import { STACK_CHECK_WORKFLOW, type StackCheckWorkflow } from '../src/check/contract';
+import { DOCTOR_WORKFLOW, type DoctorWorkflow } from '../src/doctor/contract';
 import { EMBEDDING_BACKFILL_WORKFLOW, type EmbeddingBackfillWorkflow } from '../src/embeddings/contract';
 import {
   FAILOVER_PROMOTION_WORKFLOW,
@@ -23,6 +24,7 @@ const registered: {
   failoverWatcher: FailoverWatcherWorkflow;
   rejoinAsStandby: RejoinAsStandbyWorkflow;
   embeddingBackfill: EmbeddingBackfillWorkflow;
+  doctor: DoctorWorkflow;
 } = workflows;
 
 test('every contract names a workflow the worker registers, and every registered workflow has a contract', () => {
@@ -34,6 +36,7 @@ test('every contract names a workflow the worker registers, and every registered
     FAILOVER_WATCHER_WORKFLOW,
     REJOIN_AS_STANDBY_WORKFLOW,
     EMBEDDING_BACKFILL_WORKFLOW,
+    DOCTOR_WORKFLOW,
   ];
   for (const name of names) expect(typeof (registered as Record<string, unknown>)[name]).toBe('function');
   expect(Object.keys(workflows).sort()).toEqual([...names].sort());

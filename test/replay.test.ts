@@ -12,6 +12,7 @@ describe('workflow replay', () => {
     expect(recorded.map((r) => r.name)).toEqual(
       expect.arrayContaining([
         'stackCheck.json',
+        'doctor.json',
         'nightlyBackup.json',
         'nightlyBackup-failed.json',
         'guardedRestore.json',

@@ -41,6 +41,8 @@ wal_receiver_status_interval = 10s
 # what a dead archiver's slot may hold back, so it cannot fill the disk (a slot past it is lost).
 summarize_wal = on
 max_slot_wal_keep_size = 2GB
+# Statement statistics for pgops doctor's slowest-statements line.
+shared_preload_libraries = 'pg_stat_statements'
 EOF
   # The verify server holds only scratch copies that are dropped after each test restore: nothing
   # in it needs to survive a crash or to be replicated, so it skips the work that would.
@@ -103,6 +105,8 @@ SELECT format('CREATE ROLE %I WITH REPLICATION LOGIN PASSWORD %L', '$PG_REPLICAT
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_REPLICATION_USER') \gexec
 SELECT format('CREATE DATABASE %I', '$PG_DATABASE')
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE') \gexec
+\connect $PG_DATABASE
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 EOF
 }
 
@@ -263,11 +267,14 @@ PGOPS_TARGET_STANDBY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$STANDB
 PGOPS_TARGET_VERIFY_URL=postgres://$PG_SUPERUSER:$PG_PASSWORD@127.0.0.1:$VERIFY_PORT/postgres
 PGOPS_TARGET_VERIFY_DATA_DIR=$(node_dir verify)
 PGOPS_TARGET_VERIFY_OS_USER=$PG_USER
+PGOPS_TARGET_VERIFY_LOG_FILE=$PG_ROOT/verify.log
 PGOPS_VERIFY_TARGET=verify
 PGOPS_TARGET_PRIMARY_DATA_DIR=$(node_dir primary)
 PGOPS_TARGET_PRIMARY_OS_USER=$PG_USER
+PGOPS_TARGET_PRIMARY_LOG_FILE=$PG_ROOT/primary.log
 PGOPS_TARGET_STANDBY_DATA_DIR=$(node_dir standby)
 PGOPS_TARGET_STANDBY_OS_USER=$PG_USER
+PGOPS_TARGET_STANDBY_LOG_FILE=$PG_ROOT/standby.log
 PGOPS_CLUSTERS=main
 PGOPS_CLUSTER_MAIN_PRIMARY=primary
 PGOPS_CLUSTER_MAIN_STANDBYS=standby

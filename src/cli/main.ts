@@ -5,6 +5,7 @@ import { TemporalUnreachable } from '../shared/temporal/connection';
 import { backfillCommand } from './commands/backfill';
 import { backupNowCommand, backupsListCommand } from './commands/backup';
 import { checkCommand } from './commands/check';
+import { doctorCommand } from './commands/doctor';
 import { UsageError } from './commands/common';
 import { migrateCommand, seedCommand } from './commands/database';
 import { failoverCommand, rejoinCommand } from './commands/failover';
@@ -14,6 +15,8 @@ import { scheduleCommand } from './commands/schedule';
 const USAGE = `usage: pgops <command> [options]
 
   check                            run the stackCheck workflow and print a table
+  doctor [--json] [--target NAME]  the incident checklist: servers, disks, connections, locks, slow
+                                   statements, indexes, vacuum, replication, slots, backups, workers
   backup now [--target primary] [--verify restore|list] [--compression zstd:1]
              [--format directory|custom] [--jobs 2]
                                    run nightlyBackup now and follow its progress
@@ -56,6 +59,8 @@ async function main([command, ...args]: string[]): Promise<number> {
   switch (command) {
     case 'check':
       return checkCommand();
+    case 'doctor':
+      return doctorCommand(args);
     case 'backup':
       if (sub !== 'now') throw new UsageError(`backup needs "now", got ${sub ?? 'nothing'}`);
       return backupNowCommand(rest);

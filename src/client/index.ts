@@ -12,6 +12,7 @@ export type * from '../backup/manifest';
 export type * from '../restore/contract';
 export type * from '../failover/contract';
 export type * from '../embeddings/contract';
+export type * from '../doctor/contract';
 
 export interface StartOptions {
   taskQueue: string;
@@ -30,6 +31,7 @@ export async function runStackCheck(client: Client, options: StartOptions, input
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
 export { startRestore, restoreStatus, restorePlan, decideRestore } from './restores';
 export { DecisionRefused } from './decisions';
+export { runDoctor } from './doctor';
 export { startFailover, failoverHandle, failoverStatus, approveFailover, decideFailover, startRejoin, startWatcher, watcherHandle, watchStatus, pauseWatcher, resumeWatcher } from './failovers';
 export { failoverWorkflowId, watcherWorkflowId } from '../failover/contract';
 export {

@@ -38,6 +38,8 @@ export interface TargetConfig {
   server?: ServerControl;
   /** libpq's sslmode and certificate files, from the URL's query; absent: no TLS (as before). */
   tls?: TargetTls;
+  /** The server's log file, where the worker can read it (`pgops doctor` shows its last errors). */
+  logFile?: string;
 }
 
 /**
@@ -203,7 +205,16 @@ function parseTarget(env: Env, name: string, variable = targetVariable(name)): T
     source: variable,
     server: loadServerControl(env, name),
     ...(tls ? { tls } : {}),
+    ...optionalLogFile(env, variable),
   };
+}
+
+function optionalLogFile(env: Env, urlVariable: string): { logFile?: string } {
+  const variable = urlVariable.replace(/_URL$/, '_LOG_FILE');
+  const logFile = optional(env, variable);
+  if (logFile === undefined) return {};
+  if (!logFile.startsWith('/')) throw new ConfigError(`${variable}=${logFile} must be an absolute path to the server's log file`);
+  return { logFile };
 }
 
 const TLS_PARAMETERS = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey'];

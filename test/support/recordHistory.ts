@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import { withTarget } from '../../src/shared/postgres/connection';
 import { decideRestore, restoreStatus, runStackCheck, startBackup, startRestore } from '../../src/client';
 import { approveSignal } from '../../src/restore/contract';
+import { runDoctor } from '../../src/client/doctor';
 import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';
 import { recordFailover, recordWatcher } from './replicaCluster';
@@ -30,6 +31,9 @@ async function restoreAwaitingApproval(client: Client, taskQueue: string, workfl
 const RECORDERS: Record<string, Recorder> = {
   stackCheck: async (client, taskQueue, workflowId) => {
     await runStackCheck(client, { taskQueue, workflowId });
+  },
+  doctor: async (client, taskQueue, workflowId) => {
+    await runDoctor(client, { taskQueue, workflowId }, { taskQueues: [taskQueue] });
   },
   nightlyBackup: async (client, taskQueue, workflowId) => {
     await (await startBackup(client, { taskQueue, workflowId }, { target: 'primary', verify: 'list' })).result();

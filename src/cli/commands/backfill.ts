@@ -10,7 +10,7 @@ import {
   resumeEmbeddingBackfill,
   startEmbeddingBackfill,
 } from '../../client/embeddings';
-import { followRun, UsageError, withTemporal } from './common';
+import { followRun, UsageError, warnWhenNoWorker, withTemporal } from './common';
 
 const BAR_WIDTH = 30;
 
@@ -80,6 +80,7 @@ export async function backfillCommand([sub, ...args]: string[]): Promise<number>
       switch (sub) {
         case 'start': {
           const handle = await startEmbeddingBackfill(client, { taskQueue: config.taskQueue }, input);
+          await warnWhenNoWorker(client, config.taskQueue);
           console.error(`backfill ${handle.workflowId} on task queue ${config.taskQueue} (a running backfill of this table is attached to, not duplicated)`);
           if (values.detach) return 0;
           return follow(handle);

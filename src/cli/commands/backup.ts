@@ -7,7 +7,7 @@ import type { BackupProgress, DumpFormat, VerifyLevel } from '../../backup/contr
 import { backupProgress, startBackup } from '../../client/backups';
 import { DEFAULT_FORMAT, DEFAULT_JOBS } from '../../backup/defaults';
 import { formatTable } from '../format';
-import { followRun, megabytes, UsageError, withTemporal } from './common';
+import { followRun, megabytes, UsageError, warnWhenNoWorker, withTemporal } from './common';
 
 function progressLine(p: BackupProgress): string {
   const bytes = p.stage === 'upload' ? `uploaded ${megabytes(p.uploadedBytes)}` : `dumped ${megabytes(p.dumpedBytes)}`;
@@ -40,6 +40,7 @@ export async function backupNowCommand(args: string[]): Promise<number> {
       },
     );
     console.error(`started workflow ${handle.workflowId} on task queue ${config.taskQueue}`);
+    await warnWhenNoWorker(client, config.taskQueue);
     const result = await followRun(handle, async () => progressLine(await backupProgress(handle)));
     if (!result) return 1;
     const m = result.manifest;

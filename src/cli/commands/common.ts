@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { loadTemporalConfig, type TemporalConfig } from '../../shared/config';
 import { connectClient } from '../../shared/temporal/connection';
+import { noWorkerWarning } from '../../shared/temporal/pollers';
 
 /** Who is acting: --as, else PGOPS_OPERATOR, else the login name. Self-declared; see docs/restore.md. */
 export function operator(as: string | undefined): string {
@@ -69,4 +70,10 @@ export async function followRun<R>(handle: { result(): Promise<R> }, progressLin
     if (tty) process.stderr.write('\n');
     if (failure) printFailure(failure);
   }
+}
+
+/** Says at once, on stderr, when nobody polls the task queue a run was just started on. */
+export async function warnWhenNoWorker(client: Client, taskQueue: string): Promise<void> {
+  const warning = await noWorkerWarning(client, taskQueue);
+  if (warning) console.error(`pgops: ${warning}`);
 }

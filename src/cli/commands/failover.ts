@@ -6,7 +6,7 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import { decideFailover, failoverHandle, failoverStatus, pauseWatcher, resumeWatcher, startFailover, startRejoin, startWatcher, watcherHandle, watchStatus } from '../../client/failovers';
 import { DecisionRefused } from '../../client/decisions';
 import { formatTable } from '../format';
-import { operator, printOutcome, UsageError, withTemporal } from './common';
+import { operator, printOutcome, UsageError, warnWhenNoWorker, withTemporal } from './common';
 
 const stepsTable = (steps: FailoverStatus['steps']) => formatTable(['step', 'ms', 'outcome'], steps.map((t) => [t.step, String(t.ms), t.outcome]));
 
@@ -50,6 +50,7 @@ async function startCommand(args: string[]): Promise<number> {
       { cluster: values.cluster!, mode: values.mode as FailoverMode, reason: values.reason, requestedBy: operator(values.as) },
     );
     console.error(`started workflow ${handle.workflowId}; follow with: pgops failover status --cluster ${values.cluster}`);
+    await warnWhenNoWorker(client, config.taskQueue);
     return values.detach ? 0 : printOutcome(handle.result(), resultLines);
   });
 }
@@ -92,6 +93,7 @@ async function watchCommand(args: string[]): Promise<number> {
       const started = await startWatcher(client, { taskQueue: config.taskQueue }, cluster);
       // No query here: it would wait for a worker, and the watcher may be started before any runs.
       console.log(`watcher of ${cluster} runs as workflow ${started.workflowId} on task queue ${config.taskQueue}; see pgops failover watch --status`);
+      await warnWhenNoWorker(client, config.taskQueue);
       return 0;
     }
     console.log(watchLines(await watchStatus(handle)));
@@ -154,6 +156,7 @@ export async function rejoinCommand(args: string[]): Promise<number> {
       { taskQueue: config.taskQueue },
       { cluster: values.cluster!, node: values.node!, newPrimary: values['new-primary']!, allowBaseBackup: !values['no-base-backup'] },
     );
+    await warnWhenNoWorker(client, config.taskQueue);
     return printOutcome(
       handle.result(),
       (r) =>

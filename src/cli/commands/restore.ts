@@ -7,7 +7,7 @@ import type { RestoreMode, RestorePlan, RestoreStatus } from '../../restore/cont
 import { formatTable } from '../format';
 import { DecisionRefused } from '../../client/decisions';
 import { decideRestore, restoreStatus, startRestore } from '../../client/restores';
-import { megabytes, operator, UsageError, withTemporal } from './common';
+import { megabytes, operator, UsageError, warnWhenNoWorker, withTemporal } from './common';
 
 const PRE_RESTORE = /_pre_restore_\d{14}$/;
 const PLAN_WAIT_MS = 10 * 60_000;
@@ -60,6 +60,7 @@ async function startCommand(args: string[]): Promise<number> {
         jobs: Number(values.jobs),
       },
     );
+    await warnWhenNoWorker(client, config.taskQueue);
     console.error(`started workflow ${handle.workflowId}; waiting for its plan`);
     const status = await waitForPlan(client, handle.workflowId);
     printStatus(status);
