@@ -132,6 +132,9 @@ export function takeBaseBackupActivities(config: WorkerConfig) {
       if (newest) await downloadBaseBackupManifest(s3, config.s3.bucket, root, newest.backupId, file);
       return newest;
     } catch (err) {
+      if ((err as { name?: string }).name === 'NoSuchKey') {
+        throw ApplicationFailure.nonRetryable(`the newest base backup's backup_manifest is missing from ${root}/base/: nothing to build an incremental on`, 'IncrementalNotPossible');
+      }
       throw storageFailure(config.s3, err);
     } finally {
       s3.destroy();
