@@ -2,7 +2,7 @@
 // client-side zstd, the WAL of its own run streamed beside it (-Xstream), so each base backup
 // restores on its own even where the WAL archive has a gap. An incremental builds on the newest
 // complete base backup's backup_manifest, fetched from the bucket.
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import execa from 'execa';
@@ -13,7 +13,7 @@ import { archiveRoot, BASE_BACKUP_MANIFEST, type BaseBackupRecord } from '../lay
 import { heartbeatWhile, killOnCancel } from '../../shared/heartbeat';
 import { childEnv } from '../../shared/childEnv';
 import { runPgTool } from '../../shared/postgres/pgTools';
-import { prepareStagedDir, sha256File } from '../../backup/stagedBackup';
+import { directoryBytes, prepareStagedDir, sha256File } from '../../backup/stagedBackup';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 import { clusterNode, resolveCluster } from '../../failover/activities/cluster';
 import { downloadBaseBackupManifest, listBaseBackups } from '../catalog';
@@ -167,12 +167,4 @@ async function hashFiles(dir: string): Promise<BaseBackupRecord['files']> {
     files.push({ name, sizeBytes: bytes, sha256 });
   }
   return files;
-}
-
-function directoryBytes(dir: string): number {
-  try {
-    return readdirSync(dir).reduce((sum, name) => sum + statSync(path.join(dir, name)).size, 0);
-  } catch {
-    return 0;
-  }
 }
