@@ -27,7 +27,7 @@ import { DEFAULT_COMPRESSION, DEFAULT_FORMAT } from '../src/backup/defaults';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
 import { cpuCell, describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
-import { benchTarget, recordBenchmarkRun, seconds, stepSeconds } from './support';
+import { benchTarget, recordBenchmarkRun, seconds, stepSeconds, watchPeakRss } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
 const scale = Number(values.scale);
@@ -77,28 +77,6 @@ async function oldScript(pgBinDir: string, target: TargetConfig, config: ReturnT
   const storedBytes = statSync(file).size;
   rmSync(dir, { recursive: true, force: true });
   return { name: 'old script: pg_dump \\| gzip > file, then upload (unverified)', seconds: took, storedBytes, note: `dump+gzip ${dumpSeconds.toFixed(1)} s`, cpu };
-}
-
-/**
- * Peak resident memory, sampled every 100 ms: of the worker's own Node process (the biggest node
- * in its process group; the group also holds tsx's launcher and the pg_dump/pg_restore children),
- * and of the whole group.
- */
-function watchPeakRss(pgid: number): { stop: () => { worker: number; group: number } } {
-  const peak = { worker: 0, group: 0 };
-  const sample = () => {
-    try {
-      const { stdout } = execa.sync('ps', ['-o', 'rss=,comm=', '-g', String(pgid)]);
-      const rows = stdout.trim().split('\n').map((line) => line.trim().split(/\s+/));
-      const kb = (row: string[]) => Number(row[0]) * 1024 || 0;
-      peak.group = Math.max(peak.group, rows.reduce((sum, row) => sum + kb(row), 0));
-      peak.worker = Math.max(peak.worker, ...rows.filter((row) => row[1] === 'node').map(kb));
-    } catch {
-      // the group may be between processes
-    }
-  };
-  const timer = setInterval(sample, 100);
-  return { stop: () => (clearInterval(timer), peak) };
 }
 
 async function nightly(

@@ -69,6 +69,7 @@ function processKind(command: string, parentCommand: string, named: Record<strin
   if (/\bcli\.[jt]s worker\b|bin\/pgops worker\b|dist\/src\/worker\.js/.test(command)) return 'pgops worker';
   if (/\bminio\b/.test(command)) return 'MinIO';
   if (/(^|\/)(pg_dump|pg_dumpall|pg_restore|psql|gzip|gunzip)\b/.test(command)) return 'pg_dump/pg_restore/psql/gzip';
+  if (/(^|\/)(pg_basebackup|pg_verifybackup|pg_combinebackup|zstd)\b/.test(command)) return 'pg_basebackup/pg_verifybackup/zstd';
   return 'other';
 }
 

@@ -1,6 +1,7 @@
 // What the benchmarks share: the seeded database they run on, step timings from a run's history,
 // and where results go.
 import { readFileSync, writeFileSync } from 'node:fs';
+import execa from 'execa';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { Client } from 'pg';
@@ -89,4 +90,26 @@ export function recordBenchmarkRun(benchmark: string, script: string, section: s
     }
   }
   writeFileSync(file, parts.join('\n'));
+}
+
+/**
+ * Peak resident memory, sampled every 100 ms: of the worker's own Node process (the biggest node
+ * in its process group; the group also holds tsx's launcher and the pg_dump/pg_restore children),
+ * and of the whole group.
+ */
+export function watchPeakRss(pgid: number): { stop: () => { worker: number; group: number } } {
+  const peak = { worker: 0, group: 0 };
+  const sample = () => {
+    try {
+      const { stdout } = execa.sync('ps', ['-o', 'rss=,comm=', '-g', String(pgid)]);
+      const rows = stdout.trim().split('\n').map((line) => line.trim().split(/\s+/));
+      const kb = (row: string[]) => Number(row[0]) * 1024 || 0;
+      peak.group = Math.max(peak.group, rows.reduce((sum, row) => sum + kb(row), 0));
+      peak.worker = Math.max(peak.worker, ...rows.filter((row) => row[1] === 'node').map(kb));
+    } catch {
+      // the group may be between processes
+    }
+  };
+  const timer = setInterval(sample, 100);
+  return { stop: () => (clearInterval(timer), peak) };
 }

@@ -13,6 +13,7 @@ import { fetchActivities } from './restore/activities/fetchBackup';
 import { pruneActivities } from './backup/activities/pruneBackups';
 import { roundTripActivities } from './check/activities/roundTripObject';
 import { uploadActivities } from './backup/activities/uploadBackup';
+import { baseBackupActivities } from './archive/activities';
 
 export function createActivities(config: WorkerConfig) {
   return {
@@ -29,6 +30,7 @@ export function createActivities(config: WorkerConfig) {
     ...embeddingActivities(config),
     ...failoverActivities(config),
     ...doctorActivities(config),
+    ...baseBackupActivities(config),
   };
 }
 

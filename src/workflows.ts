@@ -7,3 +7,4 @@ export { failoverPromotion } from './failover/workflows/failoverPromotion';
 export { rejoinAsStandby } from './failover/workflows/rejoinAsStandby';
 export { failoverWatcher } from './failover/workflows/failoverWatcher';
 export { doctor } from './doctor/workflows/doctor';
+export { baseBackup } from './archive/workflows/baseBackup';

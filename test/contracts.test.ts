@@ -14,6 +14,7 @@ import {
   type RejoinAsStandbyWorkflow,
 } from '../src/failover/contract';
 import { GUARDED_RESTORE_WORKFLOW, type GuardedRestoreWorkflow } from '../src/restore/contract';
+import { BASE_BACKUP_WORKFLOW, type BaseBackupWorkflow } from '../src/archive/contract';
 
 // Checked by the compiler (ts-jest type-checks): the worker's exports have the contracts' signatures.
 const registered: {
@@ -25,6 +26,7 @@ const registered: {
   rejoinAsStandby: RejoinAsStandbyWorkflow;
   embeddingBackfill: EmbeddingBackfillWorkflow;
   doctor: DoctorWorkflow;
+  baseBackup: BaseBackupWorkflow;
 } = workflows;
 
 test('every contract names a workflow the worker registers, and every registered workflow has a contract', () => {
@@ -37,6 +39,7 @@ test('every contract names a workflow the worker registers, and every registered
     REJOIN_AS_STANDBY_WORKFLOW,
     EMBEDDING_BACKFILL_WORKFLOW,
     DOCTOR_WORKFLOW,
+    BASE_BACKUP_WORKFLOW,
   ];
   for (const name of names) expect(typeof (registered as Record<string, unknown>)[name]).toBe('function');
   expect(Object.keys(workflows).sort()).toEqual([...names].sort());

@@ -24,6 +24,8 @@ describe('workflow replay', () => {
         'embeddingBackfill.json',
         'embeddingBackfill-continued.json',
         'failoverWatcher.json',
+        'baseBackup.json',
+        'baseBackup-fallback.json',
       ]),
     );
   });
@@ -32,6 +34,9 @@ describe('workflow replay', () => {
     const lastEvent = (name: string) => recorded.find((r) => r.name === name)!.history.events!.at(-1)!;
     expect(lastEvent('nightlyBackup-failed.json').workflowExecutionFailedEventAttributes).toBeTruthy();
     expect(lastEvent('embeddingBackfill-continued.json').workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
+    const result = (name: string) => JSON.parse(Buffer.from(lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0].data as Uint8Array).toString());
+    expect(result('baseBackup.json').record).toMatchObject({ kind: 'incremental' });
+    expect(result('baseBackup-fallback.json')).toMatchObject({ record: { kind: 'full' }, fullBecause: expect.stringMatching(/WAL summarization is enabled/) });
     for (const [name, outcome] of [['guardedRestore-rejected.json', 'rejected'], ['guardedRestore-expired.json', 'expired'], ['failoverPromotion-switchover.json', 'promoted']] as const) {
       const payload = lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0];
       expect(JSON.parse(Buffer.from(payload.data as Uint8Array).toString())).toMatchObject(name.includes('switchover') ? { outcome, mode: 'switchover' } : { outcome });

@@ -1,5 +1,5 @@
 // Upload part sizes: small enough to keep the worker's buffers small, never more parts than S3 takes.
-import { partSizeFor } from '../src/backup/activities/uploadBackup';
+import { partSizeFor } from '../src/shared/storage/multipartUpload';
 
 test('8 MiB parts, larger only when a file would need more than 9,000 of them (S3 allows 10,000)', () => {
   const MiB = 1024 * 1024;

@@ -16,9 +16,16 @@ export const DEFAULT_WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
 /** Segments per index object: 256 × 16 MiB = one 4 GiB "log id", like the middle of a segment name. */
 export const SEGMENTS_PER_INDEX_BLOCK = 256;
 export const BASE_BACKUP_RECORD = 'backup.json';
+/** PostgreSQL's own manifest of a base backup: every file's SHA-256, and the WAL range it needs. */
+export const BASE_BACKUP_MANIFEST = 'backup_manifest';
 
 export function archiveRoot(s3: Pick<S3Config, 'prefix'>, cluster: string, systemIdentifier: string): string {
   return `${s3.prefix}/physical/${cluster}/${systemIdentifier}`;
+}
+
+/** Every cluster's archive (no cluster), or every root of one cluster (one per system identifier). */
+export function physicalPrefix(s3: Pick<S3Config, 'prefix'>, cluster?: string): string {
+  return cluster ? `${s3.prefix}/physical/${cluster}/` : `${s3.prefix}/physical/`;
 }
 
 export function timelineHex(timeline: number): string {
@@ -47,6 +54,10 @@ export function walIndexKey(root: string, timeline: number, block: number): stri
 
 export function baseBackupPrefix(root: string, backupId?: string): string {
   return backupId ? `${root}/base/${backupId}/` : `${root}/base/`;
+}
+
+export function baseBackupObjectKey(root: string, backupId: string, name: string): string {
+  return `${baseBackupPrefix(root, backupId)}${name}`;
 }
 
 export function gapKey(root: string, timeline: number, fromLsn: string): string {
@@ -132,4 +143,26 @@ export interface BaseBackupRecord {
   sizeBytes: number;
   /** When a restore drill last proved it restorable (issue 17 writes this beside it). */
   lastProvedAt?: string;
+}
+
+/** A record pgops can use: anything else in the bucket is left out of the catalog, never acted on. */
+export function isBaseBackupRecord(value: unknown): value is BaseBackupRecord {
+  const r = value as Partial<BaseBackupRecord> | null;
+  const lsn = (v: unknown) => typeof v === 'string' && /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i.test(v);
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    r.formatVersion === 1 &&
+    typeof r.backupId === 'string' &&
+    typeof r.cluster === 'string' &&
+    typeof r.systemIdentifier === 'string' &&
+    (r.kind === 'full' || (r.kind === 'incremental' && typeof r.parentBackupId === 'string')) &&
+    lsn(r.startLsn) &&
+    lsn(r.stopLsn) &&
+    Number.isInteger(r.startTimeline) &&
+    Number.isInteger(r.stopTimeline) &&
+    typeof r.startedAt === 'string' &&
+    typeof r.stoppedAt === 'string' &&
+    Array.isArray(r.files)
+  );
 }

@@ -3,7 +3,7 @@
 // Dumps hold every row of a database (and maybe role password hashes): staging folders are 0700
 // and files 0600, so no other local user can read them.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { lstat, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -121,4 +121,13 @@ export async function assertDumpFilesIntact(dir: string, manifest: BackupManifes
     }
   }
   return path.join(dir, manifest.dumpFile);
+}
+
+/** Bytes written so far below a directory (for progress; a directory pg_dump or pg_basebackup is still filling). */
+export function directoryBytes(dir: string): number {
+  try {
+    return readdirSync(dir).reduce((sum, name) => sum + statSync(path.join(dir, name)).size, 0);
+  } catch {
+    return 0;
+  }
 }

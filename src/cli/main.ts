@@ -4,6 +4,7 @@ import { SeedRefused } from '../db/seed';
 import { TemporalUnreachable } from '../shared/temporal/connection';
 import { backfillCommand } from './commands/backfill';
 import { backupNowCommand, backupsListCommand } from './commands/backup';
+import { baseBackupCommand } from './commands/baseBackup';
 import { checkCommand } from './commands/check';
 import { doctorCommand } from './commands/doctor';
 import { UsageError } from './commands/common';
@@ -20,7 +21,15 @@ const USAGE = `usage: pgops <command> [options]
   backup now [--target primary] [--verify restore|list] [--compression zstd:1]
              [--format directory|custom] [--jobs 2]
                                    run nightlyBackup now and follow its progress
-  backups list [--target primary]  the backup catalog, read from S3
+  backups list [--target primary] [--cluster main]
+                                   the backup catalog, read from S3: logical backups, then
+                                   each cluster's base backups and its recoverable window
+  basebackup now [--cluster main] [--mode auto|full] [--recovery-window 7d] [--prune-dry-run]
+                                   run baseBackup now (an incremental where possible) and
+                                   follow its progress
+  basebackup schedule install|pause|resume|show [--cluster main] [--at 01:00]
+                      [--timezone Asia/Seoul] [--mode auto|full] [--recovery-window 7d]
+                                   the Temporal Schedule that runs baseBackup
   schedule install [--target primary] [--at 03:00] [--timezone Asia/Seoul]
   schedule pause|resume|show [--target primary]
                                    the Temporal Schedule that runs nightlyBackup
@@ -67,6 +76,8 @@ async function main([command, ...args]: string[]): Promise<number> {
     case 'backups':
       if (sub !== 'list') throw new UsageError(`backups needs "list", got ${sub ?? 'nothing'}`);
       return backupsListCommand(rest);
+    case 'basebackup':
+      return baseBackupCommand(args);
     case 'schedule':
       return scheduleCommand(args);
     case 'restore':

@@ -1,8 +1,9 @@
 // Starting, watching and scheduling backups, for the CLI and the app.
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type WorkflowHandle } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
 import { backupProgressQuery, NIGHTLY_BACKUP_WORKFLOW, type BackupProgress, type NightlyBackupInput, type NightlyBackupWorkflow } from '../backup/contract';
 import { progressWithHeartbeats } from './progress';
+import { installDailySchedule } from './schedules';
 
 export function backupScheduleId(target: string): string {
   return `nightly-backup-${target}`;
@@ -42,35 +43,18 @@ export interface ScheduleOptions {
   input?: Omit<NightlyBackupInput, 'target'>;
 }
 
-function scheduleSpec(options: ScheduleOptions) {
-  const match = /^(\d{1,2}):(\d{2})$/.exec(options.at);
-  if (!match || Number(match[1]) > 23 || Number(match[2]) > 59) throw new Error(`--at ${options.at} is not a time of day (HH:MM)`);
-  return {
-    spec: { calendars: [{ hour: Number(match[1]), minute: Number(match[2]) }], timezone: options.timezone },
+/** Creates the schedule, or updates it in place when it exists. Returns "created" or "updated". */
+export function installBackupSchedule(client: Client, options: ScheduleOptions): Promise<'created' | 'updated'> {
+  return installDailySchedule(client, {
+    scheduleId: backupScheduleId(options.target),
+    at: options.at,
+    timezone: options.timezone,
     action: {
-      type: 'startWorkflow' as const,
       workflowType: NIGHTLY_BACKUP_WORKFLOW,
       taskQueue: options.taskQueue,
       workflowId: backupScheduleId(options.target),
       args: [{ ...options.input, target: options.target }],
       typedSearchAttributes: [{ key: PGOPS_TARGET, value: options.target }],
     },
-    // A backup still running when the next is due means something is wrong: don't stack them.
-    // After downtime, a run missed within the last 2 hours still starts; older ones are skipped.
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '2 hours' },
-  };
-}
-
-/** Creates the schedule, or updates it in place when it exists. Returns "created" or "updated". */
-export async function installBackupSchedule(client: Client, options: ScheduleOptions): Promise<'created' | 'updated'> {
-  const scheduleId = backupScheduleId(options.target);
-  const { spec, action, policies } = scheduleSpec(options);
-  try {
-    await client.schedule.create({ scheduleId, spec, action, policies });
-    return 'created';
-  } catch (err) {
-    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(scheduleId).update((previous) => ({ ...previous, spec, action, policies }));
-    return 'updated';
-  }
+  });
 }

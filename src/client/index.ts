@@ -13,6 +13,8 @@ export type * from '../restore/contract';
 export type * from '../failover/contract';
 export type * from '../embeddings/contract';
 export type * from '../doctor/contract';
+export type * from '../archive/contract';
+export type { BaseBackupRecord } from '../archive/layout';
 
 export interface StartOptions {
   taskQueue: string;
@@ -29,6 +31,8 @@ export async function runStackCheck(client: Client, options: StartOptions, input
   });
 }
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
+export { startBaseBackup, baseBackupProgress, installBaseBackupSchedule } from './baseBackups';
+export { baseBackupScheduleId } from '../archive/contract';
 export { startRestore, restoreStatus, restorePlan, decideRestore } from './restores';
 export { DecisionRefused } from './decisions';
 export { runDoctor } from './doctor';

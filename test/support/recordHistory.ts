@@ -9,6 +9,7 @@ import { runDoctor } from '../../src/client/doctor';
 import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';
 import { recordFailover, recordWatcher } from './replicaCluster';
+import { recordBaseBackup } from './recordBaseBackup';
 import { stackConfig, withWorker } from './stack';
 
 /** Runs the workflow to its end on the given task queue under the given id; returns the run to save when not the latest. */
@@ -72,6 +73,10 @@ const RECORDERS: Record<string, Recorder> = {
   },
   // Three batches per run: the saved first run ends in its continuation.
   'embeddingBackfill-continued': (client, _taskQueue, workflowId) => recordEmbeddingBackfill(client, workflowId, { batchesPerRun: 3 }),
+  // On a cluster of its own: an auto run after a full one takes an incremental ...
+  baseBackup: (client, _taskQueue, workflowId) => recordBaseBackup(client, workflowId),
+  // ... or, with summarize_wal off, falls back to a full backup.
+  'baseBackup-fallback': (client, _taskQueue, workflowId) => recordBaseBackup(client, workflowId, { fallback: true }),
 };
 
 async function main(names: string[]): Promise<void> {

@@ -2,7 +2,7 @@
 // was dumped. Custom format streams to the staging dir and is hashed in the same pass; directory
 // format lets pg_dump write one file per table with parallel jobs, then hashes each file.
 import { createHash } from 'node:crypto';
-import { createWriteStream, readdirSync, statSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -13,7 +13,7 @@ import type { WorkerConfig } from '../../shared/config';
 import type { Compression, DumpFormat } from '../contract';
 import type { BackupManifest, DataFile } from '../manifest';
 import { heartbeatWhile, killOnCancel } from '../../shared/heartbeat';
-import { PRIVATE_FILE_MODE, assertStagedDumpIntact, digestOfFiles, hashDumpDirectory, prepareStagedDir } from '../stagedBackup';
+import { PRIVATE_FILE_MODE, assertStagedDumpIntact, digestOfFiles, directoryBytes, hashDumpDirectory, prepareStagedDir } from '../stagedBackup';
 import { DUMP_DIR, DUMP_FILE, GLOBALS_FILE } from '../manifest';
 import { readStagedManifest, writeManifest } from '../manifest/store';
 import { connectTarget, resolveTarget, targetFailure } from '../../shared/postgres/connection';
@@ -179,15 +179,6 @@ export function dumpActivities(config: WorkerConfig) {
   }
 
   return { dumpDatabase };
-}
-
-/** Bytes written so far below a directory (for progress; a directory pg_dump is still filling). */
-function directoryBytes(dir: string): number {
-  try {
-    return readdirSync(dir).reduce((sum, name) => sum + statSync(path.join(dir, name)).size, 0);
-  } catch {
-    return 0;
-  }
 }
 
 /** Opens a read-only repeatable-read transaction and exports its snapshot for pg_dump to share. */

@@ -2,78 +2,22 @@
 // and S3 checksums where the store supports them. The data goes up while the test restore runs;
 // the manifest object goes last, once verification passed, so a backup is in the catalog only
 // once all of it is stored and verified. Confirmed by HeadObject.
-import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import {
-  AbortMultipartUploadCommand,
-  DeleteObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  PutObjectCommand,
-  type PutObjectCommandInput,
-  type S3Client,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import { readFile } from 'node:fs/promises';
-import type { S3Config, WorkerConfig } from '../../shared/config';
+import type { WorkerConfig } from '../../shared/config';
 import type { UploadResult, VerificationResult } from '../contract';
-import type { BackupManifest, DataFile } from '../manifest';
 import { heartbeatWhile } from '../../shared/heartbeat';
 import { stagedDir } from '../stagedBackup';
 import { requireStagedManifest } from '../manifest/store';
 import { backupKeys, withVerification } from '../manifest';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
-
-/**
- * Parts are buffered in memory (two in flight): 8 MiB keeps the worker small while the test
- * restore runs beside the upload; a file too big for S3's 10,000 parts at that size gets larger
- * parts.
- */
-const MIN_PART_SIZE = 8 * 1024 * 1024;
-const MAX_PARTS = 9_000;
-export function partSizeFor(bytes: number): number {
-  return Math.max(MIN_PART_SIZE, Math.ceil(bytes / MAX_PARTS));
-}
+import { abortStaleUploads, objectOptions, uploadFileOnce } from '../../shared/storage/multipartUpload';
 
 export interface UploadInput {
   backupId: string;
   verification: VerificationResult;
-}
-
-/** Storage class, encryption, object lock and tags an operator configured, for every object. */
-function objectOptions(s3: S3Config): Partial<PutObjectCommandInput> {
-  return {
-    StorageClass: s3.storageClass as PutObjectCommandInput['StorageClass'],
-    ServerSideEncryption: s3.serverSideEncryption,
-    SSEKMSKeyId: s3.sseKmsKeyId,
-    Tagging: s3.tags,
-    ...(s3.objectLock
-      ? {
-          ObjectLockMode: s3.objectLock.mode,
-          ObjectLockRetainUntilDate: new Date(Date.now() + s3.objectLock.days * 86_400_000),
-        }
-      : {}),
-  };
-}
-
-/** Multipart uploads left by a killed attempt would hold storage forever: abort them. */
-async function abortStaleUploads(s3: S3Client, bucket: string, key: string): Promise<number> {
-  const { Uploads = [] } = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
-  const stale = Uploads.filter((u) => u.Key === key);
-  for (const u of stale) await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: u.UploadId }));
-  return stale.length;
-}
-
-/** True when the object is there with the data file's size and SHA-256. */
-async function storedIntact(s3: S3Client, bucket: string, key: string, file: DataFile): Promise<boolean> {
-  try {
-    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return head.ContentLength === file.sizeBytes && head.Metadata?.sha256 === file.sha256;
-  } catch (err) {
-    if ((err as { name?: string }).name === 'NotFound') return false;
-    throw err;
-  }
 }
 
 export function uploadActivities(config: WorkerConfig) {
@@ -106,16 +50,17 @@ export function uploadActivities(config: WorkerConfig) {
         const Key = keys.dataKeys[i];
         const before = uploadedBytes;
         // A retry after some data landed (worker killed before the manifest went up) does not send it again.
-        if (!(await storedIntact(s3, Bucket, Key, file))) {
-          reused = false;
-          await uploadDataFile(s3, Key, path.join(dir, file.name), file, manifest, (loaded) => {
+        const sent = await uploadFileOnce(s3, config.s3, {
+          Key,
+          source: path.join(dir, file.name),
+          file,
+          metadata: { 'backup-id': manifest.backupId, target: manifest.target },
+          onProgress: (loaded) => {
             uploadedBytes = before + loaded;
             heartbeats.progressed();
-          });
-          if (!(await storedIntact(s3, Bucket, Key, file))) {
-            throw ApplicationFailure.retryable(`uploaded ${Key} does not match the manifest's size and SHA-256`, 'UploadMismatch');
-          }
-        }
+          },
+        });
+        if (sent) reused = false;
         uploadedBytes = before + file.sizeBytes;
       }
       await s3.send(
@@ -172,34 +117,6 @@ export function uploadActivities(config: WorkerConfig) {
     } finally {
       s3.destroy();
     }
-  }
-
-  async function uploadDataFile(
-    s3: S3Client,
-    Key: string,
-    source: string,
-    file: DataFile,
-    manifest: BackupManifest,
-    onProgress: (loaded: number) => void,
-  ): Promise<void> {
-    await abortStaleUploads(s3, Bucket, Key);
-    const upload = new Upload({
-      client: s3,
-      partSize: partSizeFor(file.sizeBytes),
-      queueSize: 2,
-      leavePartsOnError: false,
-      params: {
-        Bucket,
-        Key,
-        Body: createReadStream(source, { highWaterMark: 1 << 20 }),
-        ContentType: 'application/octet-stream',
-        Metadata: { sha256: file.sha256, 'backup-id': manifest.backupId, target: manifest.target },
-        ...(config.s3.checksumMode === 'when_supported' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
-        ...objectOptions(config.s3),
-      },
-    });
-    upload.on('httpUploadProgress', (p) => onProgress(p.loaded ?? 0));
-    await upload.done();
   }
 
   return { uploadBackup, uploadBackupData, publishManifest, discardUploadedData };

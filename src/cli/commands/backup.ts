@@ -1,4 +1,4 @@
-// pgops backup now / backups list.
+// pgops backup now / backups list (logical and physical backups).
 import { parseArgs } from 'node:util';
 import { listCatalog } from '../../backup/manifest/store';
 import { createS3Client } from '../../shared/storage/s3Client';
@@ -8,6 +8,7 @@ import { backupProgress, startBackup } from '../../client/backups';
 import { DEFAULT_FORMAT, DEFAULT_JOBS } from '../../backup/defaults';
 import { formatTable } from '../format';
 import { followRun, megabytes, UsageError, warnWhenNoWorker, withTemporal } from './common';
+import { physicalListing } from './baseBackup';
 
 function progressLine(p: BackupProgress): string {
   const bytes = p.stage === 'upload' ? `uploaded ${megabytes(p.uploadedBytes)}` : `dumped ${megabytes(p.dumpedBytes)}`;
@@ -55,7 +56,7 @@ export async function backupNowCommand(args: string[]): Promise<number> {
 }
 
 export async function backupsListCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { target: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { target: { type: 'string' }, cluster: { type: 'string' } } });
   const config = loadS3();
   const s3 = createS3Client(config);
   try {
@@ -66,6 +67,8 @@ export async function backupsListCommand(args: string[]): Promise<number> {
         catalog.map((c) => [c.backupId, c.finishedAt, megabytes(c.sizeBytes), c.verified ? 'yes' : 'no', `s3://${config.bucket}/${c.dumpKey}`]),
       ),
     );
+    // Logical backups are per target; physical ones per cluster: with --target alone, only the former.
+    if (values.target === undefined || values.cluster !== undefined) console.log(`\n${await physicalListing(s3, config, values.cluster)}`);
     return 0;
   } finally {
     s3.destroy();

@@ -22,10 +22,21 @@ export function createS3Client(config: S3Config): S3Client {
   });
 }
 
-export function storageFailure(config: S3Config, err: unknown): Error {
+/**
+ * An S3 error as one line naming the fix. `writing` names the object being written: a refusal
+ * then is about write permission (a read-only key, a bucket policy), not the credentials as such.
+ */
+export function storageFailure(config: S3Config, err: unknown, writing?: string): Error {
   const e = err as { name?: string; Code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
   const code = e.name ?? e.Code ?? '';
   const where = config.endpoint ?? `AWS S3 (${config.region})`;
+  if (writing !== undefined && ['AccessDenied', 'Forbidden'].includes(code)) {
+    return ApplicationFailure.nonRetryable(
+      `S3 at ${where} refused to write ${writing} in bucket "${config.bucket}" (${code}): ` +
+        `give the worker's key (PGOPS_S3_ACCESS_KEY_ID) s3:PutObject on ${config.prefix}/* or lift the bucket policy that denies it`,
+      'S3WriteRefused',
+    );
+  }
   if (code === 'NoSuchBucket') {
     return ApplicationFailure.nonRetryable(
       `bucket "${config.bucket}" does not exist at ${where}; create it or fix PGOPS_S3_BUCKET`,

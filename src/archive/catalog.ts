@@ -1,0 +1,148 @@
+// The physical catalog: the one home for reading base backup records from the bucket (the logical
+// backups' catalog is src/backup/manifest/store.ts). A base backup exists once its backup.json is
+// there; anything under base/ without one is an upload still running, or one that died.
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Config } from '../shared/config';
+import { PRIVATE_FILE_MODE } from '../backup/stagedBackup';
+import {
+  BASE_BACKUP_MANIFEST,
+  BASE_BACKUP_RECORD,
+  baseBackupObjectKey,
+  isBaseBackupRecord,
+  parseSegmentName,
+  physicalPrefix,
+  segmentName,
+  type BaseBackupRecord,
+} from './layout';
+import { parseHistoryFile, recoverableWindow, type RecoverableWindow, type TimelineChain, type TimelineSwitch, type WalChain } from './recoveryWindow';
+
+export interface CatalogedBaseBackup {
+  /** <prefix>/physical/<cluster>/<system identifier> */
+  root: string;
+  record: BaseBackupRecord;
+}
+
+export async function listKeys(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const object of page.Contents ?? []) if (object.Key) keys.push(object.Key);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
+async function listChildren(s3: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
+    for (const p of page.CommonPrefixes ?? []) if (p.Prefix) names.push(p.Prefix.slice(prefix.length, -1));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return names;
+}
+
+/** The clusters with anything in the physical archive. */
+export function listPhysicalClusters(s3: S3Client, config: S3Config): Promise<string[]> {
+  return listChildren(s3, config.bucket, physicalPrefix(config));
+}
+
+/** The archive roots of a cluster: one per system identifier (a new initdb starts a new one). */
+export async function listArchiveRoots(s3: S3Client, config: S3Config, cluster: string): Promise<string[]> {
+  return (await listChildren(s3, config.bucket, physicalPrefix(config, cluster))).map((id) => `${physicalPrefix(config, cluster)}${id}`);
+}
+
+/** Every complete base backup of the cluster (all roots, or one), oldest first. */
+export async function listBaseBackups(s3: S3Client, config: S3Config, cluster: string, root?: string): Promise<CatalogedBaseBackup[]> {
+  const roots = root ? [root] : await listArchiveRoots(s3, config, cluster);
+  const entries: CatalogedBaseBackup[] = [];
+  for (const r of roots) {
+    const recordKeys = (await listKeys(s3, config.bucket, `${r}/base/`)).filter((key) => key.endsWith(`/${BASE_BACKUP_RECORD}`));
+    for (const key of recordKeys) {
+      const record = JSON.parse(await readText(s3, config.bucket, key)) as unknown;
+      // A record pgops cannot read is left out: nothing builds on it, nothing is pruned because of it.
+      if (isBaseBackupRecord(record)) entries.push({ root: r, record });
+    }
+  }
+  return entries.sort((a, b) => a.record.stoppedAt.localeCompare(b.record.stoppedAt));
+}
+
+async function readText(s3: S3Client, bucket: string, key: string): Promise<string> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return object.Body!.transformToString();
+}
+
+/** Streams a backup's backup_manifest (the parent of an incremental) to a private file. */
+export async function downloadBaseBackupManifest(s3: S3Client, bucket: string, root: string, backupId: string, file: string): Promise<void> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: baseBackupObjectKey(root, backupId, BASE_BACKUP_MANIFEST) }));
+  await pipeline(object.Body as Readable, createWriteStream(file, { mode: PRIVATE_FILE_MODE }));
+}
+
+/** Every timeline switch the archived history files record. */
+export async function readTimelineSwitches(s3: S3Client, bucket: string, root: string): Promise<TimelineSwitch[]> {
+  const switches = new Map<number, TimelineSwitch>();
+  for (const key of await listKeys(s3, bucket, `${root}/wal/history/`)) {
+    const match = /\/([0-9A-F]{8})\.history$/.exec(key);
+    if (!match) continue;
+    for (const s of parseHistoryFile(parseInt(match[1], 16), await readText(s3, bucket, key))) switches.set(s.nextTimeline, s);
+  }
+  return [...switches.values()];
+}
+
+/** The archived segment and index objects of a root (not the history files). */
+export async function listWalObjects(s3: S3Client, bucket: string, root: string): Promise<string[]> {
+  const keys = await listKeys(s3, bucket, `${root}/wal/`);
+  return [...keys.filter((key) => !key.includes('/wal/history/')), ...(await listKeys(s3, bucket, `${root}/wal-index/`))];
+}
+
+/**
+ * The chain as the object listing shows it: complete segments per timeline and the holes between
+ * them. It does not recheck checksums: the WAL archiver's chain audit does, and feeds
+ * recoverableWindow the same shape.
+ */
+export function walChainFromListing(keys: string[]): WalChain {
+  const perTimeline = new Map<number, bigint[]>();
+  for (const key of keys) {
+    const match = /\/wal\/[0-9A-F]{8}\/([0-9A-F]{24})\.zst$/.exec(key);
+    const parsed = match && parseSegmentName(match[1]);
+    if (!parsed) continue;
+    perTimeline.set(parsed.timeline, [...(perTimeline.get(parsed.timeline) ?? []), parsed.segno]);
+  }
+  const timelines: TimelineChain[] = [];
+  for (const [timeline, segnos] of perTimeline) {
+    const sorted = segnos.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const held = new Set(sorted);
+    const missing: string[] = [];
+    for (let s = sorted[0]; s <= sorted.at(-1)! && missing.length < 1_000; s++) if (!held.has(s)) missing.push(segmentName(timeline, s));
+    timelines.push({ timeline, firstSegment: segmentName(timeline, sorted[0]), lastSegment: segmentName(timeline, sorted.at(-1)!), missing });
+  }
+  return { timelines: timelines.sort((a, b) => a.timeline - b.timeline) };
+}
+
+export interface PhysicalArchiveView {
+  cluster: string;
+  root?: string;
+  backups: BaseBackupRecord[];
+  /** Undefined when the cluster has no WAL archive. */
+  window?: RecoverableWindow;
+}
+
+/**
+ * The cluster's base backups and its recoverable window, for `pgops backups list`: the root of
+ * its newest base backup (its current system identifier), or the only root there is.
+ */
+export async function describePhysicalArchive(s3: S3Client, config: S3Config, cluster: string): Promise<PhysicalArchiveView> {
+  const all = await listBaseBackups(s3, config, cluster);
+  const root = all.at(-1)?.root ?? (await listArchiveRoots(s3, config, cluster))[0];
+  if (!root) return { cluster, backups: [] };
+  const backups = all.filter((b) => b.root === root).map((b) => b.record);
+  const walKeys = await listWalObjects(s3, config.bucket, root);
+  if (!walKeys.some((key) => key.includes('/wal/'))) return { cluster, root, backups };
+  const window = recoverableWindow(backups, walChainFromListing(walKeys), await readTimelineSwitches(s3, config.bucket, root));
+  return { cluster, root, backups, window };
+}
