@@ -6,7 +6,7 @@ import { baseBackupScheduleId, type BaseBackupMode, type BaseBackupProgress } fr
 import { describePhysicalArchive, listPhysicalClusters, type PhysicalArchiveView } from '../../archive/catalog';
 import { baseBackupProgress, installBaseBackupSchedule, startBaseBackup } from '../../client/baseBackups';
 import { formatTable } from '../format';
-import { followRun, megabytes, UsageError, withTemporal } from './common';
+import { followRun, megabytes, UsageError, warnWhenNoWorker, withTemporal } from './common';
 import { manageSchedule } from './schedule';
 
 function progressLine(p: BaseBackupProgress): string {
@@ -42,6 +42,7 @@ async function baseBackupNow(args: string[]): Promise<number> {
       { cluster: values.cluster!, mode: modeOf(values.mode), recoveryWindow: values['recovery-window'], pruneDryRun: values['prune-dry-run'] },
     );
     console.error(`started workflow ${handle.workflowId} on task queue ${config.taskQueue}`);
+    await warnWhenNoWorker(client, config.taskQueue);
     const result = await followRun(handle, async () => progressLine(await baseBackupProgress(handle)));
     if (!result) return 1;
     const r = result.record;
