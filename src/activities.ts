@@ -12,6 +12,7 @@ import { fetchActivities } from './restore/activities/fetchBackup';
 import { pruneActivities } from './backup/activities/pruneBackups';
 import { roundTripActivities } from './check/activities/roundTripObject';
 import { uploadActivities } from './backup/activities/uploadBackup';
+import { archiveActivities } from './archive/activities';
 
 export function createActivities(config: WorkerConfig) {
   return {
@@ -27,6 +28,7 @@ export function createActivities(config: WorkerConfig) {
     ...auditActivities(config),
     ...embeddingActivities(config),
     ...failoverActivities(config),
+    ...archiveActivities(config),
   };
 }
 

@@ -6,3 +6,4 @@ export { embeddingBackfill } from './embeddings/workflows/embeddingBackfill';
 export { failoverPromotion } from './failover/workflows/failoverPromotion';
 export { rejoinAsStandby } from './failover/workflows/rejoinAsStandby';
 export { failoverWatcher } from './failover/workflows/failoverWatcher';
+export { walArchiver } from './archive/workflows/walArchiver';

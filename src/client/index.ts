@@ -12,6 +12,7 @@ export type * from '../backup/manifest';
 export type * from '../restore/contract';
 export type * from '../failover/contract';
 export type * from '../embeddings/contract';
+export type * from '../archive/contract';
 
 export interface StartOptions {
   taskQueue: string;
@@ -43,3 +44,5 @@ export {
   findDuplicateQuestion,
   EmbeddingInputInvalid,
 } from './embeddings';
+export { startWalArchiver, walArchiverHandle, walArchiveStatus, pauseWalArchiver, resumeWalArchiver, stopWalArchiver } from './archive';
+export { walArchiverWorkflowId } from '../archive/contract';

@@ -42,7 +42,7 @@ export interface UploadInput {
 }
 
 /** Storage class, encryption, object lock and tags an operator configured, for every object. */
-function objectOptions(s3: S3Config): Partial<PutObjectCommandInput> {
+export function objectOptions(s3: S3Config): Partial<PutObjectCommandInput> {
   return {
     StorageClass: s3.storageClass as PutObjectCommandInput['StorageClass'],
     ServerSideEncryption: s3.serverSideEncryption,

@@ -1,10 +1,11 @@
-// POSTs a backup's outcome as JSON to the configured webhook (PGOPS_NOTIFY_WEBHOOK_URL).
+// POSTs a backup's outcome (or the WAL archive's call for an operator) as JSON to the configured webhook (PGOPS_NOTIFY_WEBHOOK_URL).
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../config';
 import type { BackupNotification } from '../../backup/contract';
+import type { ArchiveNotification } from '../../archive/contract';
 
 export function webhookActivities(config: WorkerConfig) {
-  async function notifyWebhook(notification: BackupNotification): Promise<{ delivered: boolean; status?: number }> {
+  async function notifyWebhook(notification: BackupNotification | ArchiveNotification): Promise<{ delivered: boolean; status?: number }> {
     if (!config.notifyWebhookUrl) return { delivered: false };
     const where = webhookOrigin(config.notifyWebhookUrl);
     let response: Response;
