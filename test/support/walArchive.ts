@@ -2,7 +2,7 @@
 // their own on the stack's servers (own slots, own spool, own bucket prefix), the archiver's
 // handle, and a way to tell whether a position is in S3 yet.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -11,10 +11,10 @@ import { DeleteObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Client as TemporalClient, WorkflowHandle } from '@temporalio/client';
 import { clusterVariable, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/shared/config';
 import { connectTarget } from '../../src/shared/postgres/connection';
-import { createS3Client } from '../../src/shared/storage/s3Client';
+import { createS3Client, readObjectIfPresent } from '../../src/shared/storage/s3Client';
 import { archiveHoldSlotName, archiveSlotName, type WalArchiveState } from '../../src/archive/contract';
 import { listKeys, headMetadata } from '../../src/archive/activities/archiveStore';
-import { parseLsn, segmentName, segmentNumber, walPartialKey, walSegmentKey } from '../../src/archive/layout';
+import { parseLsn, segmentName, segmentNumber, walPartialKey, walSegmentKey, type WalIndexBlock } from '../../src/archive/layout';
 import { startWalArchiver, walArchiveStatus } from '../../src/client/archive';
 import { stackEnv } from './stack';
 
@@ -133,20 +133,32 @@ export function startCommitProbe(target: TargetConfig, s3: S3Client, bucket: str
     }
     await db.end();
   })();
+  const completeSegments = new Set<string>();
+  /** Up to where `segment` is in S3: all of it once complete, else its partial copy's valid end. */
+  async function archivedIn(root: string, segment: string): Promise<bigint> {
+    if (completeSegments.has(segment)) return BigInt('0xFFFFFFFFFFFFFFFF');
+    if (await headMetadata(s3, bucket, walSegmentKey(root, segment))) {
+      completeSegments.add(segment);
+      return BigInt('0xFFFFFFFFFFFFFFFF');
+    }
+    const validTo = (await headMetadata(s3, bucket, walPartialKey(root, segment)))?.['valid-to-lsn'];
+    return validTo && validTo !== 'unknown' ? parseLsn(validTo) : -1n;
+  }
   const poller = (async () => {
     while (running || pending.length) {
       const place = where();
       if (place && pending.length) {
-        // Positions only grow: once one is archived, so is every earlier one.
-        let archivedUpTo = -1;
-        for (let i = pending.length - 1; i >= 0; i--) {
-          if (await isArchived(s3, bucket, place.root, place.timeline, pending[i].lsn).catch(() => false)) {
-            archivedUpTo = i;
-            break;
-          }
-        }
         const now = Date.now();
-        for (const p of pending.splice(0, archivedUpTo + 1)) lags.push(now - p.at);
+        const ends = new Map<string, bigint>();
+        const still: typeof pending = [];
+        for (const p of pending) {
+          const position = parseLsn(p.lsn);
+          const segment = segmentName(place.timeline, segmentNumber(position));
+          if (!ends.has(segment)) ends.set(segment, await archivedIn(place.root, segment).catch(() => -1n));
+          if (ends.get(segment)! >= position) lags.push(now - p.at);
+          else still.push(p);
+        }
+        pending.splice(0, pending.length, ...still);
       }
       if (!running && Date.now() > stopAt + 30_000) break;
       await new Promise((r) => setTimeout(r, 100));
@@ -219,4 +231,67 @@ export async function startS3Proxy(upstream: string) {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/** A steady write load: one transaction of about `bytesPerCommit` every `everyMs`, until stopped. */
+export function startWalLoad(target: TargetConfig, bytesPerCommit = 64 * 1024, everyMs = 20) {
+  let running = true;
+  let commits = 0;
+  const rows = Math.max(1, Math.round(bytesPerCommit / 1024));
+  const done = (async () => {
+    const db = await connectTarget(target);
+    await db.query('CREATE TABLE IF NOT EXISTS pgops_wal_load (payload text)');
+    while (running) {
+      // md5 text does not compress away in the WAL: the load is what it says.
+      await db.query(`INSERT INTO pgops_wal_load SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 32), generate_series(1, $1) g GROUP BY g`, [rows]).catch(() => undefined);
+      commits += 1;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+    await db.end();
+  })();
+  return {
+    commits: () => commits,
+    async stop() {
+      running = false;
+      await done;
+    },
+  };
+}
+
+/** The pid of the pg_receivewal writing into `spool`, if one runs. */
+export function receiverPid(spool: string): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.endsWith('pg_receivewal')) && argv.some((a) => a.startsWith(spool))) return Number(entry);
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}
+
+/** Bytes of WAL the primary keeps for the archive: its position minus the hold slot's. */
+export async function retainedForArchive(target: TargetConfig, cluster: string): Promise<number> {
+  const db = await connectTarget(target);
+  try {
+    const { rows } = await db.query('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS bytes FROM pg_replication_slots WHERE slot_name = $1', [archiveHoldSlotName(cluster)]);
+    return Number(rows[0]?.bytes ?? 0);
+  } finally {
+    await db.end();
+  }
+}
+
+/** Every indexed segment's SHA-256 equals the one on its object (no segment stored twice with different content). */
+export async function indexAgreesWithObjects(s3: S3Client, bucket: string, root: string): Promise<string[]> {
+  const disagreements: string[] = [];
+  for (const key of (await listKeys(s3, bucket, `${root}/wal-index/`)).filter((k) => k.endsWith('.json'))) {
+    const block = JSON.parse((await readObjectIfPresent(s3, bucket, key))!.body) as WalIndexBlock;
+    for (const entry of block.segments) {
+      const meta = await headMetadata(s3, bucket, walSegmentKey(root, entry.segment));
+      if (meta?.sha256 !== entry.sha256) disagreements.push(`${entry.segment}: index ${entry.sha256}, object ${meta?.sha256 ?? 'absent'}`);
+    }
+  }
+  return disagreements;
 }
