@@ -178,11 +178,13 @@ test('an S3 outage (20 s) is caught up with no gap, and the WAL the primary kept
           expect(during).toBeGreaterThan(before + 2 * SEGMENT);
           expect(live?.lastError).toMatch(/S3 at/);
 
+          const upAt = Date.now();
           await waitUntil('the primary\'s WAL kept for the archive to shrink', async () => (await retainedForArchive(archived.config.targets.primary, archived.cluster)) < 2 * SEGMENT, 60_000);
           const end = await currentLsn(archived);
           const { root, timeline } = await archiveState(handle);
           const s3 = createS3Client(archived.config.s3);
           await waitUntil(`the archive to reach ${end}`, () => isArchived(s3, archived.config.s3.bucket, root!, timeline!, end), 30_000);
+          console.log(`walminio: caught up ${Date.now() - upAt} ms after S3 came back`);
           s3.destroy();
           await stopArchiving(handle);
           const audit = await auditWalChain(archived.config, { cluster: archived.cluster });
