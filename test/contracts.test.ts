@@ -13,6 +13,7 @@ import {
   type RejoinAsStandbyWorkflow,
 } from '../src/failover/contract';
 import { GUARDED_RESTORE_WORKFLOW, type GuardedRestoreWorkflow } from '../src/restore/contract';
+import { WAL_ARCHIVER_WORKFLOW, type WalArchiverWorkflow } from '../src/archive/contract';
 
 // Checked by the compiler (ts-jest type-checks): the worker's exports have the contracts' signatures.
 const registered: {
@@ -23,6 +24,7 @@ const registered: {
   failoverWatcher: FailoverWatcherWorkflow;
   rejoinAsStandby: RejoinAsStandbyWorkflow;
   embeddingBackfill: EmbeddingBackfillWorkflow;
+  walArchiver: WalArchiverWorkflow;
 } = workflows;
 
 test('every contract names a workflow the worker registers, and every registered workflow has a contract', () => {
@@ -34,6 +36,7 @@ test('every contract names a workflow the worker registers, and every registered
     FAILOVER_WATCHER_WORKFLOW,
     REJOIN_AS_STANDBY_WORKFLOW,
     EMBEDDING_BACKFILL_WORKFLOW,
+    WAL_ARCHIVER_WORKFLOW,
   ];
   for (const name of names) expect(typeof (registered as Record<string, unknown>)[name]).toBe('function');
   expect(Object.keys(workflows).sort()).toEqual([...names].sort());

@@ -23,6 +23,7 @@ describe('workflow replay', () => {
         'embeddingBackfill.json',
         'embeddingBackfill-continued.json',
         'failoverWatcher.json',
+        'walArchiver.json',
       ]),
     );
   });

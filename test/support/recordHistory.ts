@@ -9,6 +9,7 @@ import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';
 import { recordFailover, recordWatcher } from './replicaCluster';
 import { stackConfig, withWorker } from './stack';
+import { recordWalArchiver } from './walArchive';
 
 /** Runs the workflow to its end on the given task queue under the given id; returns the run to save when not the latest. */
 type Recorder = (client: Client, taskQueue: string, workflowId: string) => Promise<string | void>;
@@ -68,6 +69,8 @@ const RECORDERS: Record<string, Recorder> = {
   },
   // Three batches per run: the saved first run ends in its continuation.
   'embeddingBackfill-continued': (client, _taskQueue, workflowId) => recordEmbeddingBackfill(client, workflowId, { batchesPerRun: 3 }),
+  // Two 5-second rounds on an archived cluster of its own over the stack's servers, a pause and a resume, then stopped.
+  walArchiver: (client, _taskQueue, workflowId) => recordWalArchiver(client, workflowId),
 };
 
 async function main(names: string[]): Promise<void> {

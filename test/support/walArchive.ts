@@ -15,8 +15,8 @@ import { createS3Client, readObjectIfPresent } from '../../src/shared/storage/s3
 import { archiveHoldSlotName, archiveSlotName, type WalArchiveState } from '../../src/archive/contract';
 import { listKeys, headMetadata } from '../../src/archive/activities/archiveStore';
 import { parseLsn, segmentName, segmentNumber, walPartialKey, walSegmentKey, type WalIndexBlock } from '../../src/archive/layout';
-import { startWalArchiver, walArchiveStatus } from '../../src/client/archive';
-import { stackEnv } from './stack';
+import { pauseWalArchiver, resumeWalArchiver, startWalArchiver, walArchiveStatus } from '../../src/client/archive';
+import { stackEnv, withWorker } from './stack';
 
 export interface ArchivedCluster {
   cluster: string;
@@ -294,4 +294,29 @@ export async function indexAgreesWithObjects(s3: S3Client, bucket: string, root:
     }
   }
   return disagreements;
+}
+
+/**
+ * For the history recorder: the archiver of a cluster of its own over the stack's servers runs
+ * two 5-second rounds, is paused and resumed, runs one more, and is stopped (cancelled).
+ */
+export async function recordWalArchiver(client: TemporalClient, workflowId: string): Promise<void> {
+  const archived = archivedStackCluster('walrecord');
+  try {
+    await withWorker(archived.config, async ({ taskQueue }) => {
+      const handle = await startWalArchiver(client, { taskQueue, workflowId }, { cluster: archived.cluster, roundMs: 5_000 });
+      const rounds = async (n: number) => {
+        while ((await walArchiveStatus(handle)).state.rounds < n) await new Promise((r) => setTimeout(r, 250));
+      };
+      await rounds(2);
+      await pauseWalArchiver(handle, { by: 'recorder', reason: 'recording a replay history' });
+      await new Promise((r) => setTimeout(r, 1_000));
+      await resumeWalArchiver(handle);
+      await rounds(3);
+      await handle.cancel();
+      await handle.result().catch(() => undefined);
+    });
+  } finally {
+    await cleanUpArchivedCluster(archived, [archived.config.targets.primary, archived.config.targets.standby]);
+  }
 }
