@@ -11,7 +11,7 @@ FROM node:20-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates postgresql-common \
  && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
- && apt-get install -y --no-install-recommends postgresql-client-18 \
+ && apt-get install -y --no-install-recommends postgresql-client-18 zstd \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
@@ -19,8 +19,10 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 ENV NODE_ENV=production \
     PGOPS_PG_BIN_DIR=/usr/lib/postgresql/18/bin \
-    PGOPS_STAGING_DIR=/var/lib/pgops/staging
-RUN mkdir -p /var/lib/pgops/staging && chown node /var/lib/pgops/staging
+    PGOPS_STAGING_DIR=/var/lib/pgops/staging \
+    PGOPS_WAL_SPOOL_DIR=/var/lib/pgops/wal-spool
+# zstd compresses WAL segments on their way to S3; the archiver runs pg_receivewal under setpriv and flock (util-linux, in the base image).
+RUN mkdir -p /var/lib/pgops/staging /var/lib/pgops/wal-spool && chown node /var/lib/pgops/staging /var/lib/pgops/wal-spool
 USER node
 # SIGTERM starts a graceful shutdown; compose's stop_grace_period must cover PGOPS_WORKER_SHUTDOWN_GRACE.
 CMD ["node", "dist/src/worker.js"]
