@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TargetConfig, TargetTls, WorkerConfig } from '../config';
 import { childEnv } from '../childEnv';
 
-export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl' | 'pg_controldata' | 'pg_waldump' | 'pg_receivewal';
+export type PgTool = 'pg_dump' | 'pg_dumpall' | 'pg_restore' | 'psql' | 'pg_basebackup' | 'pg_rewind' | 'pg_ctl' | 'pg_controldata' | 'pg_waldump' | 'pg_receivewal' | 'pgbench';
 
 export interface PgToolOptions extends execa.Options {
   /** Run as this OS user (through runuser): server-side tools must act as the owner of the data directory. */
