@@ -21,7 +21,7 @@ import { connectTarget } from '../src/shared/postgres/connection';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { connectClient } from '../src/shared/temporal/connection';
 import { withScratchDatabase } from './support/scratchDatabase';
-import { withWorker } from './support/stack';
+import { stackConfig, withWorker } from './support/stack';
 import { startWorkerProcess, waitUntil } from './support/workerProcess';
 import {
   archivedStackCluster,
@@ -156,7 +156,7 @@ test('a SIGKILLed pg_receivewal and a SIGKILLed worker are caught up: no gap, no
 });
 
 test('an S3 outage (20 s) is caught up with no gap, and the WAL the primary kept for the archive shrinks again', async () => {
-  const proxy = await startS3Proxy(archivedStackCluster('walprobe').config.s3.endpoint!);
+  const proxy = await startS3Proxy(stackConfig().s3.endpoint!);
   try {
     await withArchivedCluster('walminio', { PGOPS_S3_ENDPOINT: proxy.endpoint }, (archived) =>
       withScratchDatabase(archived.config.targets.primary, async (_db, database) =>
@@ -199,7 +199,7 @@ test('an S3 outage (20 s) is caught up with no gap, and the WAL the primary kept
 });
 
 test('bad input and bad state: an unknown cluster, a server without wal_level=replica, a bucket that refuses writes: one clear error, nothing deleted', async () => {
-  const proxy = await startS3Proxy(archivedStackCluster('walprobe').config.s3.endpoint!);
+  const proxy = await startS3Proxy(stackConfig().s3.endpoint!);
   proxy.setMode('refuse-writes');
   try {
     // verify (wal_level=minimal) as the writable node of a cluster.
