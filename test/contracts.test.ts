@@ -14,7 +14,7 @@ import {
   type RejoinAsStandbyWorkflow,
 } from '../src/failover/contract';
 import { GUARDED_RESTORE_WORKFLOW, type GuardedRestoreWorkflow } from '../src/restore/contract';
-import { BASE_BACKUP_WORKFLOW, type BaseBackupWorkflow } from '../src/archive/contract';
+import { BASE_BACKUP_WORKFLOW, WAL_ARCHIVER_WORKFLOW, type BaseBackupWorkflow, type WalArchiverWorkflow } from '../src/archive/contract';
 
 // Checked by the compiler (ts-jest type-checks): the worker's exports have the contracts' signatures.
 const registered: {
@@ -27,6 +27,7 @@ const registered: {
   embeddingBackfill: EmbeddingBackfillWorkflow;
   doctor: DoctorWorkflow;
   baseBackup: BaseBackupWorkflow;
+  walArchiver: WalArchiverWorkflow;
 } = workflows;
 
 test('every contract names a workflow the worker registers, and every registered workflow has a contract', () => {
@@ -40,6 +41,7 @@ test('every contract names a workflow the worker registers, and every registered
     EMBEDDING_BACKFILL_WORKFLOW,
     DOCTOR_WORKFLOW,
     BASE_BACKUP_WORKFLOW,
+    WAL_ARCHIVER_WORKFLOW,
   ];
   for (const name of names) expect(typeof (registered as Record<string, unknown>)[name]).toBe('function');
   expect(Object.keys(workflows).sort()).toEqual([...names].sort());

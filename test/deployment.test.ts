@@ -23,7 +23,7 @@ describe('docker-compose.yml', () => {
 
   test('has every service of the production-like deployment', () => {
     expect(Object.keys(services).sort()).toEqual(
-      ['create-bucket', 'csarena-db', 'csarena-standby', 'csarena-verify', 'failover-watcher', 'minio', 'pgops-worker', 'temporal', 'temporal-db', 'temporal-ui'].sort(),
+      ['create-bucket', 'csarena-db', 'csarena-standby', 'csarena-verify', 'failover-watcher', 'minio', 'pgops-worker', 'temporal', 'temporal-db', 'temporal-ui', 'wal-archiver'].sort(),
     );
   });
 

@@ -26,6 +26,7 @@ describe('workflow replay', () => {
         'failoverWatcher.json',
         'baseBackup.json',
         'baseBackup-fallback.json',
+        'walArchiver.json',
       ]),
     );
   });

@@ -288,6 +288,7 @@ PGOPS_S3_BUCKET=$S3_BUCKET
 PGOPS_S3_ACCESS_KEY_ID=$MINIO_USER
 PGOPS_S3_SECRET_ACCESS_KEY=$MINIO_PASSWORD
 PGOPS_STAGING_DIR=$STACK_DIR/staging
+PGOPS_WAL_SPOOL_DIR=$STACK_DIR/wal-spool
 EOF
 }
 
@@ -308,6 +309,7 @@ stack_up() {
   start_minio
   stack_env >"$STACK_DIR/stack.env"
   start_failover_watcher
+  start_wal_archiver
   log "ready in $((SECONDS - started))s"
   stack_status
 }
@@ -320,6 +322,15 @@ start_failover_watcher() {
     --task-queue pgops --type failoverWatcher --workflow-id failover-watch-main \
     --input '{"cluster":"main"}' --id-conflict-policy UseExisting >/dev/null \
     || die "could not start the failover watcher of cluster main"
+}
+
+# The cluster's WAL archiver (one per cluster: a running one is kept), started like the watcher:
+# it waits in Temporal until a worker polls "pgops"; `pgops wal stop` ends it. docs/wal-archive.md.
+start_wal_archiver() {
+  "$TEMPORAL_BIN" workflow start --address "127.0.0.1:$TEMPORAL_PORT" --namespace "$TEMPORAL_NAMESPACE" \
+    --task-queue pgops --type walArchiver --workflow-id wal-archive-main \
+    --input '{"cluster":"main"}' --id-conflict-policy UseExisting >/dev/null \
+    || die "could not start the WAL archiver of cluster main"
 }
 
 stack_down() {

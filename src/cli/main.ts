@@ -12,6 +12,7 @@ import { migrateCommand, seedCommand } from './commands/database';
 import { failoverCommand, rejoinCommand } from './commands/failover';
 import { restoreCommand } from './commands/restore';
 import { scheduleCommand } from './commands/schedule';
+import { walCommand } from './commands/wal';
 
 const USAGE = `usage: pgops <command> [options]
 
@@ -48,6 +49,8 @@ const USAGE = `usage: pgops <command> [options]
                                    the approve signal (--force accepts a lagging candidate)
   failover watch [--cluster main] [--status | --pause [--for 1h] [--reason TEXT] | --resume [--all] | --stop]
                                    the watcher that starts a failover when the primary stops answering
+  wal start|status|pause|resume|stop [--cluster main] [--reason TEXT]
+                                   the cluster's continuous WAL archive (pg_receivewal to S3)
   rejoin --node OLD --new-primary NEW [--cluster main] [--no-base-backup]
                                    turn the old primary into a streaming standby (pg_rewind)
   backfill start [--target primary] [--table questions] [--column embedding] [--text content]
@@ -86,6 +89,8 @@ async function main([command, ...args]: string[]): Promise<number> {
       return failoverCommand(args);
     case 'rejoin':
       return rejoinCommand(args);
+    case 'wal':
+      return walCommand(args);
     case 'backfill':
       return backfillCommand(args);
     case 'migrate':

@@ -15,6 +15,7 @@ export type * from '../embeddings/contract';
 export type * from '../doctor/contract';
 export type * from '../archive/contract';
 export type { BaseBackupRecord } from '../archive/layout';
+export type * from '../archive/contract';
 
 export interface StartOptions {
   taskQueue: string;
@@ -49,3 +50,5 @@ export {
   findDuplicateQuestion,
   EmbeddingInputInvalid,
 } from './embeddings';
+export { startWalArchiver, walArchiverHandle, walArchiveStatus, pauseWalArchiver, resumeWalArchiver, stopWalArchiver } from './archive';
+export { walArchiverWorkflowId } from '../archive/contract';

@@ -99,6 +99,8 @@ export interface WorkerConfig {
   clusters: Record<string, ClusterConfig>;
   /** Where test restores go when a backup names no verify target: a server of their own, not production. */
   verifyTarget?: string;
+  /** Where pg_receivewal writes WAL before it is uploaded: <walSpoolDir>/<cluster>/<system identifier>. */
+  walSpoolDir: string;
 }
 
 export const DEFAULT_TASK_QUEUE = 'pgops';
@@ -409,6 +411,19 @@ export interface ClusterConfig {
   /** The role a rejoined standby streams as. */
   replication?: { user: string; password?: string };
   policy: FailoverPolicy;
+  /** The WAL archive of the cluster (docs/wal-archive.md). */
+  walArchive: WalArchiveConfig;
+}
+
+/**
+ * `off`: no archiver may run. `async`: the archiver streams WAL and the primary does not wait for it.
+ * `sync`: the operator has put the archiver's application_name into synchronous_standby_names, so
+ * commits wait for the archive host's fsync; the archiver checks that it is there.
+ */
+export type WalArchiveMode = 'off' | 'async' | 'sync';
+
+export interface WalArchiveConfig {
+  mode: WalArchiveMode;
 }
 
 export { clusterVariable };
@@ -481,7 +496,23 @@ function loadCluster(env: Env, name: string, targets: Record<string, TargetConfi
     repointCommand: commandArray(env, v('REPOINT_COMMAND')),
     replication: replicationUser ? { user: replicationUser, password: optional(env, v('REPLICATION_PASSWORD')) } : undefined,
     policy,
+    walArchive: loadWalArchive(env, name),
   };
+}
+
+function loadWalArchive(env: Env, cluster: string): WalArchiveConfig {
+  const variable = clusterVariable(cluster, 'WAL_ARCHIVE');
+  const mode = optional(env, variable) ?? 'async';
+  if (mode !== 'off' && mode !== 'async' && mode !== 'sync') {
+    throw new ConfigError(`${variable}=${mode} must be off, async or sync (sync also needs the archiver in synchronous_standby_names, see docs/wal-archive.md)`);
+  }
+  return { mode };
+}
+
+function loadWalSpoolDir(env: Env): string {
+  const dir = optional(env, 'PGOPS_WAL_SPOOL_DIR') ?? '/var/lib/pgops/wal-spool';
+  if (!dir.startsWith('/')) throw new ConfigError(`PGOPS_WAL_SPOOL_DIR=${dir} must be an absolute path`);
+  return dir.replace(/\/+$/, '');
 }
 
 function loadClusters(env: Env, targets: Record<string, TargetConfig>): Record<string, ClusterConfig> {
@@ -521,5 +552,6 @@ export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
     restore: loadRestorePolicy(env),
     clusters: loadClusters(env, targets),
     verifyTarget: loadVerifyTarget(env, targets),
+    walSpoolDir: loadWalSpoolDir(env),
   };
 }
