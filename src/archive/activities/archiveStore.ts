@@ -55,7 +55,7 @@ function isNotFound(err: unknown): boolean {
 }
 
 /** S3 errors as failures that say where; failures of our own pass through. */
-export function asArchiveFailure(config: WorkerConfig, err: unknown): Error {
+export function asArchiveFailure(config: Pick<WorkerConfig, 's3'>, err: unknown): Error {
   return err instanceof ApplicationFailure ? err : storageFailure(config.s3, err);
 }
 

@@ -14,25 +14,11 @@ import {
   parseSegmentName,
   segmentName,
   timelineHex,
+  parseHistoryFile,
+  type HistoryEntry,
   type WalIndexBlock,
 } from '../layout';
 import { archiveDescriptorKey, asArchiveFailure, headMetadata, listKeys, type ArchiveDescriptor } from './archiveStore';
-
-/** One line of a history file: the timeline `parent` ended (switched) at `switchLsn`. */
-export interface HistoryEntry {
-  parent: number;
-  switchLsn: string;
-}
-
-export function parseHistoryFile(text: string): HistoryEntry[] {
-  return text
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line && !line.startsWith('#'))
-    .map((line) => line.split(/\s+/))
-    .filter(([tli, lsn]) => /^\d+$/.test(tli) && /^[0-9A-F]+\/[0-9A-F]+$/i.test(lsn ?? ''))
-    .map(([tli, lsn]) => ({ parent: Number(tli), switchLsn: lsn.toUpperCase() }));
-}
 
 /** Everything the audit reads, so the analysis itself is a pure function (and testable as one). */
 export interface ArchiveListing {
@@ -111,7 +97,9 @@ export function analyseWalChain(cluster: string, listing: ArchiveListing): Omit<
       segments: names.length,
       missing,
       unindexed: names.filter((n) => !indexed.has(n)),
-      indexedButAbsent: [...indexed].filter((n) => n.startsWith(timelineHex(tli)) && !present.has(n)).sort(),
+      // Index entries older than the oldest segment still stored were pruned by retention (which
+      // rewrites an index block only once all of it has gone): expired, not lost.
+      indexedButAbsent: [...indexed].filter((n) => n.startsWith(timelineHex(tli)) && !present.has(n) && (names[0] === undefined || n > names[0])).sort(),
       partial,
       onCurrentChain: chain.has(tli),
     });
@@ -139,7 +127,7 @@ export function analyseWalChain(cluster: string, listing: ArchiveListing): Omit<
 }
 
 /** The newest archive of the cluster (by its archive.json), when no system identifier is given. */
-async function newestRoot(s3: S3Client, config: WorkerConfig, cluster: string): Promise<{ root: string; descriptor: ArchiveDescriptor } | undefined> {
+async function newestRoot(s3: S3Client, config: Pick<WorkerConfig, 's3'>, cluster: string): Promise<{ root: string; descriptor: ArchiveDescriptor } | undefined> {
   const base = `${config.s3.prefix}/physical/${cluster}/`;
   const descriptors = (await listKeys(s3, config.s3.bucket, base)).filter((k) => k.endsWith('/archive.json') && k.split('/').length === base.split('/').length + 1);
   let newest: { root: string; descriptor: ArchiveDescriptor } | undefined;
@@ -153,7 +141,7 @@ async function newestRoot(s3: S3Client, config: WorkerConfig, cluster: string): 
 }
 
 /** Reads the archive of `cluster` (its newest system identifier unless one is named) and audits its chain. */
-export async function auditWalChain(config: WorkerConfig, input: { cluster: string; systemIdentifier?: string }): Promise<WalChainAudit> {
+export async function auditWalChain(config: Pick<WorkerConfig, 's3'>, input: { cluster: string; systemIdentifier?: string }): Promise<WalChainAudit> {
   const s3 = createS3Client(config.s3);
   const Bucket = config.s3.bucket;
   const auditedAt = new Date().toISOString();
