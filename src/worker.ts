@@ -6,6 +6,7 @@ import { createActivities, type Activities } from './activities';
 import { closePooledTargets } from './shared/postgres/connection';
 import { ConfigError, loadWorkerConfig, type WorkerConfig } from './shared/config';
 import { connectWorkerConnection, TemporalUnreachable } from './shared/temporal/connection';
+import { formatAddress, installTemporalRuntime, startWorkerMetrics } from './metrics';
 
 export interface WorkerOptions {
   taskQueue?: string;
@@ -41,7 +42,17 @@ export async function createWorker(config: WorkerConfig, options: WorkerOptions 
 
 export async function main(): Promise<void> {
   const config = loadWorkerConfig();
+  installTemporalRuntime(config.metrics); // before the first connection: the SDK's runtime is made once
   const { worker, connection } = await createWorker(config);
+  const metrics = await startWorkerMetrics(config).catch(async (err) => {
+    await connection.close();
+    throw err;
+  });
+  const { temporalListen } = config.metrics;
+  console.log(
+    `pgops worker: metrics ${metrics ? `http://${metrics.address}/metrics` : 'off'}, ` +
+      `Temporal SDK metrics ${temporalListen ? `http://${formatAddress(temporalListen)}/metrics` : 'off'}`,
+  );
   console.log(
     `pgops worker: task queue ${config.temporal.taskQueue} on ${config.temporal.address}/${config.temporal.namespace}, ` +
       `targets ${Object.keys(config.targets).join(', ')}, bucket ${config.s3.bucket}`,
@@ -49,6 +60,7 @@ export async function main(): Promise<void> {
   try {
     await worker.run(); // resolves after SIGINT/SIGTERM once in-flight work drained or the grace time ran out
   } finally {
+    await metrics?.close();
     await closePooledTargets();
     await connection.close();
   }
