@@ -94,7 +94,7 @@ export function registerBackupMetrics(registry: Registry, readers: BackupKindRea
     return start !== undefined && end !== undefined ? end - start : undefined;
   });
   gauge('pgops_backup_last_success_size_bytes', "Size of the newest backup's data files in the bucket.", (b) => b.sizeBytes);
-  gauge('pgops_backup_last_success_verified', '1 when the newest backup passed verification (test restore or listing), 0 when it was published unverified.', (b) =>
+  gauge('pgops_backup_last_success_verified', '1 when the newest backup\'s manifest records a passed verification (test restore or listing), 0 when it records none.', (b) =>
     b.verified ? 1 : 0,
   );
   gauge('pgops_backup_last_verified_success_timestamp_seconds', 'When the newest verified backup finished (Unix time).', (b) => epochSeconds(b.lastVerifiedFinishedAt));
