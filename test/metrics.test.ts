@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { Registry } from 'prom-client';
-import { startBackup } from '../src/client';
+import { decideRestore, restoreStatus, startBackup, startRestore } from '../src/client';
 import { createMetricsRegistry } from '../src/metrics';
 import { ConfigError, loadWorkerConfig, type WorkerConfig } from '../src/shared/config';
 import { connectTarget } from '../src/shared/postgres/connection';
@@ -57,6 +57,7 @@ afterAll(async () => {
   if (stagingDir) rmSync(stagingDir, { recursive: true, force: true });
   const admin = await connectTarget(stackConfig().targets.primary);
   await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  await admin.query(`DROP DATABASE IF EXISTS ${database}_copy WITH (FORCE)`);
   await admin.end();
 });
 
@@ -76,7 +77,7 @@ function metricsFor(workerConfig: WorkerConfig, client: Client, taskQueue: strin
 }
 
 describe('backups', () => {
-  test('after a backup the last-success gauge is its end, verified, with its size and duration; after a failed one its failure time shows', async () => {
+  test('after a backup the last-success gauge is its end, verified, with its size and duration; after a failed one its failure time shows; a restore of it waiting for approval shows since when', async () => {
     await withWorker(config, async ({ client, taskQueue }) => {
       const registry = metricsFor(config, client, taskQueue);
       expect(await sample(registry, 'pgops_backup_last_success_timestamp_seconds', { target })).toBeUndefined();
@@ -115,12 +116,26 @@ describe('backups', () => {
       expect(staging).toBeGreaterThan(0);
       expect(staging).toBeLessThanOrEqual(1);
       expect(await sample(registry, 'pgops_disk_free_bytes', { dir: 'data', target: 'primary' })).toBeGreaterThan(0);
+
+      // A restore of that backup waiting at its approval gate, and how long it has waited.
+      expect(await sample(registry, 'pgops_approvals_waiting', { workflow: 'guardedRestore' })).toBe(0);
+      const restore = await startRestore(client, { taskQueue }, { backup: manifest.backupId, target, mode: 'new-database', newDatabase: `${database}_copy`, requestedBy: 'alice' });
+      await waitUntil('the restore to wait for approval', async () => (await restoreStatus(client, restore.workflowId)).stage === 'awaiting-approval', 30_000);
+      const waitingSince = Date.parse((await restoreStatus(client, restore.workflowId)).awaitingApprovalSince!) / 1000;
+      expect(await sample(registry, 'pgops_approvals_waiting', { workflow: 'guardedRestore' })).toBe(1);
+      expect(await sample(registry, 'pgops_approval_waiting_since_timestamp_seconds', { workflow_id: restore.workflowId, target, waiting_for: 'approval' })).toBe(waitingSince);
+      expect(Date.now() / 1000 - waitingSince).toBeLessThan(30);
+      await decideRestore(client, restore.workflowId, 'reject', { approver: 'bob', reason: 'only a metrics test' });
+      await restore.result();
+      expect(await sample(registry, 'pgops_approvals_waiting', { workflow: 'guardedRestore' })).toBe(0);
     });
   });
 });
 
 describe('restores and failovers, counted from the audit trail', () => {
   test('counts by outcome, the last outcome and its downtime, the same from any worker', async () => {
+    // A target of these records alone: the backups test's rejected restore is in the same trail.
+    const target = `audited-${id}`;
     const audit = (n: number, outcome: string, downtimeMs?: number) =>
       appendAuditRecord(config, 'restores', `restore-${n}/run`, { workflowId: `restore-${n}`, target, outcome, finishedAt: `2026-11-0${n}T03:00:00.000Z`, downtimeMs }, `2026-11-0${n}T03:00:00.000Z`);
     await audit(1, 'restored', 7);
