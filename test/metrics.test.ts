@@ -201,7 +201,7 @@ describe('replication', () => {
 });
 
 describe('endpoints', () => {
-  test('a bad PGOPS_METRICS_ADDRESS is one clear configuration error', async () => {
+  test('a bad or taken metrics address is one clear line', async () => {
     const env = stackEnv();
     for (const bad of ['9464', 'localhost', '127.0.0.1:99999', 'http://127.0.0.1:9464']) {
       expect(() => loadWorkerConfig({ ...env, PGOPS_METRICS_ADDRESS: bad })).toThrow(
@@ -219,6 +219,29 @@ describe('endpoints', () => {
     });
     expect(worker.exitCode).toBe(1);
     expect(worker.stderr.split('\n').filter((l) => l.trim())).toEqual([expect.stringMatching(/^pgops worker: PGOPS_METRICS_ADDRESS=localhost is not an address to listen on/)]);
+
+    // An address already taken: one line too, for either endpoint.
+    const taken = net.createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => taken.once('listening', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      for (const [name, other] of [
+        ['PGOPS_METRICS_ADDRESS', 'PGOPS_TEMPORAL_METRICS_ADDRESS'],
+        ['PGOPS_TEMPORAL_METRICS_ADDRESS', 'PGOPS_METRICS_ADDRESS'],
+      ]) {
+        const busy = await execa(path.join(REPO_DIR, 'bin/pgops'), ['worker'], {
+          env: { ...stackEnv(), PGOPS_ENV_FILE: '/dev/null', [name]: `127.0.0.1:${port}`, [other]: 'off' } as Record<string, string>,
+          reject: false,
+          timeout: 60_000,
+        });
+        expect(busy.exitCode).toBe(1);
+        expect(busy.stderr.split('\n').filter((l) => l.trim())).toEqual([
+          expect.stringMatching(new RegExp(`^pgops worker: ${name}=127\\.0\\.0\\.1:${port}: cannot listen there \\(.*\\); choose another host:port, or off$`)),
+        ]);
+      }
+    } finally {
+      taken.close();
+    }
   });
 
   test('the worker serves /metrics and the SDK its own metrics, both on loopback only by default', async () => {
