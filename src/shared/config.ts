@@ -84,6 +84,19 @@ export interface S3Config {
   tags?: string;
 }
 
+/** A TCP address to listen on. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface MetricsConfig {
+  /** Where the worker serves pgops' /metrics; absent: not served. */
+  listen?: ListenAddress;
+  /** Where the Temporal SDK's own exporter serves the worker's SDK metrics; absent: not exported. */
+  temporalListen?: ListenAddress;
+}
+
 export interface WorkerConfig {
   temporal: TemporalConfig;
   /** Directory holding pg_dump, pg_restore, psql, ... of the servers' major version. */
@@ -101,6 +114,7 @@ export interface WorkerConfig {
   verifyTarget?: string;
   /** Where pg_receivewal writes WAL before it is uploaded: <walSpoolDir>/<cluster>/<system identifier>. */
   walSpoolDir: string;
+  metrics: MetricsConfig;
 }
 
 export const DEFAULT_TASK_QUEUE = 'pgops';
@@ -534,6 +548,29 @@ function loadVerifyTarget(env: Env, targets: Record<string, TargetConfig>): stri
   return name;
 }
 
+/** `host:port` (IPv6 in brackets) or `off`; loopback unless the operator says otherwise. */
+function listenAddress(env: Env, name: string, fallback: string): ListenAddress | undefined {
+  const value = optional(env, name) ?? fallback;
+  if (/^off$/i.test(value)) return undefined;
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[2]) : 0;
+  if (!match || port < 1 || port > 65535) {
+    throw new ConfigError(
+      `${name}=${value} is not an address to listen on: use host:port (${fallback} by default; 0.0.0.0:${fallback.split(':')[1]} inside a container whose port is published) or off`,
+    );
+  }
+  return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+function loadMetrics(env: Env): MetricsConfig {
+  const listen = listenAddress(env, 'PGOPS_METRICS_ADDRESS', '127.0.0.1:9464');
+  const temporalListen = listenAddress(env, 'PGOPS_TEMPORAL_METRICS_ADDRESS', '127.0.0.1:9465');
+  if (listen && temporalListen && listen.port === temporalListen.port) {
+    throw new ConfigError(`PGOPS_METRICS_ADDRESS and PGOPS_TEMPORAL_METRICS_ADDRESS both use port ${listen.port}: give the Temporal SDK's metrics a port of their own`);
+  }
+  return { listen, temporalListen };
+}
+
 export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
   const pgBinDir = required(env, 'PGOPS_PG_BIN_DIR', 'directory of pg_dump/pg_restore/psql matching the servers\' major version');
   if (!existsSync(`${pgBinDir}/pg_dump`)) {
@@ -553,5 +590,6 @@ export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
     clusters: loadClusters(env, targets),
     verifyTarget: loadVerifyTarget(env, targets),
     walSpoolDir: loadWalSpoolDir(env),
+    metrics: loadMetrics(env),
   };
 }

@@ -41,8 +41,12 @@ export async function readManifestObject(s3: S3Client, bucket: string, key: stri
   return JSON.parse(await object.Body!.transformToString()) as BackupManifest;
 }
 
-/** Every backup of the target (or of all targets) that has a manifest, newest first. */
-export async function listCatalog(s3: S3Client, config: S3Config, target?: string): Promise<CatalogEntry[]> {
+/**
+ * Every backup of the target (or of all targets) that has a manifest, newest first. A caller that
+ * lists often (the metrics endpoint) passes `manifests`, a cache by key: a published manifest is
+ * never rewritten, so only new ones are read; keys no longer listed (pruned) leave the cache.
+ */
+export async function listCatalog(s3: S3Client, config: S3Config, target?: string, manifests?: Map<string, BackupManifest>): Promise<CatalogEntry[]> {
   const prefix = target ? backupPrefix(config, target) : `${config.prefix}/`;
   const manifestKeys: string[] = [];
   let token: string | undefined;
@@ -51,9 +55,11 @@ export async function listCatalog(s3: S3Client, config: S3Config, target?: strin
     for (const object of page.Contents ?? []) if (object.Key?.endsWith(`/${MANIFEST_FILE}`)) manifestKeys.push(object.Key);
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
+  if (manifests) for (const key of [...manifests.keys()]) if (!manifestKeys.includes(key)) manifests.delete(key);
   const entries: CatalogEntry[] = [];
   for (const key of manifestKeys) {
-    const m = await readManifestObject(s3, config.bucket, key);
+    const m = manifests?.get(key) ?? (await readManifestObject(s3, config.bucket, key));
+    manifests?.set(key, m);
     // A manifest pgops cannot read is left out: nothing is restored from it or pruned because of it.
     if (!isReadableManifest(m)) continue;
     entries.push({
