@@ -1,12 +1,13 @@
 // The last successful backup of each target, per kind, from the catalog in S3 (the catalog, not the
 // worker's memory: it is what a restore would use, and it is the same whichever worker is scraped).
 //
-// Kinds: `logical` (nightlyBackup's pg_dump, read from the manifests). The physical archive (base
-// backups + WAL, src/archive) adds a BackupKindReader of kind `physical` to backupKindReaders; the
-// gauges, the dashboard and the alert rules already carry the `kind` label and need no change.
+// Kinds: `logical` (nightlyBackup's pg_dump, read from the manifests) and `physical` (each
+// cluster's base backups, src/archive); the gauges, the dashboard and the alert rules carry the
+// `kind` label.
 import type { Registry } from 'prom-client';
 import type { WorkerConfig } from '../../shared/config';
 import { listCatalog } from '../../backup/manifest/store';
+import { listBaseBackups } from '../../archive/catalog';
 import type { BackupManifest } from '../../backup/manifest';
 import { createS3Client } from '../../shared/storage/s3Client';
 import { epochSeconds, sampledGauge } from '../sampled';
@@ -63,9 +64,30 @@ export function logicalBackups(config: Pick<WorkerConfig, 's3'>): BackupKindRead
   };
 }
 
-/** Every kind of backup pgops can find: the extension point for the physical archive. */
+/** Each cluster's newest base backup (src/archive), as the cluster's physical backup; pg_verifybackup passed before upload. */
+export function physicalBackups(config: Pick<WorkerConfig, 's3' | 'clusters'>): BackupKindReader {
+  return {
+    kind: 'physical',
+    async lastBackups() {
+      const s3 = createS3Client(config.s3);
+      try {
+        const found: LastBackup[] = [];
+        for (const cluster of Object.keys(config.clusters)) {
+          const newest = (await listBaseBackups(s3, config.s3, cluster)).at(-1)?.record;
+          if (!newest) continue;
+          found.push({ target: cluster, kind: 'physical', startedAt: newest.startedAt, finishedAt: newest.stoppedAt, sizeBytes: newest.sizeBytes, verified: true, lastVerifiedFinishedAt: newest.stoppedAt });
+        }
+        return found;
+      } finally {
+        s3.destroy();
+      }
+    },
+  };
+}
+
+/** Every kind of backup pgops can find. */
 export function backupKindReaders(config: WorkerConfig): BackupKindReader[] {
-  return [logicalBackups(config)];
+  return [logicalBackups(config), physicalBackups(config)];
 }
 
 /** One source per kind, so a failing archive index does not hide the logical backups; returns them for the health gauge. */
