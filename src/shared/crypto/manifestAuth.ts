@@ -33,7 +33,7 @@ export function canonicalJson(value: unknown): string {
 
 /** The domain ("manifest") keeps a MAC of one kind of record from passing as another's. */
 function mac(ring: KeyRing, keyId: string, domain: string, record: object): string {
-  const rest: Record<string, unknown> = { ...record };
+  const rest: Record<string, unknown> = { ...(record as Record<string, unknown>) };
   delete rest.authentication;
   return createHmac('sha256', ring.derive(keyId, 'manifest', `authenticating a ${domain}`))
     .update(`pgops ${domain} v1\n`)
@@ -43,7 +43,7 @@ function mac(ring: KeyRing, keyId: string, domain: string, record: object): stri
 
 /** `record` with its authentication by the ring's current key. */
 export function signRecord<T extends object>(ring: KeyRing, domain: string, record: T): T & { authentication: RecordAuthentication } {
-  const rest: Record<string, unknown> = { ...record };
+  const rest: Record<string, unknown> = { ...(record as Record<string, unknown>) };
   delete rest.authentication;
   return { ...(rest as T), authentication: { keyId: ring.current, algorithm: 'HMAC-SHA256', mac: mac(ring, ring.current, domain, rest) } };
 }
