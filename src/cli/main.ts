@@ -3,7 +3,7 @@ import { ConfigError } from '../shared/config';
 import { SeedRefused } from '../db/seed';
 import { TemporalUnreachable } from '../shared/temporal/connection';
 import { backfillCommand } from './commands/backfill';
-import { backupNowCommand, backupsListCommand } from './commands/backup';
+import { backupNowCommand, backupsListCommand, keysCommand } from './commands/backup';
 import { checkCommand } from './commands/check';
 import { UsageError } from './commands/common';
 import { migrateCommand, seedCommand } from './commands/database';
@@ -17,7 +17,9 @@ const USAGE = `usage: pgops <command> [options]
   backup now [--target primary] [--verify restore|list] [--compression zstd:1]
              [--format directory|custom] [--jobs 2]
                                    run nightlyBackup now and follow its progress
-  backups list [--target primary]  the backup catalog, read from S3
+  backups list [--target primary]  the backup catalog, read from S3: encryption and
+                                   whether each manifest is authentic
+  keys [--target primary]          every key id the catalog needs, present or MISSING here
   schedule install [--target primary] [--at 03:00] [--timezone Asia/Seoul]
   schedule pause|resume|show [--target primary]
                                    the Temporal Schedule that runs nightlyBackup
@@ -62,6 +64,8 @@ async function main([command, ...args]: string[]): Promise<number> {
     case 'backups':
       if (sub !== 'list') throw new UsageError(`backups needs "list", got ${sub ?? 'nothing'}`);
       return backupsListCommand(rest);
+    case 'keys':
+      return keysCommand(args);
     case 'schedule':
       return scheduleCommand(args);
     case 'restore':
