@@ -203,8 +203,8 @@ async function encryptionCost(env: Record<string, string>, config: ReturnType<ty
     const enc = runs.filter((r) => r.encrypted);
     const cost = (mean(enc.map((r) => r.seconds)) / mean(plain.map((r) => r.seconds)) - 1) * 100;
     return [
-      `| ${what}, unencrypted | ${plain.map((r) => r.seconds.toFixed(1)).join(', ')} | ${mean(plain.map((r) => r.seconds)).toFixed(1)} | | ${Math.max(...plain.map((r) => r.rss / 1e6)).toFixed(0)} MB | ${plain.map((r) => extra(r as never)).join('; ')} |`,
-      `| ${what}, encrypted | ${enc.map((r) => r.seconds.toFixed(1)).join(', ')} | ${mean(enc.map((r) => r.seconds)).toFixed(1)} | ${cost >= 0 ? '+' : ''}${cost.toFixed(1)} % | ${Math.max(...enc.map((r) => r.rss / 1e6)).toFixed(0)} MB | ${enc.map((r) => extra(r as never)).join('; ')} |`,
+      `| ${what}, unencrypted | ${plain.map((r) => r.seconds.toFixed(1)).join(', ')} | ${mean(plain.map((r) => r.seconds)).toFixed(1)} | | ${Math.max(...plain.map((r) => r.rss / 1e6)).toFixed(0)} MB | ${plain.map((r) => extra(r as never)).filter(Boolean).join('; ')} |`,
+      `| ${what}, encrypted | ${enc.map((r) => r.seconds.toFixed(1)).join(', ')} | ${mean(enc.map((r) => r.seconds)).toFixed(1)} | ${cost >= 0 ? '+' : ''}${cost.toFixed(1)} % | ${Math.max(...enc.map((r) => r.rss / 1e6)).toFixed(0)} MB | ${enc.map((r) => extra(r as never)).filter(Boolean).join('; ')} |`,
     ];
   };
   return [
