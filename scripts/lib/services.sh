@@ -289,7 +289,18 @@ PGOPS_S3_ACCESS_KEY_ID=$MINIO_USER
 PGOPS_S3_SECRET_ACCESS_KEY=$MINIO_PASSWORD
 PGOPS_STAGING_DIR=$STACK_DIR/staging
 PGOPS_WAL_SPOOL_DIR=$STACK_DIR/wal-spool
+PGOPS_ENCRYPTION_KEYS_FILE=$STACK_DIR/encryption.keys
 EOF
+}
+
+# A development master key, made once per stack and kept with it: the demo and the tests back up
+# encrypted and authenticated, as production should (docs/encryption.md). Node makes the random
+# bytes, so no other tool is needed; the file is readable by this user alone, as pgops requires.
+ensure_dev_encryption_key() {
+  local file="$STACK_DIR/encryption.keys"
+  [[ -s "$file" ]] && return 0
+  (umask 077 && node -e 'process.stdout.write(`# pgops development key ring: one "<key id> <base64 of 32 bytes>" a line\ndev-${new Date().toISOString().slice(0, 10)} ${require("crypto").randomBytes(32).toString("base64")}\n`)' >"$file")
+  log "made a development encryption key in $file"
 }
 
 stack_up() {
@@ -307,6 +318,7 @@ stack_up() {
   start_postgres verify
   start_temporal
   start_minio
+  ensure_dev_encryption_key
   stack_env >"$STACK_DIR/stack.env"
   start_failover_watcher
   start_wal_archiver

@@ -3,7 +3,7 @@ import { ConfigError } from '../shared/config';
 import { SeedRefused } from '../db/seed';
 import { TemporalUnreachable } from '../shared/temporal/connection';
 import { backfillCommand } from './commands/backfill';
-import { backupNowCommand, backupsListCommand } from './commands/backup';
+import { backupNowCommand, backupsListCommand, keysCommand } from './commands/backup';
 import { baseBackupCommand } from './commands/baseBackup';
 import { checkCommand } from './commands/check';
 import { doctorCommand } from './commands/doctor';
@@ -23,8 +23,10 @@ const USAGE = `usage: pgops <command> [options]
              [--format directory|custom] [--jobs 2]
                                    run nightlyBackup now and follow its progress
   backups list [--target primary] [--cluster main]
-                                   the backup catalog, read from S3: logical backups, then
-                                   each cluster's base backups and its recoverable window
+                                   the backup catalog, read from S3: logical backups (encryption,
+                                   whether each manifest is authentic), then each cluster's base
+                                   backups and its recoverable window
+  keys [--target primary]          every key id the catalog needs, present or MISSING here
   basebackup now [--cluster main] [--mode auto|full] [--recovery-window 7d] [--prune-dry-run]
                                    run baseBackup now (an incremental where possible) and
                                    follow its progress
@@ -81,6 +83,8 @@ async function main([command, ...args]: string[]): Promise<number> {
       return backupsListCommand(rest);
     case 'basebackup':
       return baseBackupCommand(args);
+    case 'keys':
+      return keysCommand(args);
     case 'schedule':
       return scheduleCommand(args);
     case 'restore':

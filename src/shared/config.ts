@@ -1,6 +1,6 @@
 // The one configuration loader. Everything comes from environment variables, optionally
 // seeded from an env file; a missing or malformed value fails fast with one line naming it.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parse as parseEnvFile } from 'dotenv';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { isDuration } from './duration';
@@ -8,6 +8,7 @@ import type { ApprovalPolicy } from './approval';
 import { clusterVariable } from '../failover/contract';
 import { isOperatorName } from './approval';
 import { NAME_PATTERN } from './targets';
+import { KeyRing, parseKeyList } from './crypto/keyRing';
 
 export type Env = Record<string, string | undefined>;
 
@@ -115,6 +116,8 @@ export interface WorkerConfig {
   /** Where pg_receivewal writes WAL before it is uploaded: <walSpoolDir>/<cluster>/<system identifier>. */
   walSpoolDir: string;
   metrics: MetricsConfig;
+  /** Master keys: encrypt and authenticate everything stored. Absent: backups are stored as they are (pgops check says so). */
+  encryption?: KeyRing;
 }
 
 export const DEFAULT_TASK_QUEUE = 'pgops';
@@ -571,6 +574,55 @@ function loadMetrics(env: Env): MetricsConfig {
   return { listen, temporalListen };
 }
 
+/**
+ * The master keys, from PGOPS_ENCRYPTION_KEYS ("id:base64,id:base64") or the file named by
+ * PGOPS_ENCRYPTION_KEYS_FILE (one "id base64" a line, # comments; readable by this user only).
+ * PGOPS_ENCRYPTION_KEY_ID names the current key (optional with a single key); the others are
+ * retired: they open older backups and never encrypt new ones. No keys: undefined.
+ */
+export function loadKeyRing(env: Env = environment()): KeyRing | undefined {
+  const inline = optional(env, 'PGOPS_ENCRYPTION_KEYS');
+  const file = optional(env, 'PGOPS_ENCRYPTION_KEYS_FILE');
+  const currentId = optional(env, 'PGOPS_ENCRYPTION_KEY_ID');
+  if (inline !== undefined && file !== undefined) throw new ConfigError('PGOPS_ENCRYPTION_KEYS and PGOPS_ENCRYPTION_KEYS_FILE are both set; use one');
+  if (inline === undefined && file === undefined) {
+    if (currentId !== undefined) throw new ConfigError(`PGOPS_ENCRYPTION_KEY_ID=${currentId} is set but no keys are (PGOPS_ENCRYPTION_KEYS or PGOPS_ENCRYPTION_KEYS_FILE)`);
+    return undefined;
+  }
+  const where = inline !== undefined ? 'PGOPS_ENCRYPTION_KEYS' : `PGOPS_ENCRYPTION_KEYS_FILE=${file}`;
+  let keys: Map<string, Buffer>;
+  try {
+    keys = parseKeyList(inline ?? readKeysFile(file!), where);
+  } catch (err) {
+    throw err instanceof ConfigError ? err : new ConfigError((err as Error).message);
+  }
+  if (keys.size === 0) throw new ConfigError(`${where} holds no keys`);
+  if (currentId === undefined && keys.size > 1) {
+    throw new ConfigError(`${where} holds ${keys.size} keys (${[...keys.keys()].join(', ')}); set PGOPS_ENCRYPTION_KEY_ID to the one new backups use`);
+  }
+  const current = currentId ?? [...keys.keys()][0];
+  if (!keys.has(current)) throw new ConfigError(`PGOPS_ENCRYPTION_KEY_ID=${current} is not among the keys in ${where} (${[...keys.keys()].join(', ')})`);
+  return new KeyRing(keys, current);
+}
+
+/** Master keys are the backups' confidentiality: a file another user could read is refused. */
+function readKeysFile(file: string): string {
+  if (!file.startsWith('/')) throw new ConfigError(`PGOPS_ENCRYPTION_KEYS_FILE=${file} must be an absolute path`);
+  let stat;
+  try {
+    stat = statSync(file);
+  } catch (err) {
+    throw new ConfigError(`PGOPS_ENCRYPTION_KEYS_FILE=${file} cannot be read (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const me = process.getuid?.();
+  if ((stat.mode & 0o077) !== 0 || (me !== undefined && stat.uid !== me)) {
+    throw new ConfigError(
+      `PGOPS_ENCRYPTION_KEYS_FILE=${file} has mode ${(stat.mode & 0o777).toString(8)} and owner uid ${stat.uid}; it must belong to this worker's user and be readable by it alone (chmod 600)`,
+    );
+  }
+  return readFileSync(file, 'utf8');
+}
+
 export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
   const pgBinDir = required(env, 'PGOPS_PG_BIN_DIR', 'directory of pg_dump/pg_restore/psql matching the servers\' major version');
   if (!existsSync(`${pgBinDir}/pg_dump`)) {
@@ -591,5 +643,6 @@ export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
     verifyTarget: loadVerifyTarget(env, targets),
     walSpoolDir: loadWalSpoolDir(env),
     metrics: loadMetrics(env),
+    encryption: loadKeyRing(env),
   };
 }

@@ -32,7 +32,7 @@ export interface BackupKindReader {
   lastBackups(): Promise<LastBackup[]>;
 }
 
-export function logicalBackups(config: Pick<WorkerConfig, 's3'>): BackupKindReader {
+export function logicalBackups(config: Pick<WorkerConfig, 's3' | 'encryption'>): BackupKindReader {
   const manifests = new Map<string, BackupManifest>();
   return {
     kind: 'logical',
@@ -41,7 +41,7 @@ export function logicalBackups(config: Pick<WorkerConfig, 's3'>): BackupKindRead
       try {
         const newest = new Map<string, LastBackup>();
         // Newest first: a target's first entry is its last backup.
-        for (const entry of await listCatalog(s3, config.s3, undefined, manifests)) {
+        for (const entry of await listCatalog(s3, config.s3, undefined, config.encryption, manifests)) {
           let last = newest.get(entry.target);
           if (!last) {
             last = {
