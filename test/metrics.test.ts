@@ -248,7 +248,7 @@ describe('endpoints', () => {
     const env = stackEnv();
     delete env.PGOPS_METRICS_ADDRESS;
     delete env.PGOPS_TEMPORAL_METRICS_ADDRESS;
-    const worker = await startWorkerProcess({ ...(env as Record<string, string>), PGOPS_TASK_QUEUE: `metrics-${id}` });
+    const worker = await startWorkerProcess({ ...(env as Record<string, string>), PGOPS_TASK_QUEUE: `metrics-${id}` }, { metrics: true });
     try {
       expect(worker.output()).toContain('metrics http://127.0.0.1:9464/metrics, Temporal SDK metrics http://127.0.0.1:9465/metrics');
       const pgops = await fetch('http://127.0.0.1:9464/metrics');
