@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { writeManifest } from '../src/backup/manifest/store';
+import { authenticateManifest, writeManifest } from '../src/backup/manifest/store';
 import { restoreWorkspace } from '../src/restore/activities/fetchBackup';
 import { pruneActivities } from '../src/backup/activities/pruneBackups';
 import { backupKeys } from '../src/backup/manifest';
@@ -33,7 +33,8 @@ async function craftCatalog(): Promise<void> {
       const keys = backupKeys(config.s3, manifest);
       await put(keys.dumpKey, 'dump');
       await put(keys.globalsKey, '-- globals');
-      await put(keys.manifestKey, JSON.stringify(manifest));
+      // Signed as a worker holding the stack's keys would: prune acts on authentic manifests only.
+      await put(keys.manifestKey, JSON.stringify(authenticateManifest(config.encryption, manifest)));
     }
     await put(STRAY, 'an operator copied this here by hand');
   } finally {

@@ -14,7 +14,7 @@ import type { Readable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { auditWalChain } from '../src/archive/activities/walChain';
 import { decompressedDigest } from '../src/archive/activities/zstd';
-import { walSegmentKey } from '../src/archive/layout';
+import { walSegmentKey, parseLsn } from '../src/archive/layout';
 import { walArchiveStatus } from '../src/client/archive';
 import { startWalArchiver } from '../src/client';
 import { connectTarget } from '../src/shared/postgres/connection';
@@ -72,9 +72,12 @@ test('under a steady write load every commit is in S3 within seconds, and the ch
         const handle = await startArchiving(client, taskQueue, archived.cluster);
         await waitUntil('the archiver to prepare', async () => (await archiveState(handle)).root !== undefined, 30_000);
         const { root, timeline } = await archiveState(handle);
+        const started = parseLsn(await currentLsn(archived));
         const load = startWalLoad(target);
         const probe = startCommitProbe(target, s3, archived.config.s3.bucket, () => ({ root: root!, timeline: timeline! }), 200);
         await sleep(12_000);
+        // At least three segments' worth, however busy the machine (a slow one writes less in 12 s).
+        await waitUntil('three segments of WAL', async () => parseLsn(await currentLsn(archived)) - started >= 3n * BigInt(SEGMENT), 60_000);
         await load.stop();
         await probe.stop();
         const lags = probe.lags();

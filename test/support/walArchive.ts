@@ -57,8 +57,16 @@ export async function stopArchiving(handle: WorkflowHandle): Promise<void> {
   await handle.terminate('test over').catch(() => undefined);
 }
 
+/** The archiver's state; while a restarted worker has not polled yet, Temporal refuses queries, so this waits for one (up to 60 s). */
 export async function archiveState(handle: WorkflowHandle): Promise<WalArchiveState> {
-  return (await walArchiveStatus(handle)).state;
+  for (let waited = 0; ; waited += 500) {
+    try {
+      return (await walArchiveStatus(handle)).state;
+    } catch (err) {
+      if (waited >= 60_000 || !/no poller seen/.test(String((err as { cause?: unknown }).cause ?? err))) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 /** Drops the cluster's archive slots on the given servers (waiting for a walsender to let go). */
