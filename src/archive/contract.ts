@@ -274,9 +274,10 @@ export function walChainAuditScheduleId(cluster: string): string {
 /**
  * The full base backup that restarts the recoverable window after a gap starting in `segment`:
  * the gap's own id, so the archiver that found it and every later audit start it at most once.
+ * The system identifier is part of it: a new initdb counts its segments from 1 again.
  */
-export function gapBaseBackupWorkflowId(cluster: string, segment: string): string {
-  return `base-backup-${cluster}-after-gap-${segment}`;
+export function gapBaseBackupWorkflowId(cluster: string, systemIdentifier: string, segment: string): string {
+  return `base-backup-${cluster}-${systemIdentifier}-after-gap-${segment}`;
 }
 
 // ================================================================ baseBackup

@@ -8,8 +8,8 @@ import { ParentClosePolicy, startChild, WorkflowIdReusePolicy } from '@temporali
 import { causeMessage } from '../shared/temporal/causeMessage';
 import { BASE_BACKUP_WORKFLOW, gapBaseBackupWorkflowId, type BaseBackupWorkflow, type GapBaseBackup } from './contract';
 
-export async function startGapBaseBackup(cluster: string, gapSegment: string): Promise<GapBaseBackup> {
-  const workflowId = gapBaseBackupWorkflowId(cluster, gapSegment);
+export async function startGapBaseBackup(cluster: string, systemIdentifier: string, gapSegment: string): Promise<GapBaseBackup> {
+  const workflowId = gapBaseBackupWorkflowId(cluster, systemIdentifier, gapSegment);
   try {
     await startChild<BaseBackupWorkflow>(BASE_BACKUP_WORKFLOW, {
       workflowId,

@@ -150,7 +150,7 @@ export async function walArchiver(input: WalArchiverInput): Promise<void> {
     if (patched(GAP_STARTS_BASE_BACKUP)) {
       // No point after the gap is reachable from the base backups before it: take a fresh one now.
       const name = gapSegment(gap, prep.segmentBytes) ?? (gap.toLsn && gapSegment({ timeline: gap.timeline, fromLsn: gap.toLsn }, prep.segmentBytes)) ?? `unknown-${gap.detectedAt.replace(/\D/g, '')}`;
-      const baseBackup = await startGapBaseBackup(input.cluster, name);
+      const baseBackup = await startGapBaseBackup(input.cluster, prep.systemIdentifier, name);
       if (baseBackup.outcome === 'failed-to-start') state.warnings = [...state.warnings, `full base backup after the gap at ${gap.fromLsn}: ${baseBackup.detail}`];
       recorded = { ...recorded, baseBackup };
     }

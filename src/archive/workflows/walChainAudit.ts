@@ -49,7 +49,7 @@ export async function walChainAudit(input: WalChainAuditInput): Promise<WalChain
 
   result.status = 'gap';
   const name = newestHoleName(holes);
-  if (name && !input.dryRun) result.baseBackup = await startGapBaseBackup(cluster, name);
+  if (name && audit.systemIdentifier && !input.dryRun) result.baseBackup = await startGapBaseBackup(cluster, audit.systemIdentifier, name);
   const delivery = await notifyWebhook({ kind: 'wal-chain-audit', workflowId: workflowInfo().workflowId, cluster, status: 'gap', holes, headLsn: audit.headLsn, baseBackup: result.baseBackup }).then(
     (d) => ({ delivered: d.delivered, error: undefined }),
     // A dead webhook must not hide the gap: the result (and the schedule's history) still says it.
