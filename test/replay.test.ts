@@ -27,6 +27,8 @@ describe('workflow replay', () => {
         'baseBackup.json',
         'baseBackup-fallback.json',
         'walArchiver.json',
+        'walChainAudit.json',
+        'walChainAudit-gap.json',
       ]),
     );
   });
@@ -37,6 +39,8 @@ describe('workflow replay', () => {
     expect(lastEvent('embeddingBackfill-continued.json').workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
     const result = (name: string) => JSON.parse(Buffer.from(lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0].data as Uint8Array).toString());
     expect(result('baseBackup.json').record).toMatchObject({ kind: 'incremental' });
+    expect(result('walChainAudit.json')).toMatchObject({ status: 'ok', holes: [] });
+    expect(result('walChainAudit-gap.json')).toMatchObject({ status: 'gap', baseBackup: { outcome: 'started' }, notified: true });
     expect(result('baseBackup-fallback.json')).toMatchObject({ record: { kind: 'full' }, fullBecause: expect.stringMatching(/WAL summarization is enabled/) });
     for (const [name, outcome] of [['guardedRestore-rejected.json', 'rejected'], ['guardedRestore-expired.json', 'expired'], ['failoverPromotion-switchover.json', 'promoted']] as const) {
       const payload = lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0];
