@@ -18,6 +18,7 @@ import { walSegmentKey } from '../src/archive/layout';
 import { installWalChainAuditSchedule, pauseWalArchiver, resumeWalArchiver, runWalChainAudit, startBaseBackup } from '../src/client';
 import type { WorkerConfig } from '../src/shared/config';
 import { createS3Client } from '../src/shared/storage/s3Client';
+import { auditLines } from '../src/cli/commands/wal';
 import { createReplicaCluster, type ReplicaCluster } from './support/replicaCluster';
 import { withWorker } from './support/stack';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhookReceiver';
@@ -191,6 +192,13 @@ test('the scheduled audit: a gapless archive is left alone; a deleted segment is
       const workflowId = gapBaseBackupWorkflowId(cluster.name, audit.systemIdentifier!, middle);
       for (const r of found) expect(r).toMatchObject({ status: 'gap', holes: [{ timeline: 1, fromSegment: middle, toSegment: middle, segments: 1, kind: 'absent' }], notified: true, baseBackup: { workflowId } });
       expect(found.map((r) => r.baseBackup!.outcome).sort()).toEqual(['already-started', 'started']);
+      // What `pgops wal audit now` prints (and exits 2 on).
+      expect(auditLines(found[0]).split('\n')).toEqual([
+        expect.stringMatching(/^GAP: no base backup of walgap reaches the archive's head \S+ on timeline 1 across these gaps$/),
+        `  timeline 1: ${middle} indexed but the object is gone`,
+        expect.stringMatching(new RegExp(`^  full base backup ${workflowId} (started|already started)$`)),
+        '  webhook told',
+      ]);
       expect(received('wal-chain-audit')).toEqual([
         expect.objectContaining({ cluster: cluster.name, status: 'gap', baseBackup: expect.objectContaining({ workflowId }) }),
         expect.objectContaining({ cluster: cluster.name, status: 'gap', baseBackup: expect.objectContaining({ workflowId }) }),
