@@ -1,6 +1,7 @@
-// For the history recorder: walChainAudit on a cluster of its own (ports 26350-26352) archived
-// into a prefix of its own, removed afterwards. `ok`: over a gapless archive. `gap`: a segment in
-// the middle deleted, so the audit starts the gap's full base backup (a child) and tells the webhook.
+// For the history recorder: the gaps of the WAL archive, each on a cluster of its own archived into
+// a prefix of its own, removed afterwards. walChainAudit (ports 26350-26352) `ok`: over a gapless
+// archive; `gap`: a segment in the middle deleted, so the audit starts the gap's full base backup (a
+// child) and tells the webhook. The archiver finding a lost slot (below).
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +9,8 @@ import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { auditWalChain } from '../../src/archive/activities/walChain';
 import { walSegmentKey } from '../../src/archive/layout';
-import { runWalChainAudit } from '../../src/client';
+import { archiveSlotName } from '../../src/archive/contract';
+import { pauseWalArchiver, resumeWalArchiver, runWalChainAudit, startWalArchiver, walArchiveStatus } from '../../src/client';
 import { createS3Client } from '../../src/shared/storage/s3Client';
 import { createReplicaCluster } from './replicaCluster';
 import { withWorker } from './stack';
@@ -51,6 +53,48 @@ export async function recordWalChainAudit(client: Client, workflowId: string, op
     await removePrefix(s3, config.s3.bucket, config.s3.prefix).catch(() => undefined);
     s3.destroy();
     await hook.close();
+    await cluster.down();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * For the history recorder: the archiver of a cluster of its own (ports 26356-26358) whose slots may
+ * hold 64 MB, paused while more WAL than that is written and checkpointed (its slot is lost),
+ * resumed: it records the gap, starts the gap's full base backup (a child) and is stopped.
+ */
+export async function recordWalArchiverGap(client: Client, workflowId: string): Promise<void> {
+  const cluster = await createReplicaCluster('record-walgap', 26356, ['max_slot_wal_keep_size = 64MB', 'wal_keep_size = 0', 'min_wal_size = 32MB', 'max_wal_size = 64MB'].join('\n'));
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'pgops-record-walgap-'));
+  const config = cluster.config('pg1', {
+    PGOPS_S3_PREFIX: `record-walgap-${Date.now()}`,
+    PGOPS_WAL_SPOOL_DIR: path.join(scratch, 'spool'),
+    PGOPS_STAGING_DIR: path.join(scratch, 'staging'),
+  });
+  const s3 = createS3Client(config.s3);
+  try {
+    await withWorker(config, async ({ taskQueue }) => {
+      const handle = await startWalArchiver(client, { taskQueue, workflowId }, { cluster: cluster.name, roundMs: 60_000 });
+      await waitUntil('the archiver to prepare', async () => (await archiveState(handle)).root !== undefined, 30_000);
+      await pauseWalArchiver(handle, { by: 'recorder', reason: 'let the slot fall behind' });
+      await waitUntil('the round to end', async () => (await walArchiveStatus(handle)).live === undefined, 30_000);
+      await cluster.sql('pg1', 'CREATE TABLE filler (x text)');
+      await waitUntil('the archive slot to be lost', async () => {
+        for (let i = 0; i < 3; i++) await cluster.sql('pg1', 'INSERT INTO filler VALUES (md5(random()::text)); SELECT pg_switch_wal()');
+        await cluster.sql('pg1', 'CHECKPOINT');
+        const [slot] = await cluster.sql<{ wal_status: string }>('pg1', 'SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [archiveSlotName(cluster.name)]);
+        return slot?.wal_status === 'lost';
+      }, 30_000);
+      await resumeWalArchiver(handle);
+      await waitUntil('the gap to be reported', async () => (await archiveState(handle)).gaps.length > 0, 30_000);
+      const [gap] = (await archiveState(handle)).gaps;
+      await client.workflow.getHandle(gap.baseBackup!.workflowId).result();
+      await handle.cancel();
+      await handle.result().catch(() => undefined);
+    });
+  } finally {
+    await removePrefix(s3, config.s3.bucket, config.s3.prefix).catch(() => undefined);
+    s3.destroy();
     await cluster.down();
     await rm(scratch, { recursive: true, force: true });
   }
