@@ -9,3 +9,4 @@ export { failoverWatcher } from './failover/workflows/failoverWatcher';
 export { doctor } from './doctor/workflows/doctor';
 export { baseBackup } from './archive/workflows/baseBackup';
 export { walArchiver } from './archive/workflows/walArchiver';
+export { walChainAudit } from './archive/workflows/walChainAudit';

@@ -14,7 +14,14 @@ import {
   type RejoinAsStandbyWorkflow,
 } from '../src/failover/contract';
 import { GUARDED_RESTORE_WORKFLOW, type GuardedRestoreWorkflow } from '../src/restore/contract';
-import { BASE_BACKUP_WORKFLOW, WAL_ARCHIVER_WORKFLOW, type BaseBackupWorkflow, type WalArchiverWorkflow } from '../src/archive/contract';
+import {
+  BASE_BACKUP_WORKFLOW,
+  WAL_ARCHIVER_WORKFLOW,
+  WAL_CHAIN_AUDIT_WORKFLOW,
+  type BaseBackupWorkflow,
+  type WalArchiverWorkflow,
+  type WalChainAuditWorkflow,
+} from '../src/archive/contract';
 
 // Checked by the compiler (ts-jest type-checks): the worker's exports have the contracts' signatures.
 const registered: {
@@ -28,6 +35,7 @@ const registered: {
   doctor: DoctorWorkflow;
   baseBackup: BaseBackupWorkflow;
   walArchiver: WalArchiverWorkflow;
+  walChainAudit: WalChainAuditWorkflow;
 } = workflows;
 
 test('every contract names a workflow the worker registers, and every registered workflow has a contract', () => {
@@ -42,6 +50,7 @@ test('every contract names a workflow the worker registers, and every registered
     DOCTOR_WORKFLOW,
     BASE_BACKUP_WORKFLOW,
     WAL_ARCHIVER_WORKFLOW,
+    WAL_CHAIN_AUDIT_WORKFLOW,
   ];
   for (const name of names) expect(typeof (registered as Record<string, unknown>)[name]).toBe('function');
   expect(Object.keys(workflows).sort()).toEqual([...names].sort());

@@ -27,6 +27,9 @@ describe('workflow replay', () => {
         'baseBackup.json',
         'baseBackup-fallback.json',
         'walArchiver.json',
+        'walArchiver-gap.json',
+        'walChainAudit.json',
+        'walChainAudit-gap.json',
       ]),
     );
   });
@@ -37,6 +40,10 @@ describe('workflow replay', () => {
     expect(lastEvent('embeddingBackfill-continued.json').workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
     const result = (name: string) => JSON.parse(Buffer.from(lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0].data as Uint8Array).toString());
     expect(result('baseBackup.json').record).toMatchObject({ kind: 'incremental' });
+    const childStarts = (name: string) => recorded.find((r) => r.name === name)!.history.events!.filter((e) => e.childWorkflowExecutionStartedEventAttributes).length;
+    expect(childStarts('walArchiver-gap.json')).toBe(1);
+    expect(result('walChainAudit.json')).toMatchObject({ status: 'ok', holes: [] });
+    expect(result('walChainAudit-gap.json')).toMatchObject({ status: 'gap', baseBackup: { outcome: 'started' }, notified: true });
     expect(result('baseBackup-fallback.json')).toMatchObject({ record: { kind: 'full' }, fullBecause: expect.stringMatching(/WAL summarization is enabled/) });
     for (const [name, outcome] of [['guardedRestore-rejected.json', 'rejected'], ['guardedRestore-expired.json', 'expired'], ['failoverPromotion-switchover.json', 'promoted']] as const) {
       const payload = lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0];

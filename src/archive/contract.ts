@@ -54,6 +54,8 @@ export interface ArchiveGap {
   detectedAt: string;
   /** Where the record of it lies in the bucket (<root>/gaps/…), once written. */
   key?: string;
+  /** The full base backup the archiver started after it. */
+  baseBackup?: GapBaseBackup;
 }
 
 /** What prepareArchive found and made ready on the cluster's primary. */
@@ -138,6 +140,8 @@ export interface ArchiveNotification {
   status: 'gap' | 'paused';
   error?: string;
   gap?: ArchiveGap;
+  /** After a gap: the full base backup started so the recoverable window restarts past it. */
+  baseBackup?: GapBaseBackup;
 }
 
 export const archiveStatusQuery = defineQuery<WalArchiveState>('archiveStatus');
@@ -174,6 +178,8 @@ export interface WalChainAudit {
   cluster: string;
   systemIdentifier?: string;
   root?: string;
+  /** The server's wal_segment_size, from archive.json. */
+  segmentBytes?: number;
   timelines: TimelineChain[];
   /** The newest timeline, and the furthest position recoverable from the archive on it. */
   headTimeline?: number;
@@ -185,6 +191,93 @@ export interface WalChainAudit {
   /** True when every timeline on the current chain is complete from its start to the head. */
   gapless: boolean;
   auditedAt: string;
+}
+
+// ================================================================ walChainAudit
+// The chain audit on a schedule (one per cluster): a hole in the archive that no base backup gets
+// past starts a fresh full base backup and tells the webhook (docs/wal-archive.md#the-audit-schedule).
+
+export const WAL_CHAIN_AUDIT_WORKFLOW = 'walChainAudit';
+export type WalChainAuditWorkflow = (input: WalChainAuditInput) => Promise<WalChainAuditResult>;
+
+export interface WalChainAuditInput {
+  cluster: string;
+  /** Report only: no base backup is started (the webhook is still told). */
+  dryRun?: boolean;
+}
+
+/** Consecutive segments missing from the current chain (or a timeline's missing history file). */
+export interface ChainHole {
+  timeline: number;
+  /** First and last segment missing; absent for a missing history file. */
+  fromSegment?: string;
+  toSegment?: string;
+  segments: number;
+  /** `missing`: never archived; `absent`: indexed, its object gone; `history`: the timeline's history file is not in S3. */
+  kind: 'missing' | 'absent' | 'history';
+}
+
+/**
+ * The fresh full base backup a gap starts: `started` now, or `already-started` (one per gap: its id
+ * is the gap's, so it runs at most once unless an earlier run failed), or why it could not start.
+ */
+export interface GapBaseBackup {
+  workflowId: string;
+  outcome: 'started' | 'already-started' | 'failed-to-start';
+  detail?: string;
+}
+
+export type WalChainAuditStatus =
+  /** No hole on the current chain. */
+  | 'ok'
+  /** The cluster has no WAL archive yet. */
+  | 'no-archive'
+  /** Holes, but a base backup newer than the newest one has a complete chain to the head: the window restarted there. */
+  | 'gap-covered'
+  /** Holes no base backup gets past: a full base backup is started (or already runs) and the webhook is told. */
+  | 'gap';
+
+export interface WalChainAuditResult {
+  cluster: string;
+  status: WalChainAuditStatus;
+  root?: string;
+  headTimeline?: number;
+  headLsn?: string;
+  holes: ChainHole[];
+  /** Gaps the archiver recorded under gaps/ (ever, on this root). */
+  recordedGaps: number;
+  /** The oldest base backup whose chain reaches the head, when there is one. */
+  recoverableFrom?: string;
+  baseBackup?: GapBaseBackup;
+  /** Whether the webhook took the gap (false too when none is configured), and why not if it failed. */
+  notified?: boolean;
+  webhookError?: string;
+  auditedAt: string;
+}
+
+/** Sent by the webhook when the scheduled audit finds a hole no base backup gets past. */
+export interface WalAuditNotification {
+  kind: 'wal-chain-audit';
+  workflowId: string;
+  cluster: string;
+  status: 'gap';
+  holes: ChainHole[];
+  headLsn?: string;
+  baseBackup?: GapBaseBackup;
+}
+
+/** The audit's Temporal Schedule (and the id of each run it starts): one per cluster. */
+export function walChainAuditScheduleId(cluster: string): string {
+  return `wal-audit-${cluster}`;
+}
+
+/**
+ * The full base backup that restarts the recoverable window after a gap starting in `segment`:
+ * the gap's own id, so the archiver that found it and every later audit start it at most once.
+ * The system identifier is part of it: a new initdb counts its segments from 1 again.
+ */
+export function gapBaseBackupWorkflowId(cluster: string, systemIdentifier: string, segment: string): string {
+  return `base-backup-${cluster}-${systemIdentifier}-after-gap-${segment}`;
 }
 
 // ================================================================ baseBackup

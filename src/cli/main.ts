@@ -53,6 +53,11 @@ const USAGE = `usage: pgops <command> [options]
                                    the watcher that starts a failover when the primary stops answering
   wal start|status|pause|resume|stop [--cluster main] [--reason TEXT]
                                    the cluster's continuous WAL archive (pg_receivewal to S3)
+  wal audit now [--cluster main] [--dry-run]
+                                   audit the archive's chain; a gap no base backup gets past
+                                   starts a full base backup and tells the webhook
+  wal audit schedule install|pause|resume|show [--cluster main] [--every 1h] [--dry-run]
+                                   the Temporal Schedule that runs the audit
   rejoin --node OLD --new-primary NEW [--cluster main] [--no-base-backup]
                                    turn the old primary into a streaming standby (pg_rewind)
   backfill start [--target primary] [--table questions] [--column embedding] [--text content]

@@ -1,17 +1,24 @@
 // Starting and steering a cluster's WAL archiver, for the CLI and the app.
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { PGOPS_TARGET } from '../shared/temporal/searchAttributes';
+import { installIntervalSchedule } from './schedules';
 import {
   archiveStatusQuery,
   pauseArchiveSignal,
   resumeArchiveSignal,
   WAL_ARCHIVER_WORKFLOW,
+  WAL_CHAIN_AUDIT_WORKFLOW,
   walArchiverWorkflowId,
+  walChainAuditScheduleId,
   type ArchivePause,
   type ArchiveProgress,
   type WalArchiverInput,
   type WalArchiverWorkflow,
   type WalArchiveState,
+  type WalChainAuditInput,
+  type WalChainAuditResult,
+  type WalChainAuditWorkflow,
 } from '../archive/contract';
 
 export type WalArchiverHandle = WorkflowHandle<WalArchiverWorkflow>;
@@ -60,3 +67,30 @@ export function resumeWalArchiver(handle: WorkflowHandle): Promise<void> {
 export async function stopWalArchiver(handle: WorkflowHandle): Promise<void> {
   await handle.cancel();
 }
+
+/** Audits the cluster's WAL chain now (the scheduled audit, run once) and waits for the result. */
+export function runWalChainAudit(client: Client, options: { taskQueue: string; workflowId?: string }, input: WalChainAuditInput): Promise<WalChainAuditResult> {
+  return client.workflow.execute<WalChainAuditWorkflow>(WAL_CHAIN_AUDIT_WORKFLOW, {
+    taskQueue: options.taskQueue,
+    workflowId: options.workflowId ?? `${walChainAuditScheduleId(input.cluster)}-${new Date().toISOString().replace(/[-:.]/g, '')}`,
+    args: [input],
+    typedSearchAttributes: [{ key: PGOPS_TARGET, value: input.cluster }],
+  });
+}
+
+/** Creates the cluster's audit schedule (every `every`, default hourly), or updates it in place. */
+export function installWalChainAuditSchedule(client: Client, options: { taskQueue: string; cluster: string; every?: string; dryRun?: boolean }): Promise<'created' | 'updated'> {
+  return installIntervalSchedule(client, {
+    scheduleId: walChainAuditScheduleId(options.cluster),
+    every: options.every ?? DEFAULT_WAL_AUDIT_EVERY,
+    action: {
+      workflowType: WAL_CHAIN_AUDIT_WORKFLOW,
+      taskQueue: options.taskQueue,
+      workflowId: walChainAuditScheduleId(options.cluster),
+      args: [{ cluster: options.cluster, ...(options.dryRun ? { dryRun: true } : {}) }],
+      typedSearchAttributes: [{ key: PGOPS_TARGET, value: options.cluster }],
+    },
+  });
+}
+
+export const DEFAULT_WAL_AUDIT_EVERY = '1 hour';

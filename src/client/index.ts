@@ -33,7 +33,7 @@ export async function runStackCheck(client: Client, options: StartOptions, input
 }
 export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } from './backups';
 export { startBaseBackup, baseBackupProgress, installBaseBackupSchedule } from './baseBackups';
-export { baseBackupScheduleId } from '../archive/contract';
+export { baseBackupScheduleId, walChainAuditScheduleId } from '../archive/contract';
 export { startRestore, restoreStatus, restorePlan, decideRestore } from './restores';
 export { DecisionRefused } from './decisions';
 export { runDoctor } from './doctor';
@@ -50,5 +50,5 @@ export {
   findDuplicateQuestion,
   EmbeddingInputInvalid,
 } from './embeddings';
-export { startWalArchiver, walArchiverHandle, walArchiveStatus, pauseWalArchiver, resumeWalArchiver, stopWalArchiver } from './archive';
+export { startWalArchiver, walArchiverHandle, walArchiveStatus, pauseWalArchiver, resumeWalArchiver, stopWalArchiver, runWalChainAudit, installWalChainAuditSchedule } from './archive';
 export { walArchiverWorkflowId } from '../archive/contract';

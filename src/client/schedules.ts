@@ -1,6 +1,8 @@
-// Daily Temporal Schedules (the nightly logical backup, the base backups): one spec, one policy.
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
-import type { SearchAttributePair } from '@temporalio/common';
+// Temporal Schedules: daily ones (the nightly logical backup, the base backups) and interval ones
+// (the WAL-chain audit); one way to create or update each, one overlap policy.
+import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import type { Duration, SearchAttributePair } from '@temporalio/common';
+import { isDuration } from '../shared/duration';
 
 export interface DailyScheduleOptions {
   scheduleId: string;
@@ -29,14 +31,37 @@ function dailySpec(options: DailyScheduleOptions) {
 }
 
 /** Creates the schedule, or updates it in place when it exists. Returns "created" or "updated". */
-export async function installDailySchedule(client: Client, options: DailyScheduleOptions): Promise<'created' | 'updated'> {
-  const { spec, action, policies } = dailySpec(options);
+export function installDailySchedule(client: Client, options: DailyScheduleOptions): Promise<'created' | 'updated'> {
+  return installSchedule(client, options.scheduleId, dailySpec(options));
+}
+
+export interface IntervalScheduleOptions {
+  scheduleId: string;
+  /** A duration ("1 hour", "15m"). */
+  every: string;
+  action: DailyScheduleOptions['action'];
+}
+
+/** Every `every` (from the epoch, so in step however often it is re-installed); a run still going skips the next. */
+export function installIntervalSchedule(client: Client, options: IntervalScheduleOptions): Promise<'created' | 'updated'> {
+  if (!isDuration(options.every)) throw new Error(`--every ${options.every} is not a duration such as "1 hour" or "15m"`);
+  return installSchedule(client, options.scheduleId, {
+    spec: { intervals: [{ every: options.every as Duration }] },
+    action: { type: 'startWorkflow' as const, ...options.action },
+    // A missed run is worth catching up only until the next one is due.
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: options.every as Duration },
+  });
+}
+
+type Definition = Pick<ScheduleOptions, 'spec' | 'action' | 'policies'>;
+
+async function installSchedule(client: Client, scheduleId: string, { spec, action, policies }: Definition): Promise<'created' | 'updated'> {
   try {
-    await client.schedule.create({ scheduleId: options.scheduleId, spec, action, policies });
+    await client.schedule.create({ scheduleId, spec, action, policies });
     return 'created';
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(options.scheduleId).update((previous) => ({ ...previous, spec, action, policies }));
+    await client.schedule.getHandle(scheduleId).update((previous) => ({ ...previous, spec, action, policies }));
     return 'updated';
   }
 }

@@ -10,6 +10,7 @@ import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';
 import { recordFailover, recordWatcher } from './replicaCluster';
 import { recordBaseBackup } from './recordBaseBackup';
+import { recordWalArchiverGap, recordWalChainAudit } from './recordWalChainAudit';
 import { stackConfig, withWorker } from './stack';
 import { recordWalArchiver } from './walArchive';
 
@@ -80,6 +81,11 @@ const RECORDERS: Record<string, Recorder> = {
   'baseBackup-fallback': (client, _taskQueue, workflowId) => recordBaseBackup(client, workflowId, { fallback: true }),
   // Two 5-second rounds on an archived cluster of its own over the stack's servers, a pause and a resume, then stopped.
   walArchiver: (client, _taskQueue, workflowId) => recordWalArchiver(client, workflowId),
+  // Its slot lost while it was paused: the gap recorded and a full base backup started (a child).
+  'walArchiver-gap': (client, _taskQueue, workflowId) => recordWalArchiverGap(client, workflowId),
+  // On a cluster of its own: the audit over a gapless archive, and over one with a segment deleted (a full base backup started).
+  walChainAudit: (client, _taskQueue, workflowId) => recordWalChainAudit(client, workflowId),
+  'walChainAudit-gap': (client, _taskQueue, workflowId) => recordWalChainAudit(client, workflowId, { gap: true }),
 };
 
 async function main(names: string[]): Promise<void> {

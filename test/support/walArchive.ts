@@ -2,19 +2,20 @@
 // their own on the stack's servers (own slots, own spool, own bucket prefix), the archiver's
 // handle, and a way to tell whether a position is in S3 yet.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { DeleteObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import execa from 'execa';
 import type { Client as TemporalClient, WorkflowHandle } from '@temporalio/client';
 import { clusterVariable, loadWorkerConfig, type TargetConfig, type WorkerConfig } from '../../src/shared/config';
 import { connectTarget } from '../../src/shared/postgres/connection';
 import { createS3Client, readObjectIfPresent } from '../../src/shared/storage/s3Client';
 import { archiveHoldSlotName, archiveSlotName, type WalArchiveState } from '../../src/archive/contract';
 import { listKeys, headMetadata } from '../../src/archive/activities/archiveStore';
-import { parseLsn, segmentName, segmentNumber, walPartialKey, walSegmentKey, type WalIndexBlock } from '../../src/archive/layout';
+import { parseLsn, segmentName, segmentNumber, walPartialKey, walSegmentKey, walTimelinePrefix, type WalIndexBlock } from '../../src/archive/layout';
 import { pauseWalArchiver, resumeWalArchiver, startWalArchiver, walArchiveStatus } from '../../src/client/archive';
 import { stackEnv, withWorker } from './stack';
 
@@ -326,5 +327,44 @@ export async function recordWalArchiver(client: TemporalClient, workflowId: stri
     });
   } finally {
     await cleanUpArchivedCluster(archived, [archived.config.targets.primary, archived.config.targets.standby]);
+  }
+}
+
+/**
+ * The commits the archive of `root` holds on `timeline`, by transaction id: every complete segment
+ * and the newest partial (up to its valid-to-lsn only) downloaded, decompressed and read by
+ * PostgreSQL's own pg_waldump.
+ */
+export async function archivedCommits(config: WorkerConfig, root: string, timeline: number): Promise<{ xids: Set<string>; validTo?: string; segments: number }> {
+  const s3 = createS3Client(config.s3);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgops-waldump-'));
+  try {
+    const keys = await listKeys(s3, config.s3.bucket, walTimelinePrefix(root, timeline));
+    const complete = keys.map((k) => /\/([0-9A-F]{24})\.zst$/.exec(k)?.[1]).filter((s): s is string => !!s);
+    const partial = keys.map((k) => /\/([0-9A-F]{24})\.partial\.zst$/.exec(k)?.[1]).filter((s): s is string => !!s).sort().at(-1);
+    const fetch = async (key: string, name: string) => {
+      const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: key }));
+      writeFileSync(path.join(dir, `${name}.zst`), Buffer.from(await object.Body!.transformToByteArray()));
+      await execa('zstd', ['-d', '-q', '-f', '--rm', path.join(dir, `${name}.zst`), '-o', path.join(dir, name)]);
+    };
+    for (const segment of complete) await fetch(walSegmentKey(root, segment), segment);
+    let validTo: string | undefined;
+    if (partial && !complete.includes(partial)) {
+      validTo = (await headMetadata(s3, config.s3.bucket, walPartialKey(root, partial)))?.['valid-to-lsn'];
+      await fetch(walPartialKey(root, partial), partial);
+    }
+    const names = readdirSync(dir).sort();
+    const dump = await execa(path.join(config.pgBinDir, 'pg_waldump'), ['--path', dir, '--rmgr', 'Transaction', names[0], names.at(-1)!], { reject: false });
+    const limit = validTo && validTo !== 'unknown' ? parseLsn(validTo) : undefined;
+    const xids = new Set<string>();
+    for (const line of dump.stdout.split('\n')) {
+      const m = /tx:\s+(\d+), lsn: ([0-9A-F]+\/[0-9A-F]+),.*desc: COMMIT/.exec(line);
+      // A commit past the partial's valid-to-lsn is bytes in the file, not yet WAL the archive vouches for.
+      if (m && (limit === undefined || parseLsn(m[2]) < limit)) xids.add(m[1]);
+    }
+    return { xids, validTo, segments: names.length };
+  } finally {
+    s3.destroy();
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -21,5 +21,8 @@ export async function startWebhookReceiver(status = 204): Promise<WebhookReceive
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/hooks/pgops`, received, close: () => new Promise((r) => server.close(() => r())) };
+  return { url: `http://127.0.0.1:${port}/hooks/pgops`, received, close: () => new Promise((r) => {
+    server.close(() => r());
+    server.closeAllConnections();
+  }) };
 }

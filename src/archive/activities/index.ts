@@ -5,6 +5,7 @@ import { asArchiveFailure, WalArchiveStore } from './archiveStore';
 import { discardStagedBaseBackup } from './baseBackupStaging';
 import { prepareArchiveActivities } from './prepareArchive';
 import { pruneBaseBackupActivities } from './pruneBaseBackups';
+import { recoverableWindowActivities } from './recoverableWindowOf';
 import { runWalArchiverActivities } from './runWalArchiver';
 import { takeBaseBackupActivities } from './takeBaseBackup';
 import { uploadBaseBackupActivities } from './uploadBaseBackup';
@@ -38,6 +39,7 @@ export function archiveActivities(config: WorkerConfig) {
     ...prepareArchiveActivities(config),
     ...runWalArchiverActivities(config),
     ...walChainActivities(config),
+    ...recoverableWindowActivities(config),
     recordArchiveGap,
   };
 }

@@ -5,7 +5,7 @@
 // A killed pg_receivewal is restarted; a killed worker's successor resumes from the spool, or
 // from the slots when the spool is gone. Every exit of pg_receivewal is read and acted on.
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { CancelledFailure, Context } from '@temporalio/activity';
@@ -20,6 +20,7 @@ import { advanceHoldSlot, ensureSlot, readSlot } from './archiveServer';
 import { asArchiveFailure, WalArchiveStore } from './archiveStore';
 import { startReceiver, stopStaleReceiver, type Receiver, type ReceiverExit } from './receiver';
 import { clearSpool, hasWal, prepareSpool, readSpool, seedSpool, spoolDir, type SpoolContents, type SpoolSegment } from './spool';
+import { walEndInFile } from './walEnd';
 
 export interface RunWalArchiverInput {
   prep: ArchivePreparation;
@@ -145,14 +146,33 @@ export function runWalArchiverActivities(config: WorkerConfig) {
       return undefined;
     }
 
-    /** The newest .partial's valid end: what pg_receivewal has fsynced (the slot's restart_lsn, with --synchronous), if inside it. */
+    /**
+     * The newest .partial's valid end: what pg_receivewal has fsynced (the slot's restart_lsn, with
+     * --synchronous), if inside it; with the primary unreachable and pg_receivewal stopped, the end
+     * of the last whole record in the file (so a synchronously acknowledged commit reaches S3 even
+     * when the primary died before the last once-a-second upload).
+     */
     async function newestValidTo(segment: SpoolSegment): Promise<bigint | undefined> {
-      const flushed = await primary.query((c) => readSlot(c, prep.slot)).catch(() => undefined);
-      if (!flushed?.restartLsn) return undefined;
+      const flushed = await primary.query((c) => readSlot(c, prep.slot)).then(
+        (slot) => slot?.restartLsn ?? undefined,
+        // The primary is gone and pg_receivewal with it: what it wrote is all the archive will get.
+        () => (receiver && !receiver.done ? undefined : validToWithoutServer(segment)),
+      );
+      if (!flushed) return undefined;
       const start = segment.segno * BigInt(segmentBytes);
-      const validTo = parseLsn(flushed.restartLsn);
+      const validTo = typeof flushed === 'bigint' ? flushed : parseLsn(flushed);
       // Nothing of it yet (a seed), or complete and about to be renamed.
       return validTo > start && validTo < start + BigInt(segmentBytes) ? validTo : undefined;
+    }
+
+    /** pg_waldump's reading of the file, once per version of it (the server may stay away a while). */
+    let readWithoutServer: { name: string; bytes: number; mtimeMs: number; end?: bigint } | undefined;
+    async function validToWithoutServer(segment: SpoolSegment): Promise<bigint | undefined> {
+      const { mtimeMs } = await stat(segment.file).catch(() => ({ mtimeMs: -1 }));
+      if (readWithoutServer?.name === segment.name && readWithoutServer.bytes === segment.bytes && readWithoutServer.mtimeMs === mtimeMs) return readWithoutServer.end;
+      const end = await walEndInFile(config, segment.file, segmentName(segment.timeline, segment.segno, segmentBytes)).catch(() => undefined);
+      readWithoutServer = { name: segment.name, bytes: segment.bytes, mtimeMs, end };
+      return end;
     }
 
     /** Abandoned partials (not the newest) go up as final and leave the spool; the newest goes up at most once a second while it grows. */

@@ -174,7 +174,7 @@ export async function auditWalChain(config: Pick<WorkerConfig, 's3'>, input: { c
       }
     }
     const systemIdentifier = root.split('/').at(-1);
-    return { ...analyseWalChain(input.cluster, listing), systemIdentifier, root, auditedAt };
+    return { ...analyseWalChain(input.cluster, listing), systemIdentifier, root, segmentBytes, auditedAt };
   } catch (err) {
     throw asArchiveFailure(config, err);
   } finally {

@@ -1,7 +1,8 @@
 // walArchiver: the cluster's WAL leaves the primary continuously. One per cluster (workflow id
 // wal-archive-<cluster>). Each round prepares the current primary (slots, checks) and runs the
 // supervising activity, which streams with pg_receivewal and ships to S3 until the round ends, the
-// primary changes, or WAL was lost: then the gap is written down and the webhook told. A failure
+// primary changes, or WAL was lost: then the gap is written down, a fresh full base backup started
+// (the recoverable window restarts there) and the webhook told. A failure
 // retrying cannot cure (a server or bucket it cannot use, two different copies of one segment)
 // pauses the archiver and tells the webhook; `resume` tries again. History stays bounded by
 // continue-as-new.
@@ -13,6 +14,7 @@ import {
   condition,
   continueAsNew,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -31,12 +33,16 @@ import {
 } from '../contract';
 import { NAME_PATTERN } from '../../shared/targets';
 import { causeMessage } from '../../shared/temporal/causeMessage';
+import { gapSegment } from '../chainHoles';
+import { startGapBaseBackup } from '../gapBaseBackup';
 
 const DEFAULT_ROUND_MS = 10 * 60_000;
 const ROUNDS_PER_RUN = 50;
 const KEPT_GAPS = 20;
 /** Failures that name a configuration problem: the workflow cannot do anything for this cluster. */
 const FATAL = ['UnknownCluster', 'BadInput'];
+/** Runs recorded before a gap started a full base backup replay without one. */
+const GAP_STARTS_BASE_BACKUP = 'gap-starts-full-base-backup';
 
 const { prepareArchive } = proxyActivities<Activities>({
   startToCloseTimeout: '60 seconds',
@@ -140,9 +146,16 @@ export async function walArchiver(input: WalArchiverInput): Promise<void> {
 
   async function reportGap(prep: ArchivePreparation, gap: ArchiveGap): Promise<void> {
     const key = await recordArchiveGap({ root: prep.root, node: prep.primary, gap });
-    const recorded = { ...gap, key };
+    let recorded: ArchiveGap = { ...gap, key };
+    if (patched(GAP_STARTS_BASE_BACKUP)) {
+      // No point after the gap is reachable from the base backups before it: take a fresh one now.
+      const name = gapSegment(gap, prep.segmentBytes) ?? (gap.toLsn && gapSegment({ timeline: gap.timeline, fromLsn: gap.toLsn }, prep.segmentBytes)) ?? `unknown-${gap.detectedAt.replace(/\D/g, '')}`;
+      const baseBackup = await startGapBaseBackup(input.cluster, prep.systemIdentifier, name);
+      if (baseBackup.outcome === 'failed-to-start') state.warnings = [...state.warnings, `full base backup after the gap at ${gap.fromLsn}: ${baseBackup.detail}`];
+      recorded = { ...recorded, baseBackup };
+    }
     state.gaps = [...state.gaps, recorded].slice(-KEPT_GAPS);
-    await notifyWebhook({ kind: 'wal-archive', workflowId: workflowInfo().workflowId, cluster: input.cluster, status: 'gap', gap: recorded }).catch(() => undefined);
+    await notifyWebhook({ kind: 'wal-archive', workflowId: workflowInfo().workflowId, cluster: input.cluster, status: 'gap', gap: { ...gap, key }, baseBackup: recorded.baseBackup }).catch(() => undefined);
   }
 
   async function pauseFor(reason: string): Promise<void> {

@@ -1,6 +1,7 @@
 // pgops schedule install|pause|resume|show: the Temporal Schedule that runs nightlyBackup (and,
-// through manageSchedule, the one that runs baseBackup).
+// through manageSchedule, the ones that run baseBackup and the WAL-chain audit).
 import { parseArgs } from 'node:util';
+import { msToNumber } from '@temporalio/common/lib/time';
 import type { Client } from '@temporalio/client';
 import { backupScheduleId, installBackupSchedule } from '../../client/backups';
 import { UsageError, withTemporal } from './common';
@@ -42,11 +43,14 @@ export async function manageSchedule(client: Client, action: string | undefined,
     case 'show': {
       const d = await handle.describe();
       const calendar = d.spec.calendars?.[0];
+      const interval = d.spec.intervals?.[0];
       const pad = (ranges: { start: number }[] | undefined) => String(ranges?.[0]?.start ?? 0).padStart(2, '0');
       console.log(
         [
           `schedule ${d.scheduleId} (${d.state.paused ? 'paused' : 'active'})`,
-          `  runs       daily at ${pad(calendar?.hour)}:${pad(calendar?.minute)} ${d.spec.timezone ?? 'UTC'}`,
+          interval
+            ? `  runs       every ${msToNumber(interval.every) / 60_000} min`
+            : `  runs       daily at ${pad(calendar?.hour)}:${pad(calendar?.minute)} ${d.spec.timezone ?? 'UTC'}`,
           `  overlap    ${d.policies.overlap}, catch-up window ${d.policies.catchupWindow} ms`,
           `  next       ${d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()).join(', ')}`,
           `  recent     ${d.info.recentActions.map((a) => `${a.takenAt.toISOString()} ${a.action.workflow.workflowId}`).join(', ') || 'none'}`,
