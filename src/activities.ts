@@ -14,6 +14,7 @@ import { pruneActivities } from './backup/activities/pruneBackups';
 import { roundTripActivities } from './check/activities/roundTripObject';
 import { uploadActivities } from './backup/activities/uploadBackup';
 import { baseBackupActivities } from './archive/activities';
+import { pitrActivities } from './pitr/activities';
 
 export function createActivities(config: WorkerConfig) {
   return {
@@ -31,6 +32,7 @@ export function createActivities(config: WorkerConfig) {
     ...failoverActivities(config),
     ...doctorActivities(config),
     ...baseBackupActivities(config),
+    ...pitrActivities(config),
   };
 }
 

@@ -15,6 +15,7 @@ import {
 } from '../src/failover/contract';
 import { GUARDED_RESTORE_WORKFLOW, type GuardedRestoreWorkflow } from '../src/restore/contract';
 import { BASE_BACKUP_WORKFLOW, type BaseBackupWorkflow } from '../src/archive/contract';
+import { POINT_IN_TIME_RESTORE_WORKFLOW, RESTORE_DRILL_WORKFLOW, type PointInTimeRestoreWorkflow, type RestoreDrillWorkflow } from '../src/pitr/contract';
 
 // Checked by the compiler (ts-jest type-checks): the worker's exports have the contracts' signatures.
 const registered: {
@@ -27,6 +28,8 @@ const registered: {
   embeddingBackfill: EmbeddingBackfillWorkflow;
   doctor: DoctorWorkflow;
   baseBackup: BaseBackupWorkflow;
+  pointInTimeRestore: PointInTimeRestoreWorkflow;
+  restoreDrill: RestoreDrillWorkflow;
 } = workflows;
 
 test('every contract names a workflow the worker registers, and every registered workflow has a contract', () => {
@@ -40,6 +43,8 @@ test('every contract names a workflow the worker registers, and every registered
     EMBEDDING_BACKFILL_WORKFLOW,
     DOCTOR_WORKFLOW,
     BASE_BACKUP_WORKFLOW,
+    POINT_IN_TIME_RESTORE_WORKFLOW,
+    RESTORE_DRILL_WORKFLOW,
   ];
   for (const name of names) expect(typeof (registered as Record<string, unknown>)[name]).toBe('function');
   expect(Object.keys(workflows).sort()).toEqual([...names].sort());
