@@ -5,16 +5,19 @@
 // window are refused with nothing created; a corrupt WAL object stops the restore naming it; the
 // requester cannot approve their own restore; rejected and expired restores remove the instance.
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import execa from 'execa';
-import { DecisionRefused, decidePointInTimeRestore, pitrStatus, startPointInTimeRestore } from '../src/client';
+import { DecisionRefused, decidePointInTimeRestore, pitrStatus, startPointInTimeRestore, startRestoreDrill } from '../src/client';
+import { physicalListing } from '../src/cli/commands/baseBackup';
 import type { PitrHandle } from '../src/client/pitr';
 import { pitrApproveSignal, type PitrStage, type PointInTimeRestoreInput, type RecoveryTarget } from '../src/pitr/contract';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { connectTarget } from '../src/shared/postgres/connection';
 import { archivedSegmentKeys, createPitrFixture, instanceDir, instanceExists, objectMetadata, TEST_TABLE, type PitrFixture } from './support/pitrFixture';
-import { waitUntil } from './support/workerProcess';
+import { startWorkerProcess, waitUntil } from './support/workerProcess';
+import { activityAttempts } from './support/histories';
 
 let f: PitrFixture;
 const started: { dir: string; port: number }[] = [];
@@ -104,10 +107,13 @@ describe('pointInTimeRestore', () => {
     expect(await f.rows()).toEqual(range(1, 10));
   }, 120_000);
 
-  test('to an LSN: the rows are there while it waits; rejected, the instance and its files are removed', async () => {
+  test('to an LSN, from an incremental base backup combined with its parent: the rows are there while it waits; rejected, the instance and its files are removed', async () => {
+    const incremental = await f.baseBackup('auto');
+    expect(incremental.record.kind).toBe('incremental');
     const [{ lsn }] = await writeThenDelete(201, () => f.sql<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn'));
     const handle = await restore({ kind: 'lsn', lsn }, 26321);
     await waitForStage(handle, 'awaiting-approval');
+    expect((await pitrStatus(f.client, handle.workflowId)).recovery!.backup.chain).toEqual([incremental.record.parentBackupId, incremental.backupId]);
     expect(await f.rows(26321)).toEqual([...range(1, 10), ...range(201, 100)]);
     await decidePointInTimeRestore(f.client, handle.workflowId, 'reject', { approver: 'bob', reason: 'wrong point' });
     expect(await handle.result()).toMatchObject({ outcome: 'rejected', instanceRemoved: true });
@@ -161,5 +167,73 @@ describe('pointInTimeRestore', () => {
       await s3.send(new PutObjectCommand({ Bucket: f.config.s3.bucket, Key: key, Body: originalBody, Metadata: metadata }));
       s3.destroy();
     }
+  }, 120_000);
+
+  test('a worker SIGKILLed during WAL replay: a new worker finishes the same run', async () => {
+    // Enough WAL after the backup that replay takes a while.
+    await f.sql(`INSERT INTO pitr_filler SELECT g, repeat(md5(g::text), 16) FROM generate_series(100001, 250000) g`);
+    const [{ at }] = await writeThenDelete(501, () => f.sql<{ at: string }>('SELECT clock_timestamp()::text AS at'));
+    const taskQueue = `test-pitr-kill-${randomUUID()}`;
+    const env = f.cluster.env('pg1', { PGOPS_S3_PREFIX: f.prefix, PGOPS_TASK_QUEUE: taskQueue, PGOPS_WORKER_SHUTDOWN_GRACE: '5 seconds' });
+    let worker = await startWorkerProcess(env);
+    try {
+      const dir = instanceDir(f, '26325');
+      started.push({ dir, port: 26325 });
+      const handle = await startPointInTimeRestore(
+        f.client,
+        { taskQueue, workflowId: `test-pitr-kill-${randomUUID()}` },
+        { cluster: f.cluster.name, target: { kind: 'time', time: at }, instance: { dataDir: dir, port: 26325 }, mode: 'side', requestedBy: 'alice', heartbeatTimeout: '5 seconds' },
+      );
+      await waitForStage(handle, 'replaying');
+      await worker.kill('SIGKILL');
+      worker = await startWorkerProcess(env);
+      await waitForStage(handle, 'awaiting-approval', 120_000);
+      expect(await activityAttempts(handle, 'replayToTarget')).toBeGreaterThan(1);
+      expect(await f.rows(26325)).toEqual([...range(1, 10), ...range(501, 100)]);
+      await decidePointInTimeRestore(f.client, handle.workflowId, 'reject', { approver: 'bob', reason: 'seen enough' });
+      expect(await handle.result()).toMatchObject({ outcome: 'rejected', instanceRemoved: true });
+      expect(instanceExists(dir)).toBe(false);
+    } finally {
+      await worker.kill('SIGKILL');
+    }
+  }, 180_000);
+
+  test('a restore drill proves the newest base backup restorable (amcheck on its biggest indexes); backups list shows when', async () => {
+    const dir = instanceDir(f, '26326');
+    started.push({ dir, port: 26326 });
+    const handle = await startRestoreDrill(f.client, { taskQueue: f.taskQueue, workflowId: `test-drill-${randomUUID()}` }, { cluster: f.cluster.name, instance: { dataDir: dir, port: 26326 } });
+    const record = await handle.result();
+    expect(record).toMatchObject({ ok: true, provedAt: expect.any(String) });
+    expect(record.checks.map((c) => [c.name, c.ok])).toEqual([['fetch', true], ['reaches the target', true], ['row counts plausible', true], ['amcheck', true]]);
+    expect(record.indexChecks.map((c) => c.index)).toEqual(expect.arrayContaining(['public.pitr_filler_pkey']));
+    expect(instanceExists(dir)).toBe(false);
+    const s3 = createS3Client(f.config.s3);
+    try {
+      expect(await physicalListing(s3, f.config.s3, f.cluster.name)).toContain(record.provedAt!);
+    } finally {
+      s3.destroy();
+    }
+  }, 120_000);
+
+  // Last: it fences the cluster's primary.
+  test('replace: clients through PgBouncer reach the restored primary; the old primary is fenced and kept', async () => {
+    const [{ at }] = await writeThenDelete(601, () => f.sql<{ at: string }>('SELECT clock_timestamp()::text AS at'));
+    const handle = await restore({ kind: 'time', time: at }, 26327, { mode: 'replace' });
+    await waitForStage(handle, 'awaiting-approval');
+    await decidePointInTimeRestore(f.client, handle.workflowId, 'approve', { approver: 'bob', reason: 'replace it' });
+    const result = await handle.result();
+    expect(result).toMatchObject({
+      outcome: 'restored',
+      mode: 'replace',
+      oldPrimary: 'pg1',
+      fence: { node: 'pg1', confirmed: true },
+      repoint: { method: 'pgbouncer', verifiedWrite: true, endpointServerPort: 26327 },
+      instanceRemoved: false,
+    });
+    expect(result.reminder).toMatch(/old primary pg1 is stopped and kept/);
+    const throughPgBouncer = await f.cluster.sql<{ id: number }>('endpoint', `SELECT id FROM ${TEST_TABLE} WHERE id BETWEEN 601 AND 700`);
+    expect(throughPgBouncer).toHaveLength(100);
+    await expect(f.cluster.connect('pg1')).rejects.toThrow();
+    expect(existsSync(f.cluster.dataDir.pg1)).toBe(true);
   }, 120_000);
 });

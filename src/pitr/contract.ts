@@ -91,6 +91,8 @@ export interface RestoredInstanceReport {
   replayMs: number;
   /** WAL segments the instance's restore_command fetched (read-ahead included). */
   segmentsFetched: number;
+  /** The archive ended before the target: replay paused at its head (nothing after its last record changed anything). */
+  pausedAtArchiveHead: boolean;
 }
 
 export type PitrStage =
@@ -214,5 +216,3 @@ export type RestoreDrillWorkflow = (input: RestoreDrillInput) => Promise<DrillRe
 export function drillScheduleId(cluster: string): string {
   return `restore-drill-${cluster}`;
 }
-
-export const DRILL_RECORD = 'drill.json';

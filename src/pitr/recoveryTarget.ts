@@ -22,6 +22,17 @@ export function targetTimeMs(time: string): number | undefined {
   return Number.isNaN(ms) ? undefined : ms - offsetMin * 60_000;
 }
 
+/**
+ * The time as recovery_target_time takes it: PostgreSQL refuses ISO 8601's "T…Z" form there, so
+ * the same instant in "2026-11-30 05:31:07.123456+00" form, every digit kept.
+ */
+export function postgresTimestamp(time: string): string {
+  const m = TIME_WITH_ZONE.exec(time.trim());
+  if (!m) throw new Error(`"${time}" is not a timestamp with a zone`);
+  const zone = m[8].toUpperCase() === 'Z' ? '+00' : m[8];
+  return `${m[1]}-${m[2]}-${m[3]} ${m[4]}:${m[5]}:${m[6]}${m[7] ?? ''}${zone}`;
+}
+
 /** Why `target` is not a recovery target, or undefined when it is one. */
 export function recoveryTargetProblem(target: RecoveryTarget | undefined): string | undefined {
   switch (target?.kind) {
@@ -156,7 +167,7 @@ export function recoverySettings(target: RecoveryTarget): Record<string, string>
   const common = { recovery_target_timeline: 'latest', recovery_target_action: 'pause' };
   switch (target.kind) {
     case 'time':
-      return { ...common, recovery_target_time: target.time, recovery_target_inclusive: 'on' };
+      return { ...common, recovery_target_time: postgresTimestamp(target.time), recovery_target_inclusive: 'on' };
     case 'lsn':
       // "As it was at X": nothing that starts at X or later is replayed.
       return { ...common, recovery_target_lsn: formatLsn(parseLsn(target.lsn)), recovery_target_inclusive: 'off' };

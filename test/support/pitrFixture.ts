@@ -35,7 +35,7 @@ export interface PitrFixture {
   taskQueue: string;
   systemIdentifier: string;
   root: string;
-  baseBackup(): Promise<BaseBackupResult>;
+  baseBackup(mode?: 'full' | 'auto'): Promise<BaseBackupResult>;
   /** Makes every WAL position written so far archived (see above). */
   archiveWal(): Promise<void>;
   /** The rows of the test table on a server (the live primary, or a restored instance's port). */
@@ -110,8 +110,8 @@ export async function createPitrFixture(name: string, basePort: number, extraEnv
     taskQueue,
     systemIdentifier,
     root,
-    async baseBackup() {
-      const handle = await startBaseBackup(client!, { taskQueue, workflowId: `test-${name}-base-${randomUUID()}` }, { cluster: cluster.name, mode: 'full' });
+    async baseBackup(mode: 'full' | 'auto' = 'full') {
+      const handle = await startBaseBackup(client!, { taskQueue, workflowId: `test-${name}-base-${randomUUID()}` }, { cluster: cluster.name, mode });
       return handle.result();
     },
     archiveWal,

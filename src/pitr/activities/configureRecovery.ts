@@ -38,6 +38,8 @@ function fetchEnvironment(config: WorkerConfig, plan: RecoveryPlan, cache: strin
     PGOPS_S3_FORCE_PATH_STYLE: String(s3.forcePathStyle),
     PGOPS_S3_CHECKSUM_MODE: s3.checksumMode,
     PGOPS_WAL_FETCH_ROOT: plan.backup.root,
+    PGOPS_WAL_FETCH_STOP_LSN: plan.window.to!.lsn,
+    PGOPS_WAL_FETCH_STOP_TIMELINE: String(plan.window.to!.timeline),
     PGOPS_WAL_FETCH_SEGMENT_BYTES: String(plan.segmentBytes),
     PGOPS_WAL_FETCH_READ_AHEAD: String(READ_AHEAD),
     PGOPS_WAL_FETCH_CACHE: cache,

@@ -7,8 +7,8 @@ import type { WorkerConfig } from '../../shared/config';
 import { withTarget } from '../../shared/postgres/connection';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 import { appendAuditRecord } from '../../shared/storage/auditLog';
-import { baseBackupObjectKey } from '../../archive/layout';
-import { DRILL_RECORD, type DrillRecord, type IndexCheck, type RestoreInstance } from '../contract';
+import { baseBackupObjectKey, DRILL_RECORD } from '../../archive/layout';
+import { type DrillRecord, type IndexCheck, type RestoreInstance } from '../contract';
 import { instanceTarget } from './instance';
 
 export function drillActivities(config: WorkerConfig) {

@@ -4,13 +4,13 @@
 // the wal-fetch program's log (a corrupt object, an unreachable bucket) and the server's own log
 // (the WAL ended before the target, the restore point was never met).
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TargetConfig, WorkerConfig } from '../../shared/config';
 import { connectTarget } from '../../shared/postgres/connection';
 import { FENCE_STOP, runServerTool, serverRunning, stopServer } from '../../failover/activities/serverControl';
-import { parseLsn } from '../../archive/layout';
+import { parseLsn, segmentName, segmentNumber } from '../../archive/layout';
 import type { RecoveryTarget, RestoreInstance } from '../contract';
 import type { WalFetchEvent } from '../walFetch/main';
 import { describeTarget } from '../recoveryTarget';
@@ -22,6 +22,8 @@ export interface ReplayResult {
   timeline: number;
   replayMs: number;
   segmentsFetched: number;
+  /** The archive ended before the target: replay paused at its head, the state at the target. */
+  pausedAtArchiveHead: boolean;
 }
 
 /** Nothing replayed and nothing fetched for this long: replay is stuck, not slow. */
@@ -36,19 +38,31 @@ export function readFetchLog(file: string): WalFetchEvent[] {
     .map((line) => JSON.parse(line) as WalFetchEvent);
 }
 
-/** The server log's FATAL and PANIC lines, newest last. */
-function fatalLines(logFile: string): string[] {
-  if (!existsSync(logFile)) return [];
-  return readFileSync(logFile, 'utf8')
-    .split('\n')
-    .filter((line) => /\b(FATAL|PANIC):/.test(line))
-    .map((line) => line.replace(/^.*?\b(FATAL|PANIC):\s*/, ''));
+/** Why the server stopped: its log's last FATAL or PANIC, with the lines that explain it (a bad setting names itself just before). */
+function whyStopped(logFile: string): string {
+  if (!existsSync(logFile)) return 'it wrote no log';
+  const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean);
+  let at = lines.length - 1;
+  // Refusals of the replay step's own connection attempts while it starts up are not why it stopped.
+  const noise = /not yet accepting connections|system is starting up|system is shutting down/;
+  while (at >= 0 && !(/\b(FATAL|PANIC):/.test(lines[at]) && !noise.test(lines[at]))) at--;
+  if (at < 0) return 'no FATAL line in its log';
+  const strip = (line: string) => line.replace(/^.*?\b(LOG|FATAL|PANIC|ERROR|DETAIL|HINT):\s*/, '');
+  const context = lines.slice(Math.max(0, at - 2), at).filter((line) => /\b(LOG|ERROR|DETAIL):/.test(line) && !/starting PostgreSQL|listening on|database system was/.test(line));
+  return [...context.map(strip), strip(lines[at])].join('; ');
 }
 
 async function startInstance(config: WorkerConfig, target: TargetConfig, logFile: string): Promise<void> {
   // -W: recovery may take far longer than pg_ctl's wait; the loop below watches it instead.
   const result = await runServerTool(config, target, 'pg_ctl', ['-D', target.server!.dataDir, '-l', logFile, '-o', `-p ${target.port}`, '-W', 'start']);
   if (result.exitCode !== 0) throw ApplicationFailure.retryable(`could not start the restored instance (see ${logFile}): ${result.all}`, 'ServerControlFailed');
+}
+
+/** Stops the instance, appends empty recovery_target_* settings (the last line wins) and leaves it to be started again. */
+async function dropRecoveryTarget(config: WorkerConfig, target: TargetConfig, dataDir: string, restoreId: string): Promise<void> {
+  await stopServer(config, target);
+  const unset = ['recovery_target_time', 'recovery_target_lsn', 'recovery_target_name'].map((key) => `${key} = ''`);
+  await appendFile(`${dataDir}/postgresql.auto.conf`, `# pgops point-in-time restore ${restoreId}: the archive ends before the target, paused at its head\n${unset.join('\n')}\n`);
 }
 
 interface ReplayState {
@@ -84,7 +98,7 @@ async function readReplayState(target: TargetConfig): Promise<ReplayState | unde
 }
 
 export function replayActivities(config: WorkerConfig) {
-  async function replayToTarget(input: { cluster: string; restoreId: string; instance: RestoreInstance; target: RecoveryTarget; headLsn: string }): Promise<ReplayResult> {
+  async function replayToTarget(input: { cluster: string; restoreId: string; instance: RestoreInstance; target: RecoveryTarget; headLsn: string; headTimeline: number; segmentBytes: number }): Promise<ReplayResult> {
     const paths = instancePaths(input.instance);
     const target = instanceTarget(config, input.cluster, input.instance);
     const startedFile = `${paths.workDir}/replay-started`;
@@ -96,9 +110,18 @@ export function replayActivities(config: WorkerConfig) {
       throw ApplicationFailure.nonRetryable(message, type);
     };
 
-    if (!(await serverRunning(config, target))) await startInstance(config, target, paths.serverLog);
+    let startedInstanceAt = 0;
+    const start = async () => {
+      await startInstance(config, target, paths.serverLog);
+      startedInstanceAt = Date.now();
+    };
+    if (!(await serverRunning(config, target))) await start();
     let lastProgress = { at: Date.now(), lsn: '', events: -1 };
     let pauseRequested = false;
+    let lastLsn: { lsn: string | null; at: number; events: number } = { lsn: null, at: Date.now(), events: seen };
+    const targetDroppedFile = `${paths.workDir}/target-dropped`;
+    const head = parseLsn(input.headLsn);
+    const headSegment = segmentName(input.headTimeline, segmentNumber(head > 0n ? head - 1n : 0n, input.segmentBytes), input.segmentBytes);
     for (;;) {
       const events = readFetchLog(paths.fetchLog);
       const recent = events.slice(seen);
@@ -106,8 +129,9 @@ export function replayActivities(config: WorkerConfig) {
       if (corrupt) return fail(`replay stopped at WAL file ${corrupt.name}: ${corrupt.error}. The live cluster was not touched.`, 'WalCorrupt');
 
       const state = await readReplayState(target);
-      if (!state && !(await serverRunning(config, target))) {
-        const fatal = fatalLines(paths.serverLog).at(-1) ?? 'no FATAL line in its log';
+      // Just started, a postmaster may not have written its pid file yet.
+      if (!state && Date.now() - startedInstanceAt > 10_000 && !(await serverRunning(config, target))) {
+        const fatal = whyStopped(paths.serverLog);
         const fetchError = recent.filter((e) => e.event === 'error' && !e.ahead).at(-1);
         // The bucket was unreachable when a segment was asked for: recovery gave up, a retry starts it again.
         if (fetchError) throw ApplicationFailure.retryable(`fetching ${fetchError.name} failed (${fetchError.error}); the instance stopped: ${fatal}`, 'WalFetchFailed');
@@ -121,15 +145,27 @@ export function replayActivities(config: WorkerConfig) {
       }
       if (state) {
         if (!state.inRecovery) return fail(`the restored instance left recovery at ${state.replayLsn} without pausing at ${describeTarget(input.target)}`, 'ReplayOvershot');
-        const atHead = state.replayLsn !== null && parseLsn(state.replayLsn) >= parseLsn(input.headLsn);
+        if (state.replayLsn !== lastLsn.lsn) lastLsn = { lsn: state.replayLsn, at: Date.now(), events: events.length };
+        // At the head: replay passed it, or stands still while PostgreSQL asks again for the head's
+        // segment or beyond (the fetch cuts the WAL off at the head, which may lie inside a record).
+        const askedPastEnd = events.slice(lastLsn.events).some((e) => /^[0-9A-F]{24}$/.test(e.name) && e.name.slice(8) >= headSegment.slice(8) && e.name.slice(0, 8) >= headSegment.slice(0, 8));
+        const atHead = state.replayLsn !== null && (parseLsn(state.replayLsn) >= parseLsn(input.headLsn) || (askedPastEnd && Date.now() - lastLsn.at > 3_000));
         if (atHead && state.pauseState === 'not paused' && !pauseRequested) {
-          // The archive ends before the target: the state at its head is the state at the target,
-          // except for a restore point, which must be met.
+          // The archive ends before the target: nothing after its last record changed anything, so
+          // the state there is the state at the target; a restore point, though, must be met.
           if (input.target.kind === 'restorePoint') {
             return fail(
               `restore point "${input.target.name}" is not in the archived WAL: replay reached the archive's head ${input.headLsn} without meeting it. The live cluster was not touched.`,
               'TargetNotReached',
             );
+          }
+          if (input.target.kind !== 'latest' && !existsSync(targetDroppedFile)) {
+            // PostgreSQL refuses to promote short of a configured target: the instance goes on without one, cut off at the head as before.
+            await dropRecoveryTarget(config, target, paths.dataDir, input.restoreId);
+            await writeFile(targetDroppedFile, state.replayLsn ?? '');
+            await start();
+            lastLsn = { lsn: null, at: Date.now(), events: readFetchLog(paths.fetchLog).length };
+            continue;
           }
           await connectTarget(target, { timeoutMs: 3_000 }).then(async (c) => {
             await c.query('SELECT pg_wal_replay_pause()');
@@ -144,6 +180,7 @@ export function replayActivities(config: WorkerConfig) {
             timeline: state.timeline,
             replayMs: Date.now() - startedAt,
             segmentsFetched: events.filter((e) => e.event === 'fetched' || e.event === 'read-ahead').length,
+            pausedAtArchiveHead: pauseRequested || existsSync(targetDroppedFile),
           };
         }
         // A standby at the archive's end asks for the next segment every few seconds: not progress.

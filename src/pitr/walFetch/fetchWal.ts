@@ -6,11 +6,11 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rename, rm, truncate } from 'node:fs/promises';
+import { open, rename, rm, truncate } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { historyKey, walPartialKey, walSegmentKey } from '../../archive/layout';
+import { historyKey, parseSegmentName, walPartialKey, walSegmentKey } from '../../archive/layout';
 
 /** A stored object whose bytes are not what the archive recorded: retrying cannot help. */
 export class WalObjectCorrupt extends Error {
@@ -78,6 +78,34 @@ export interface FetchOptions {
   zstdBin: string;
   /** Serve the growing partial copy when the complete segment is not archived (never for read-ahead). */
   allowPartial: boolean;
+  /**
+   * The archive's head when the restore was planned: nothing past it is served (WAL after it is
+   * cut off with zeros), so a restore recovers the archive as it was then, however it grew since.
+   */
+  stop?: { timeline: number; lsn: bigint };
+}
+
+/** Whether the stop position rules `name` out, or where in it the WAL must end (bytes from its start). */
+function stopWithin(options: FetchOptions, name: string): 'beyond' | number | undefined {
+  if (!options.stop) return undefined;
+  const history = /^([0-9A-F]{8})\.history$/.exec(name);
+  if (history) return parseInt(history[1], 16) > options.stop.timeline ? 'beyond' : undefined;
+  const segment = parseSegmentName(name, options.segmentBytes);
+  if (!segment || segment.timeline < options.stop.timeline) return undefined;
+  if (segment.timeline > options.stop.timeline) return 'beyond';
+  const start = segment.segno * BigInt(options.segmentBytes);
+  if (options.stop.lsn <= start) return 'beyond';
+  return options.stop.lsn - start < BigInt(options.segmentBytes) ? Number(options.stop.lsn - start) : undefined;
+}
+
+/** Zeros from `offset` to the end of the file: recovery reads the end of the WAL there. */
+async function zeroFrom(file: string, offset: number, size: number): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    await handle.write(Buffer.alloc(size - offset), 0, size - offset, offset);
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -85,6 +113,8 @@ export interface FetchOptions {
  * archive does not have it (PostgreSQL asks for files past the end on purpose).
  */
 export async function fetchWalFile(options: FetchOptions, name: string, destination: string): Promise<FetchedWal | undefined> {
+  const stop = stopWithin(options, name);
+  if (stop === 'beyond') return undefined;
   const history = /^([0-9A-F]{8})\.history$/.exec(name);
   const candidates: { key: string; partial: boolean }[] = history
     ? [{ key: historyKey(options.root, parseInt(history[1], 16)), partial: false }]
@@ -114,6 +144,7 @@ export async function fetchWalFile(options: FetchOptions, name: string, destinat
         // Recovery reads a segment of full size and stops at the zeros after the last record.
         await truncate(temporary, options.segmentBytes);
       }
+      if (typeof stop === 'number') await zeroFrom(temporary, stop, options.segmentBytes);
       await rename(temporary, destination);
       return { key, bytes: written.bytes, partial };
     } finally {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { parse as parseEnvFile } from 'dotenv';
 import { loadS3 } from '../../shared/config';
 import { createS3Client } from '../../shared/storage/s3Client';
-import { parseSegmentName, segmentName } from '../../archive/layout';
+import { parseLsn, parseSegmentName, segmentName } from '../../archive/layout';
 import { fetchWalFile, WalObjectCorrupt, type FetchOptions } from './fetchWal';
 
 export interface WalFetchEvent {
@@ -47,6 +47,7 @@ async function main([envFile, name, destination]: string[]): Promise<number> {
     segmentBytes: Number(env.PGOPS_WAL_FETCH_SEGMENT_BYTES),
     zstdBin: env.PGOPS_ZSTD_BIN ?? 'zstd',
     allowPartial: true,
+    stop: env.PGOPS_WAL_FETCH_STOP_LSN ? { timeline: Number(env.PGOPS_WAL_FETCH_STOP_TIMELINE), lsn: parseLsn(env.PGOPS_WAL_FETCH_STOP_LSN) } : undefined,
   };
   try {
     const started = Date.now();

@@ -128,14 +128,14 @@ export async function pointInTimeRestore(input: PointInTimeRestoreInput): Promis
 
     status.stage = 'replaying';
     const replay = await timed('replay', () =>
-      steps.replayToTarget({ cluster: input.cluster, restoreId, instance: input.instance, target: input.target, headLsn: recovery.window.to!.lsn }),
+      steps.replayToTarget({ cluster: input.cluster, restoreId, instance: input.instance, target: input.target, headLsn: recovery.window.to!.lsn, headTimeline: recovery.window.to!.timeline, segmentBytes: recovery.segmentBytes }),
     );
 
     status.stage = 'inspecting';
     // The live side of the comparison is the cluster's primary now (it follows failovers).
     const live = await steps.resolveClusterRole(`${input.cluster}:primary`);
     const contents = await timed('inspect', () => steps.inspectRestored({ cluster: input.cluster, instance: input.instance, liveNode: live.node }));
-    status.report = { ...contents, reachedLsn: replay.reachedLsn, lastCommitAt: replay.lastCommitAt, timeline: replay.timeline, fetchMs: fetched.fetchMs, replayMs: replay.replayMs, segmentsFetched: replay.segmentsFetched };
+    status.report = { ...contents, reachedLsn: replay.reachedLsn, lastCommitAt: replay.lastCommitAt, timeline: replay.timeline, fetchMs: fetched.fetchMs, replayMs: replay.replayMs, segmentsFetched: replay.segmentsFetched, pausedAtArchiveHead: replay.pausedAtArchiveHead };
     upsertMemo({ plan: planSummary(input, status) });
 
     status.stage = 'awaiting-approval';

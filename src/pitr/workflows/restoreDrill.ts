@@ -59,7 +59,7 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
     const fetched = await steps.fetchBaseBackup({ cluster: input.cluster, restoreId, instance: input.instance, backup: plan.backup });
     check('fetch', true, `base backup ${plan.backup.chain.join(' + ')}: ${fetched.downloadedBytes} bytes, SHA-256 and pg_verifybackup passed`);
     await steps.configureRecovery({ cluster: input.cluster, restoreId, instance: input.instance, plan });
-    const replay = await steps.replayToTarget({ cluster: input.cluster, restoreId, instance: input.instance, target, headLsn: plan.window.to!.lsn });
+    const replay = await steps.replayToTarget({ cluster: input.cluster, restoreId, instance: input.instance, target, headLsn: plan.window.to!.lsn, headTimeline: plan.window.to!.timeline, segmentBytes: plan.segmentBytes });
     check('reaches the target', true, `paused at ${replay.reachedLsn}, last commit ${replay.lastCommitAt ?? 'none replayed'}, replay ${replay.replayMs} ms`);
 
     const live = await steps.resolveClusterRole(`${input.cluster}:primary`);
