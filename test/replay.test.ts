@@ -26,6 +26,10 @@ describe('workflow replay', () => {
         'failoverWatcher.json',
         'baseBackup.json',
         'baseBackup-fallback.json',
+        'pointInTimeRestore.json',
+        'pointInTimeRestore-rejected.json',
+        'pointInTimeRestore-expired.json',
+        'restoreDrill.json',
       ]),
     );
   });
@@ -37,6 +41,10 @@ describe('workflow replay', () => {
     const result = (name: string) => JSON.parse(Buffer.from(lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0].data as Uint8Array).toString());
     expect(result('baseBackup.json').record).toMatchObject({ kind: 'incremental' });
     expect(result('baseBackup-fallback.json')).toMatchObject({ record: { kind: 'full' }, fullBecause: expect.stringMatching(/WAL summarization is enabled/) });
+    expect(result('pointInTimeRestore.json')).toMatchObject({ outcome: 'restored', mode: 'side', decision: { approver: 'second-operator' }, ignored: [{ why: expect.stringMatching(/two-person rule/) }] });
+    expect(result('pointInTimeRestore-rejected.json')).toMatchObject({ outcome: 'rejected', instanceRemoved: true });
+    expect(result('pointInTimeRestore-expired.json')).toMatchObject({ outcome: 'expired', instanceRemoved: true });
+    expect(result('restoreDrill.json')).toMatchObject({ ok: true, provedAt: expect.any(String) });
     for (const [name, outcome] of [['guardedRestore-rejected.json', 'rejected'], ['guardedRestore-expired.json', 'expired'], ['failoverPromotion-switchover.json', 'promoted']] as const) {
       const payload = lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0];
       expect(JSON.parse(Buffer.from(payload.data as Uint8Array).toString())).toMatchObject(name.includes('switchover') ? { outcome, mode: 'switchover' } : { outcome });

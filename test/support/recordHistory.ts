@@ -10,6 +10,7 @@ import { recordEmbeddingBackfill } from './embeddingFixture';
 import { saveHistory } from './histories';
 import { recordFailover, recordWatcher } from './replicaCluster';
 import { recordBaseBackup } from './recordBaseBackup';
+import { recordPitr } from './recordPitr';
 import { stackConfig, withWorker } from './stack';
 
 /** Runs the workflow to its end on the given task queue under the given id; returns the run to save when not the latest. */
@@ -77,6 +78,12 @@ const RECORDERS: Record<string, Recorder> = {
   baseBackup: (client, _taskQueue, workflowId) => recordBaseBackup(client, workflowId),
   // ... or, with summarize_wal off, falls back to a full backup.
   'baseBackup-fallback': (client, _taskQueue, workflowId) => recordBaseBackup(client, workflowId, { fallback: true }),
+  // On a cluster of its own: restored to the moment before a DELETE, then approved (after a
+  // refused self-approval), rejected, or left to expire; and a restore drill.
+  pointInTimeRestore: (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'approved'),
+  'pointInTimeRestore-rejected': (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'rejected'),
+  'pointInTimeRestore-expired': (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'expired'),
+  restoreDrill: (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'drill'),
 };
 
 async function main(names: string[]): Promise<void> {
