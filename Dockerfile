@@ -20,8 +20,10 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 ENV NODE_ENV=production \
     PGOPS_PG_BIN_DIR=/usr/lib/postgresql/18/bin \
-    PGOPS_STAGING_DIR=/var/lib/pgops/staging
-RUN mkdir -p /var/lib/pgops/staging && chown node /var/lib/pgops/staging
+    PGOPS_STAGING_DIR=/var/lib/pgops/staging \
+    PGOPS_WAL_SPOOL_DIR=/var/lib/pgops/wal-spool
+# zstd compresses WAL segments on their way to S3; the archiver runs pg_receivewal under setpriv and flock (util-linux, in the base image).
+RUN mkdir -p /var/lib/pgops/staging /var/lib/pgops/wal-spool && chown node /var/lib/pgops/staging /var/lib/pgops/wal-spool
 USER node
 # SIGTERM starts a graceful shutdown; compose's stop_grace_period must cover PGOPS_WORKER_SHUTDOWN_GRACE.
 CMD ["node", "dist/src/worker.js"]

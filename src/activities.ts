@@ -13,7 +13,7 @@ import { fetchActivities } from './restore/activities/fetchBackup';
 import { pruneActivities } from './backup/activities/pruneBackups';
 import { roundTripActivities } from './check/activities/roundTripObject';
 import { uploadActivities } from './backup/activities/uploadBackup';
-import { baseBackupActivities } from './archive/activities';
+import { archiveActivities, baseBackupActivities } from './archive/activities';
 import { pitrActivities } from './pitr/activities';
 
 export function createActivities(config: WorkerConfig) {
@@ -32,6 +32,7 @@ export function createActivities(config: WorkerConfig) {
     ...failoverActivities(config),
     ...doctorActivities(config),
     ...baseBackupActivities(config),
+    ...archiveActivities(config),
     ...pitrActivities(config),
   };
 }

@@ -8,5 +8,6 @@ export { rejoinAsStandby } from './failover/workflows/rejoinAsStandby';
 export { failoverWatcher } from './failover/workflows/failoverWatcher';
 export { doctor } from './doctor/workflows/doctor';
 export { baseBackup } from './archive/workflows/baseBackup';
+export { walArchiver } from './archive/workflows/walArchiver';
 export { pointInTimeRestore } from './pitr/workflows/pointInTimeRestore';
 export { restoreDrill } from './pitr/workflows/restoreDrill';

@@ -6,7 +6,11 @@ import type { Client } from '@temporalio/client';
 import execa from 'execa';
 import { backupProgress, connectClient, startBackup } from '../src/client';
 import type { BackupProgress, NightlyBackupInput, NightlyBackupResult } from '../src/backup/contract';
-import { createBackupFixture, incompleteUploads, listKeys, type BackupFixture } from './support/backupFixture';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createBackupFixture, downloadPlaintext, incompleteUploads, listKeys, type BackupFixture } from './support/backupFixture';
+import { readManifestObject } from '../src/backup/manifest/store';
+import { createS3Client } from '../src/shared/storage/s3Client';
 import { activityAttempts as attempts, activityCompletions as completions } from './support/histories';
 import { REPO_DIR } from './support/stack';
 import { startWorkerProcess, waitUntil, type WorkerProcess } from './support/workerProcess';
@@ -62,11 +66,17 @@ describe('nightlyBackup under faults', () => {
     await expectExactlyOneCompleteBackup(result);
   });
 
-  test('SIGKILL of the worker during the upload: resumes without re-dumping, no orphaned multipart upload', async () => {
+  test('SIGKILL of the worker during the (encrypted) upload: resumes without re-dumping, no orphaned multipart upload, what landed decrypts to the dump', async () => {
     const { handle, result } = await killWorkerDuring('upload', (p) => (p.uploadedBytes ?? 0) > 0, { compression: 'none' });
     expect(await attempts(handle, 'uploadBackupData')).toBe(2);
     expect(await attempts(handle, 'dumpDatabase')).toBe(1);
     await expectExactlyOneCompleteBackup(result);
+    const s3 = createS3Client(fixture.config.s3);
+    const manifest = await readManifestObject(s3, fixture.config.s3.bucket, `${fixture.prefix}/demo/${result.backupId}/manifest.json`).finally(() => s3.destroy());
+    expect(manifest.dataFiles[0].stored?.keyId).toBe(fixture.config.encryption!.current);
+    // The object the second attempt stored is the one the manifest describes, and it opens to the staged dump.
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'pgops-fault-')), 'dump.pgdump');
+    await downloadPlaintext(fixture.config, manifest, 'dump.pgdump', file);
   });
 
   test('SIGTERM during the dump (a deploy): the worker lets the dump finish before it exits', async () => {

@@ -14,7 +14,7 @@ import {
   type RejoinAsStandbyWorkflow,
 } from '../src/failover/contract';
 import { GUARDED_RESTORE_WORKFLOW, type GuardedRestoreWorkflow } from '../src/restore/contract';
-import { BASE_BACKUP_WORKFLOW, type BaseBackupWorkflow } from '../src/archive/contract';
+import { BASE_BACKUP_WORKFLOW, WAL_ARCHIVER_WORKFLOW, type BaseBackupWorkflow, type WalArchiverWorkflow } from '../src/archive/contract';
 import { POINT_IN_TIME_RESTORE_WORKFLOW, RESTORE_DRILL_WORKFLOW, type PointInTimeRestoreWorkflow, type RestoreDrillWorkflow } from '../src/pitr/contract';
 
 // Checked by the compiler (ts-jest type-checks): the worker's exports have the contracts' signatures.
@@ -28,6 +28,7 @@ const registered: {
   embeddingBackfill: EmbeddingBackfillWorkflow;
   doctor: DoctorWorkflow;
   baseBackup: BaseBackupWorkflow;
+  walArchiver: WalArchiverWorkflow;
   pointInTimeRestore: PointInTimeRestoreWorkflow;
   restoreDrill: RestoreDrillWorkflow;
 } = workflows;
@@ -43,6 +44,7 @@ test('every contract names a workflow the worker registers, and every registered
     EMBEDDING_BACKFILL_WORKFLOW,
     DOCTOR_WORKFLOW,
     BASE_BACKUP_WORKFLOW,
+    WAL_ARCHIVER_WORKFLOW,
     POINT_IN_TIME_RESTORE_WORKFLOW,
     RESTORE_DRILL_WORKFLOW,
   ];

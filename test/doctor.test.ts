@@ -16,7 +16,8 @@ describe('pgops doctor', () => {
 
   beforeAll(async () => {
     cluster = await createReplicaCluster('doctor', 26280);
-    extra = { PGOPS_TARGET_PG1_LOG_FILE: path.join(path.dirname(cluster.dataDir.pg1), 'primary.log') };
+    // No WAL archive for this cluster: the recoverable-window line says so (ok by configuration).
+    extra = { PGOPS_TARGET_PG1_LOG_FILE: path.join(path.dirname(cluster.dataDir.pg1), 'primary.log'), PGOPS_CLUSTER_DOCTOR_WAL_ARCHIVE: 'off' };
   });
   afterAll(() => cluster?.down());
 
@@ -31,7 +32,7 @@ describe('pgops doctor', () => {
     });
     const report = await doctor();
     const checks = new Set(report.lines.map((l) => l.check));
-    for (const check of ['server', 'log', 'connections', 'idle in transaction', 'locks', 'statements', 'indexes', 'xid wraparound', 'vacuum', 'disk', 'replication', 'slot', 'backup', 'workers']) {
+    for (const check of ['server', 'log', 'connections', 'idle in transaction', 'locks', 'statements', 'indexes', 'xid wraparound', 'vacuum', 'disk', 'replication', 'slot', 'backup', 'recoverable window', 'workers']) {
       expect(checks).toContain(check);
     }
     // Runs of other tests waiting for approval in the same namespace may show, but only as warnings.

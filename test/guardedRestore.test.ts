@@ -8,7 +8,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import { withTarget } from '../src/shared/postgres/connection';
-import { listCatalog } from '../src/backup/manifest/store';
+import { authenticateManifest, listCatalog } from '../src/backup/manifest/store';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { decideRestore, DecisionRefused, restoreStatus, startBackup, startRestore } from '../src/client';
 import { loadWorkerConfig, type WorkerConfig } from '../src/shared/config';
@@ -112,7 +112,7 @@ test('replace: the requester and strangers cannot approve, a second allowed appr
     // The safety snapshot of the replaced database is in the catalog, ready to undo this restore.
     const s3 = createS3Client(config.s3);
     try {
-      const catalog = await listCatalog(s3, config.s3, 'demo');
+      const catalog = await listCatalog(s3, config.s3, 'demo', config.encryption);
       expect(catalog.map((e) => e.backupId)).toContain(result.safetySnapshotId);
       const audit = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: result.auditKey! }));
       const records = (await audit.Body!.transformToString()).trim().split('\n').map((l) => JSON.parse(l));
@@ -203,10 +203,11 @@ test('bad input gets one clear error before anything runs', async () => {
 
 test('a manifest naming files outside its folder is refused before anything is downloaded', async () => {
   const s3 = createS3Client(config.s3);
-  const entry = (await listCatalog(s3, config.s3, 'demo')).find((e) => e.backupId === backupId)!;
+  const entry = (await listCatalog(s3, config.s3, 'demo', config.encryption)).find((e) => e.backupId === backupId)!;
   const manifest = JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: entry.manifestKey }))).Body!.transformToString());
   const evilId = 'demo-20000101T000000Z-e71100';
-  const evil = { ...manifest, backupId: evilId, dataFiles: [{ ...manifest.dataFiles[0], name: '../../../escaped.pgdump' }] };
+  // Signed with the workers' key, as only a worker (or a thief of its key) could: the name is refused all the same.
+  const evil = authenticateManifest(config.encryption, { ...manifest, backupId: evilId, dataFiles: [{ ...manifest.dataFiles[0], name: '../../../escaped.pgdump' }] });
   await s3.send(new PutObjectCommand({ Bucket: config.s3.bucket, Key: entry.manifestKey.replace(backupId, evilId), Body: JSON.stringify(evil) }));
   s3.destroy();
   await withWorker(config, async ({ client, taskQueue }) => {
@@ -220,15 +221,18 @@ test('a manifest naming files outside its folder is refused before anything is d
 test('a tampered backup object fails the restore before any database is touched', async () => {
   const before = await fingerprint(config, fixture.target);
   const s3 = createS3Client(config.s3);
-  const entry = (await listCatalog(s3, config.s3, 'demo')).find((e) => e.backupId === backupId)!;
-  const original = await (await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: entry.dumpKey }))).Body!.transformToByteArray();
+  const entry = (await listCatalog(s3, config.s3, 'demo', config.encryption)).find((e) => e.backupId === backupId)!;
+  // A data object of the dump (in directory format, dumpKey is a folder, not an object).
+  const objectKey = entry.dataKeys[0];
+  const original = await (await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: objectKey }))).Body!.transformToByteArray();
   const tampered = Buffer.from(original);
   tampered[Math.floor(tampered.length / 2)] ^= 0xff;
-  await s3.send(new PutObjectCommand({ Bucket: config.s3.bucket, Key: entry.dumpKey, Body: tampered }));
+  await s3.send(new PutObjectCommand({ Bucket: config.s3.bucket, Key: objectKey, Body: tampered }));
   s3.destroy();
   await withWorker(config, async ({ client, taskQueue }) => {
     const handle = await restore(client, taskQueue, {});
-    await expect(handle.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/does not match its manifest/) } });
+    // Stored encrypted, the flipped byte fails its chunk's authentication; stored plain, the checksum.
+    await expect(handle.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/object s3:\/\/\S+ (does not match its manifest|fails authentication)/) } });
     const status = await restoreStatus(client, handle.workflowId);
     expect(status.stage).toBe('failed');
     expect(status.plan).toBeUndefined();

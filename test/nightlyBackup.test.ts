@@ -14,7 +14,9 @@ import { createS3Client } from '../src/shared/storage/s3Client';
 import { startBackup } from '../src/client';
 import type { WorkerConfig } from '../src/shared/config';
 import type { NightlyBackupInput, NightlyBackupResult } from '../src/backup/contract';
-import { createBackupFixture, downloadObject, incompleteUploads, listKeys, schemaOnly, type BackupFixture } from './support/backupFixture';
+import { createBackupFixture, downloadObject, downloadPlaintext, incompleteUploads, listKeys, schemaOnly, type BackupFixture } from './support/backupFixture';
+import { readManifestObject } from '../src/backup/manifest/store';
+import type { BackupManifest } from '../src/backup/manifest';
 import { withScratchDatabase } from './support/scratchDatabase';
 import { withWorker } from './support/stack';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhookReceiver';
@@ -58,6 +60,15 @@ async function backupFailure(input: NightlyBackupInput, config = configWith(), a
   throw new Error('the backup succeeded');
 }
 
+async function publishedManifest(key: string): Promise<BackupManifest> {
+  const s3 = createS3Client(fixture.config.s3);
+  try {
+    return await readManifestObject(s3, fixture.config.s3.bucket, key);
+  } finally {
+    s3.destroy();
+  }
+}
+
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 describe('nightlyBackup', () => {
@@ -85,11 +96,18 @@ describe('nightlyBackup', () => {
     const s3 = createS3Client(fixture.config.s3);
     const head = await s3.send(new HeadObjectCommand({ Bucket: fixture.config.s3.bucket, Key: `${prefix}dump.pgdump` }));
     s3.destroy();
-    expect(head).toMatchObject({ ContentLength: m.sizeBytes, Metadata: expect.objectContaining({ sha256: m.sha256 }) });
+    // The object is stored encrypted: the published manifest records it as stored (ciphertext) and as dumped (plaintext).
+    const published = await publishedManifest(`${prefix}manifest.json`);
+    const stored = published.dataFiles[0].stored!;
+    expect(stored).toMatchObject({ keyId: fixture.config.encryption!.current });
+    expect(head).toMatchObject({ ContentLength: stored.sizeBytes, Metadata: expect.objectContaining({ sha256: m.sha256, 'key-id': stored.keyId }) });
+    const raw = path.join(mkdtempSync(path.join(tmpdir(), 'pgops-stored-')), 'dump.pgdump');
+    await downloadObject(fixture.config, `${prefix}dump.pgdump`, raw);
+    expect(sha256(raw)).toBe(stored.sha256);
 
     // Restore what S3 holds into a fresh database: same rows, same schema.
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'pgops-restore-')), 'dump.pgdump');
-    await downloadObject(fixture.config, `${prefix}dump.pgdump`, file);
+    await downloadPlaintext(fixture.config, published, 'dump.pgdump', file);
     expect(sha256(file)).toBe(m.sha256);
     await withScratchDatabase(fixture.config.targets.primary, async (db, name) => {
       const restoredTarget = { ...fixture.target, database: name };
@@ -116,9 +134,10 @@ describe('nightlyBackup', () => {
     );
     const dir = path.join(mkdtempSync(path.join(tmpdir(), 'pgops-restore-')), 'dump.dir');
     mkdirSync(dir);
+    const published = await publishedManifest(`${prefix}manifest.json`);
     for (const f of m.dataFiles) {
       const file = path.join(dir, path.basename(f.name));
-      await downloadObject(fixture.config, prefix + f.name, file);
+      await downloadPlaintext(fixture.config, published, f.name, file);
       expect(sha256(file)).toBe(f.sha256);
     }
     await withScratchDatabase(fixture.config.targets.primary, async (db, name) => {

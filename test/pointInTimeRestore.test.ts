@@ -65,11 +65,11 @@ async function failureOf(handle: PitrHandle): Promise<string> {
 }
 
 /** Rows 101-200 written and deleted again; `mark` notes the point between the two. */
-async function writeThenDelete<T>(from: number, mark: () => Promise<T>): Promise<T> {
+async function writeThenDelete<T>(from: number, mark: () => Promise<T>, archive: { switchSegment?: boolean } = {}): Promise<T> {
   await f.sql(`INSERT INTO ${TEST_TABLE} SELECT g, 'deleted later' FROM generate_series($1::int, $1::int + 99) g`, [from]);
   const point = await mark();
   await f.sql(`DELETE FROM ${TEST_TABLE} WHERE note = 'deleted later'`);
-  await f.archiveWal();
+  await f.archiveWal(archive);
   return point;
 }
 
@@ -146,9 +146,9 @@ describe('pointInTimeRestore', () => {
   }, 60_000);
 
   test('a corrupt WAL object fails the restore at the fetch, naming the object; the live cluster is untouched', async () => {
-    const [{ at }] = await writeThenDelete(401, () => f.sql<{ at: string }>('SELECT clock_timestamp()::text AS at'));
+    const [{ at }] = await writeThenDelete(401, () => f.sql<{ at: string }>('SELECT clock_timestamp()::text AS at'), { switchSegment: true });
     const keys = await archivedSegmentKeys(f);
-    // The segment the rows went into (the last one the test wrote), with bytes that are not the archived ones.
+    // The segment the rows went into (completed by the switch), with bytes that are not the archived ones.
     const key = keys.at(-1)!;
     const s3 = createS3Client(f.config.s3);
     const original = await s3.send(new GetObjectCommand({ Bucket: f.config.s3.bucket, Key: key }));

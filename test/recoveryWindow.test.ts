@@ -1,8 +1,8 @@
 // The recoverable window and retention by recovery window, on constructed base backup records,
 // WAL chains and timeline switches: what `pgops backups list` reports and what retention keeps.
 import type { BaseBackupRecord } from '../src/archive/layout';
-import { walChainFromListing } from '../src/archive/catalog';
-import { parseHistoryFile, recoverableWindow, type TimelineChain, type WalChain } from '../src/archive/recoveryWindow';
+import { parseHistoryFile } from '../src/archive/layout';
+import { recoverableWindow, timelineSwitches, windowInputsFromAudit, type WindowTimeline, type WalChain } from '../src/archive/recoveryWindow';
 import { parseWalObjectKey, planPhysicalRetention } from '../src/archive/retention';
 
 const SEG = 0x1000000; // 16 MiB
@@ -31,8 +31,8 @@ function backup(id: string, startSeg: number, stopSeg: number, stoppedAt: string
 }
 
 const seg = (tli: number, n: number) => `${tli.toString(16).toUpperCase().padStart(8, '0')}00000000${n.toString(16).toUpperCase().padStart(8, '0')}`;
-const chain = (...timelines: TimelineChain[]): WalChain => ({ timelines });
-const tl = (timeline: number, first: number, last: number, missing: number[] = [], headLsn?: string): TimelineChain => ({
+const chain = (...timelines: WindowTimeline[]): WalChain => ({ timelines });
+const tl = (timeline: number, first: number, last: number, missing: number[] = [], headLsn?: string): WindowTimeline => ({
   timeline,
   firstSegment: seg(timeline, first),
   lastSegment: seg(timeline, last),
@@ -61,7 +61,7 @@ describe('recoverable window', () => {
   });
 
   test('follows a promotion: timeline 1 up to the switch segment, timeline 2 from it', () => {
-    const switches = parseHistoryFile(2, '1\t0/14800000\tno recovery target specified\n');
+    const switches = timelineSwitches(2, parseHistoryFile('1\t0/14800000\tno recovery target specified\n'));
     expect(switches).toEqual([{ timeline: 1, nextTimeline: 2, switchLsn: '0/14800000' }]);
     // Segment 0x14 holds the switch: recovery reads it from timeline 2, so timeline 1 may end at 0x13.
     const complete = recoverableWindow([backup('b1', 10, 11, '2026-11-01')], chain(tl(1, 5, 0x13), tl(2, 0x14, 0x20)), switches);
@@ -72,7 +72,7 @@ describe('recoverable window', () => {
   });
 
   test('a backup on a timeline the newest one does not descend from is not on the chain', () => {
-    const switches = parseHistoryFile(3, '1\t0/14800000\tx\n');
+    const switches = timelineSwitches(3, parseHistoryFile('1\t0/14800000\tx\n'));
     const w = recoverableWindow([backup('b1', 0x15, 0x16, '2026-11-01', { startTimeline: 2, stopTimeline: 2 })], chain(tl(3, 0x14, 0x20)), switches);
     expect(w.from).toBeUndefined();
     expect(w.backups[0].reason).toMatch(/timeline 2, which the archive's newest timeline 3 does not descend from/);
@@ -90,9 +90,23 @@ describe('recoverable window', () => {
     expect(recoverableWindow([backup('b1', 10, 11, '2026-11-01')], chain(), []).problem).toBe('no WAL is archived: each base backup restores to its own stop point only');
   });
 
-  test('the listing-based chain reports holes per timeline', () => {
-    const keys = [1, 2, 4, 5].map((n) => `p/physical/main/7/wal/00000001/${seg(1, n)}.zst`).concat(`p/physical/main/7/wal/00000001/${seg(1, 6)}.partial.zst`);
-    expect(walChainFromListing(keys)).toEqual({ timelines: [{ timeline: 1, firstSegment: seg(1, 1), lastSegment: seg(1, 5), missing: [seg(1, 3)] }] });
+  test("the WAL archiver's chain audit feeds the window: lost objects count as missing, the live partial is the head", () => {
+    const { chain: fed, switches } = windowInputsFromAudit({
+      cluster: 'main',
+      timelines: [
+        { timeline: 1, firstSegment: seg(1, 1), lastSegment: seg(1, 0x13), segments: 18, missing: [seg(1, 3)], unindexed: [], indexedButAbsent: [seg(1, 4)], onCurrentChain: true },
+        { timeline: 2, parent: { timeline: 1, switchLsn: '0/14800000' }, firstSegment: seg(2, 0x14), lastSegment: seg(2, 0x20), segments: 13, missing: [], unindexed: [], indexedButAbsent: [], partial: { segment: seg(2, 0x21), validToLsn: '0/21000100', final: false }, onCurrentChain: true },
+      ],
+      missingHistories: [],
+      recordedGaps: [],
+      gapless: false,
+      auditedAt: '2026-11-30T00:00:00Z',
+    });
+    expect(fed.timelines[0].missing).toEqual([seg(1, 3), seg(1, 4)]);
+    expect(switches).toEqual([{ timeline: 1, nextTimeline: 2, switchLsn: '0/14800000' }]);
+    const w = recoverableWindow([backup('b1', 0x10, 0x11, '2026-11-01')], fed, switches);
+    expect(w.from?.backupId).toBe('b1');
+    expect(w.to).toMatchObject({ timeline: 2, lsn: '0/21000100' });
   });
 });
 

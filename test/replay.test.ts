@@ -26,6 +26,7 @@ describe('workflow replay', () => {
         'failoverWatcher.json',
         'baseBackup.json',
         'baseBackup-fallback.json',
+        'walArchiver.json',
         'pointInTimeRestore.json',
         'pointInTimeRestore-rejected.json',
         'pointInTimeRestore-expired.json',

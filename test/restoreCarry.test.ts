@@ -22,7 +22,8 @@ import { waitUntil } from './support/workerProcess';
 
 jest.setTimeout(240_000);
 
-const FRESH_PORT = 26180;
+// PGOPS_TEST_FRESH_PORT moves it when another run of this file may hold the port.
+const FRESH_PORT = Number(process.env.PGOPS_TEST_FRESH_PORT ?? 26180);
 const SOURCE_DB = `carry_src_${process.pid}`;
 const ROLES = ['App User ü', 'Leser Mixed'];
 const freshRoot = `/var/lib/pgops/test-carry-${process.pid}`;

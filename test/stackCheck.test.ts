@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import execa from 'execa';
 import { connectClient, runStackCheck } from '../src/client';
 import type { StackCheckReport } from '../src/check/contract';
+import { loadKeyRing } from '../src/shared/config';
 import { REPO_DIR, stackConfig, withWorker } from './support/stack';
 import { startWorkerProcess } from './support/workerProcess';
 
@@ -21,6 +22,20 @@ describe('stackCheck', () => {
       ['s3', true, expect.stringMatching(/^bucket pgops-backups: put\/get\/delete/)],
     ]);
     expect(report.ok).toBe(true);
+    // The s3 row says how backups are stored: encrypted with the stack's development key, or that nothing is.
+    expect(row(report, 's3').detail).toMatch(/; backups (encrypted and manifests authenticated with key \S+|NOT encrypted or authenticated: no key configured)/);
+  });
+
+  test('without a key, the s3 row says backups are not encrypted (and stays ok); with one, it names it', async () => {
+    const plain = { ...stackConfig(), encryption: undefined };
+    expect(row(await withWorker(plain, ({ client, taskQueue }) => runStackCheck(client, { taskQueue })), 's3')).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining('backups NOT encrypted or authenticated: no key configured (PGOPS_ENCRYPTION_KEYS or PGOPS_ENCRYPTION_KEYS_FILE)'),
+    });
+    const keyed = { ...stackConfig(), encryption: loadKeyRing({ PGOPS_ENCRYPTION_KEYS: `now:${'A'.repeat(43)}=,before:${'B'.repeat(43)}=`, PGOPS_ENCRYPTION_KEY_ID: 'now' }) };
+    expect(row(await withWorker(keyed, ({ client, taskQueue }) => runStackCheck(client, { taskQueue })), 's3').detail).toContain(
+      'backups encrypted and manifests authenticated with key now (retired keys: before)',
+    );
   });
 
   test('a standby that does not answer fails its row and leaves the others ok', async () => {

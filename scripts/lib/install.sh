@@ -74,6 +74,21 @@ install_patchelf() {
   rm -rf "$tmp"
 }
 
+# promtool from Debian's prometheus package (a static Go binary), for the alert rules' tests.
+install_promtool() {
+  [[ -x "$PROMTOOL_BIN" ]] && return
+  log "installing promtool from Debian's prometheus $PROMETHEUS_VERSION (apt-get download, unpacked into the cache)"
+  local tmp="$PROMTOOL_INSTALL.tmp"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  unpack_debian_package prometheus "$PROMETHEUS_VERSION" "$tmp/root"
+  cp "$tmp/root/usr/bin/promtool" "$tmp/promtool"
+  rm -rf "${tmp:?}/root"
+  "$tmp/promtool" --version >/dev/null 2>&1 || die "promtool from prometheus $PROMETHEUS_VERSION does not run"
+  chmod -R a+rX "$tmp"
+  mv "$tmp" "$PROMTOOL_INSTALL"
+}
+
 # Builds and installs pgvector into the PostgreSQL install; a marker file records it.
 install_pgvector() {
   local marker="$PG_INSTALL/.pgvector-$PGVECTOR_VERSION"
@@ -136,6 +151,7 @@ stack_install() {
   install_minio & local minio_install=$!
   install_postgres
   install_pgvector
+  install_promtool
   wait "$temporal_install" || die "Temporal CLI install failed"
   wait "$minio_install" || die "MinIO install failed"
 }

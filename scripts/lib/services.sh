@@ -288,7 +288,19 @@ PGOPS_S3_BUCKET=$S3_BUCKET
 PGOPS_S3_ACCESS_KEY_ID=$MINIO_USER
 PGOPS_S3_SECRET_ACCESS_KEY=$MINIO_PASSWORD
 PGOPS_STAGING_DIR=$STACK_DIR/staging
+PGOPS_WAL_SPOOL_DIR=$STACK_DIR/wal-spool
+PGOPS_ENCRYPTION_KEYS_FILE=$STACK_DIR/encryption.keys
 EOF
+}
+
+# A development master key, made once per stack and kept with it: the demo and the tests back up
+# encrypted and authenticated, as production should (docs/encryption.md). Node makes the random
+# bytes, so no other tool is needed; the file is readable by this user alone, as pgops requires.
+ensure_dev_encryption_key() {
+  local file="$STACK_DIR/encryption.keys"
+  [[ -s "$file" ]] && return 0
+  (umask 077 && node -e 'process.stdout.write(`# pgops development key ring: one "<key id> <base64 of 32 bytes>" a line\ndev-${new Date().toISOString().slice(0, 10)} ${require("crypto").randomBytes(32).toString("base64")}\n`)' >"$file")
+  log "made a development encryption key in $file"
 }
 
 stack_up() {
@@ -306,8 +318,10 @@ stack_up() {
   start_postgres verify
   start_temporal
   start_minio
+  ensure_dev_encryption_key
   stack_env >"$STACK_DIR/stack.env"
   start_failover_watcher
+  start_wal_archiver
   log "ready in $((SECONDS - started))s"
   stack_status
 }
@@ -320,6 +334,15 @@ start_failover_watcher() {
     --task-queue pgops --type failoverWatcher --workflow-id failover-watch-main \
     --input '{"cluster":"main"}' --id-conflict-policy UseExisting >/dev/null \
     || die "could not start the failover watcher of cluster main"
+}
+
+# The cluster's WAL archiver (one per cluster: a running one is kept), started like the watcher:
+# it waits in Temporal until a worker polls "pgops"; `pgops wal stop` ends it. docs/wal-archive.md.
+start_wal_archiver() {
+  "$TEMPORAL_BIN" workflow start --address "127.0.0.1:$TEMPORAL_PORT" --namespace "$TEMPORAL_NAMESPACE" \
+    --task-queue pgops --type walArchiver --workflow-id wal-archive-main \
+    --input '{"cluster":"main"}' --id-conflict-policy UseExisting >/dev/null \
+    || die "could not start the WAL archiver of cluster main"
 }
 
 stack_down() {

@@ -22,6 +22,8 @@ PGBOUNCER_VERSION="1.18.0-1+deb12u1"
 CARES_VERSION="1.18.1-3"
 PATCHELF_VERSION="0.14.3-1+b1"
 OSSP_UUID_VERSION="1.6.2-1.5+b11"
+# Debian bookworm's Prometheus, for its promtool alone: `promtool test rules` checks the shipped alert rules.
+PROMETHEUS_VERSION="2.42.0+ds-5+deb12u1"
 
 PGOPS_CACHE="${PGOPS_CACHE:-/var/cache/pgops}"
 STACK_DIR="${PGOPS_STACK_DIR:-$REPO_DIR/.stack}"
@@ -61,6 +63,8 @@ PGBOUNCER_INSTALL="$PGOPS_CACHE/pgbouncer-$PGBOUNCER_VERSION"
 PGBOUNCER_BIN="$PGBOUNCER_INSTALL/pgbouncer"
 PATCHELF_INSTALL="$PGOPS_CACHE/patchelf-$PATCHELF_VERSION"
 PATCHELF_BIN="$PATCHELF_INSTALL/patchelf"
+PROMTOOL_INSTALL="$PGOPS_CACHE/promtool-$PROMETHEUS_VERSION"
+PROMTOOL_BIN="$PROMTOOL_INSTALL/promtool"
 # Beside the data dirs: PgBouncer runs as the server user too (it refuses root).
 PGBOUNCER_DIR="$PG_ROOT/pgbouncer"
 

@@ -13,12 +13,11 @@ import {
   baseBackupObjectKey,
   DRILL_RECORD,
   isBaseBackupRecord,
-  parseSegmentName,
   physicalPrefix,
-  segmentName,
   type BaseBackupRecord,
 } from './layout';
-import { parseHistoryFile, recoverableWindow, type RecoverableWindow, type TimelineChain, type TimelineSwitch, type WalChain } from './recoveryWindow';
+import { auditWalChain } from './activities/walChain';
+import { recoverableWindow, windowInputsFromAudit, type RecoverableWindow } from './recoveryWindow';
 
 export interface CatalogedBaseBackup {
   /** <prefix>/physical/<cluster>/<system identifier> */
@@ -92,45 +91,10 @@ export async function downloadBaseBackupManifest(s3: S3Client, bucket: string, r
   await pipeline(object.Body as Readable, createWriteStream(file, { mode: PRIVATE_FILE_MODE }));
 }
 
-/** Every timeline switch the archived history files record. */
-export async function readTimelineSwitches(s3: S3Client, bucket: string, root: string): Promise<TimelineSwitch[]> {
-  const switches = new Map<number, TimelineSwitch>();
-  for (const key of await listKeys(s3, bucket, `${root}/wal/history/`)) {
-    const match = /\/([0-9A-F]{8})\.history$/.exec(key);
-    if (!match) continue;
-    for (const s of parseHistoryFile(parseInt(match[1], 16), await readText(s3, bucket, key))) switches.set(s.nextTimeline, s);
-  }
-  return [...switches.values()];
-}
-
 /** The archived segment and index objects of a root (not the history files). */
 export async function listWalObjects(s3: S3Client, bucket: string, root: string): Promise<string[]> {
   const keys = await listKeys(s3, bucket, `${root}/wal/`);
   return [...keys.filter((key) => !key.includes('/wal/history/')), ...(await listKeys(s3, bucket, `${root}/wal-index/`))];
-}
-
-/**
- * The chain as the object listing shows it: complete segments per timeline and the holes between
- * them. It does not recheck checksums: the WAL archiver's chain audit does, and feeds
- * recoverableWindow the same shape.
- */
-export function walChainFromListing(keys: string[]): WalChain {
-  const perTimeline = new Map<number, bigint[]>();
-  for (const key of keys) {
-    const match = /\/wal\/[0-9A-F]{8}\/([0-9A-F]{24})\.zst$/.exec(key);
-    const parsed = match && parseSegmentName(match[1]);
-    if (!parsed) continue;
-    perTimeline.set(parsed.timeline, [...(perTimeline.get(parsed.timeline) ?? []), parsed.segno]);
-  }
-  const timelines: TimelineChain[] = [];
-  for (const [timeline, segnos] of perTimeline) {
-    const sorted = segnos.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const held = new Set(sorted);
-    const missing: string[] = [];
-    for (let s = sorted[0]; s <= sorted.at(-1)! && missing.length < 1_000; s++) if (!held.has(s)) missing.push(segmentName(timeline, s));
-    timelines.push({ timeline, firstSegment: segmentName(timeline, sorted[0]), lastSegment: segmentName(timeline, sorted.at(-1)!), missing });
-  }
-  return { timelines: timelines.sort((a, b) => a.timeline - b.timeline) };
 }
 
 export interface PhysicalArchiveView {
@@ -150,8 +114,9 @@ export async function describePhysicalArchive(s3: S3Client, config: S3Config, cl
   const root = all.at(-1)?.root ?? (await listArchiveRoots(s3, config, cluster))[0];
   if (!root) return { cluster, backups: [] };
   const backups = all.filter((b) => b.root === root).map((b) => b.record);
-  const walKeys = await listWalObjects(s3, config.bucket, root);
-  if (!walKeys.some((key) => key.includes('/wal/'))) return { cluster, root, backups };
-  const window = recoverableWindow(backups, walChainFromListing(walKeys), await readTimelineSwitches(s3, config.bucket, root));
+  const audit = await auditWalChain({ s3: config }, { cluster, systemIdentifier: root.split('/').at(-1) });
+  if (audit.timelines.length === 0) return { cluster, root, backups };
+  const { chain, switches } = windowInputsFromAudit(audit);
+  const window = recoverableWindow(backups, chain, switches);
   return { cluster, root, backups, window };
 }

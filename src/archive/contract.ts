@@ -1,8 +1,191 @@
-// The physical archive's contracts: each workflow's registered name and signature, inputs,
-// results and query definitions, in a section of its own. The workflows and every client
-// (src/client/, the CLI) import them from here.
-import { defineQuery } from '@temporalio/workflow';
+// The physical archive's contracts (the WAL archive, the chain audit, the base backups): each
+// workflow's registered name and signature, inputs, results and message definitions, in a section
+// of its own. The workflows and every client (src/client/, the CLI) import them from here; the
+// bucket layout and the LSN arithmetic live in layout.ts beside it.
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { WalArchiveMode } from '../shared/config';
+import type { TargetName } from '../shared/targets';
 import type { BaseBackupRecord } from './layout';
+
+// ================================================================ walArchiver
+// One long-running archiver per cluster: pg_receivewal through a physical slot, every completed
+// segment and history file to S3 (docs/wal-archive.md).
+
+export const WAL_ARCHIVER_WORKFLOW = 'walArchiver';
+export type WalArchiverWorkflow = (input: WalArchiverInput) => Promise<void>;
+
+/** One archiver per cluster, however many workers run: the id is the cluster's. */
+export function walArchiverWorkflowId(cluster: string): string {
+  return `wal-archive-${cluster}`;
+}
+
+/** The slot pg_receivewal streams through, which is also its application_name (synchronous_standby_names). */
+export function archiveSlotName(cluster: string): string {
+  return `pgops_wal_${cluster.replace(/-/g, '_')}`;
+}
+
+/** A slot that is never streamed: advanced only to what is safely in S3, on the primary and on every standby. */
+export function archiveHoldSlotName(cluster: string): string {
+  return `${archiveSlotName(cluster)}_hold`;
+}
+
+export interface WalArchiverInput {
+  /** A cluster configured on the worker (PGOPS_CLUSTERS). */
+  cluster: string;
+  /** How long one supervising activity runs before the workflow takes stock (default 10 minutes). */
+  roundMs?: number;
+  /** Carried across continue-as-new. */
+  carried?: WalArchiveState;
+}
+
+export interface ArchivePause {
+  by: string;
+  reason: string;
+}
+
+/** A stretch of WAL the archive does not have and never will: a restore cannot cross it. */
+export interface ArchiveGap {
+  timeline: number;
+  /** The first position missing (the end of what was archived). */
+  fromLsn: string;
+  /** Where the archive resumed, when known. */
+  toLsn?: string;
+  reason: string;
+  detectedAt: string;
+  /** Where the record of it lies in the bucket (<root>/gaps/…), once written. */
+  key?: string;
+}
+
+/** What prepareArchive found and made ready on the cluster's primary. */
+export interface ArchivePreparation {
+  cluster: string;
+  mode: WalArchiveMode;
+  primary: TargetName;
+  systemIdentifier: string;
+  timeline: number;
+  segmentBytes: number;
+  /** <prefix>/physical/<cluster>/<system identifier> */
+  root: string;
+  slot: string;
+  holdSlot: string;
+  /** The slot's wal_status and how much more WAL it may hold back before it is lost (bytes; null: unlimited). */
+  walStatus: string;
+  safeWalSizeBytes?: number;
+  /** The first segment the archive lacks on the newest archived timeline (the spool is seeded there when empty). */
+  resumeSegment?: string;
+  /** The standbys a hold slot was kept on. */
+  standbysHolding: TargetName[];
+  warnings: string[];
+  /** A slot that had lost its WAL (dropped and recreated now). */
+  gap?: ArchiveGap;
+}
+
+/** The archive's position and health, as the supervising activity heartbeats and returns it. */
+export interface ArchiveProgress {
+  /** pg_receivewal's process id, while it runs. */
+  receiverPid?: number;
+  /** Times pg_receivewal was (re)started in this round. */
+  receiverStarts: number;
+  segmentsUploaded: number;
+  historiesUploaded: number;
+  bytesUploaded: number;
+  /** The newest segment that is complete in S3. */
+  lastSegment?: string;
+  /** The segment being written, and up to where its copy in S3 is valid. */
+  partialSegment?: string;
+  partialValidToLsn?: string;
+  /** The primary's current WAL position minus what is in S3. */
+  lagBytes?: number;
+  /** Bytes pg_receivewal has written that are not yet uploaded. */
+  spoolBytes: number;
+  safeWalSizeBytes?: number;
+  lastError?: string;
+  at: string;
+}
+
+export type ArchiveRoundEnd = 'round' | 'primaryChanged' | 'gap' | 'prepareAgain';
+
+export interface ArchiveRoundResult {
+  reason: ArchiveRoundEnd;
+  detail: string;
+  progress: ArchiveProgress;
+  gap?: ArchiveGap;
+}
+
+export interface WalArchiveState {
+  cluster: string;
+  archivingSince: string;
+  /** Why the archiver is not archiving: an operator's pause, or a failure that needs one (resume to retry). */
+  paused?: { by: string; reason: string; at: string };
+  primary?: TargetName;
+  timeline?: number;
+  systemIdentifier?: string;
+  root?: string;
+  walStatus?: string;
+  rounds: number;
+  progress?: ArchiveProgress;
+  lastError?: string;
+  warnings: string[];
+  /** The gaps found, newest last (at most 20 kept here; every one is in the bucket under gaps/). */
+  gaps: ArchiveGap[];
+}
+
+/** Sent by the webhook when the archive needs an operator: a gap, a conflict, a server or bucket it cannot use. */
+export interface ArchiveNotification {
+  kind: 'wal-archive';
+  workflowId: string;
+  cluster: string;
+  status: 'gap' | 'paused';
+  error?: string;
+  gap?: ArchiveGap;
+}
+
+export const archiveStatusQuery = defineQuery<WalArchiveState>('archiveStatus');
+export const pauseArchiveSignal = defineSignal<[ArchivePause]>('pauseArchive');
+export const resumeArchiveSignal = defineSignal<[]>('resumeArchive');
+/** The primary moved (a failover or switchover): stop streaming from the old one and prepare again. */
+export const primaryChangedSignal = defineSignal<[]>('primaryChanged');
+
+// ================================================================ WAL-chain audit
+// What the archive holds per timeline, read from the index and a listing of the bucket. The
+// recoverable window and retention are computed from it.
+
+export interface TimelineChain {
+  timeline: number;
+  /** The timeline it branched from and where (from its history file); absent for the first. */
+  parent?: { timeline: number; switchLsn: string };
+  /** First and last complete segment archived on this timeline. */
+  firstSegment?: string;
+  lastSegment?: string;
+  segments: number;
+  /** Segments between where this timeline's archive starts and where it ends that are not in S3. */
+  missing: string[];
+  /** Complete segments in S3 that the index does not list yet (the index lags, never leads). */
+  unindexed: string[];
+  /** Segments the index lists that are not in S3: lost objects. */
+  indexedButAbsent: string[];
+  /** The newest partial segment and up to where it is valid. */
+  partial?: { segment: string; validToLsn?: string; final: boolean };
+  /** Whether the chain from the newest timeline leads through this one. */
+  onCurrentChain: boolean;
+}
+
+export interface WalChainAudit {
+  cluster: string;
+  systemIdentifier?: string;
+  root?: string;
+  timelines: TimelineChain[];
+  /** The newest timeline, and the furthest position recoverable from the archive on it. */
+  headTimeline?: number;
+  headLsn?: string;
+  /** Timelines the history files name whose history file is not in S3. */
+  missingHistories: number[];
+  /** Gaps recorded under gaps/ by the archiver. */
+  recordedGaps: ArchiveGap[];
+  /** True when every timeline on the current chain is complete from its start to the head. */
+  gapless: boolean;
+  auditedAt: string;
+}
 
 // ================================================================ baseBackup
 

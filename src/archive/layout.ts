@@ -103,6 +103,25 @@ export function parseSegmentName(name: string, segmentBytes = DEFAULT_WAL_SEGMEN
   return { timeline: parseInt(name.slice(0, 8), 16), segno: BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`) };
 }
 
+// ---------------------------------------------------------------- history files
+
+/** One line of a history file: the timeline `parent` ended (switched) at `switchLsn`. */
+export interface HistoryEntry {
+  parent: number;
+  switchLsn: string;
+}
+
+/** A timeline's history file: `<parent TLI>\t<switch LSN>\t<reason>` per line, oldest first. */
+export function parseHistoryFile(text: string): HistoryEntry[] {
+  return text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'))
+    .map((line) => line.split(/\s+/))
+    .filter(([tli, lsn]) => /^\d+$/.test(tli) && /^[0-9A-F]+\/[0-9A-F]+$/i.test(lsn ?? ''))
+    .map(([tli, lsn]) => ({ parent: Number(tli), switchLsn: lsn.toUpperCase() }));
+}
+
 // ---------------------------------------------------------------- records
 
 /** One archived segment, as the index and the object's metadata record it. */

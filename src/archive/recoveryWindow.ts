@@ -10,10 +10,12 @@ import {
   segmentName,
   segmentNumber,
   type BaseBackupRecord,
+  type HistoryEntry,
 } from './layout';
+import type { WalChainAudit } from './contract';
 
 /** What the archive holds on one timeline (as the chain audit reports it). */
-export interface TimelineChain {
+export interface WindowTimeline {
   timeline: number;
   /** First and last complete segment archived on the timeline. */
   firstSegment: string;
@@ -26,7 +28,7 @@ export interface TimelineChain {
 }
 
 export interface WalChain {
-  timelines: TimelineChain[];
+  timelines: WindowTimeline[];
   segmentBytes?: number;
 }
 
@@ -61,21 +63,25 @@ export interface RecoverableWindow {
   problem?: string;
 }
 
-/**
- * The switches a timeline's history file records (`<parent TLI>\t<switch LSN>\t<reason>` per
- * line, oldest first): each line's timeline ended where the next line's (or this file's) began.
- */
-export function parseHistoryFile(timeline: number, text: string): TimelineSwitch[] {
-  const lines = text
-    .split('\n')
-    .map((line) => line.trim())
-    .filter((line) => line !== '' && !line.startsWith('#'))
-    .map((line) => line.split(/\s+/));
-  return lines.map(([parent, lsn], i) => ({
-    timeline: Number(parent),
-    nextTimeline: i + 1 < lines.length ? Number(lines[i + 1][0]) : timeline,
-    switchLsn: lsn,
-  }));
+/** The switches a timeline's history file records: each line's timeline ended where the next line's (or this file's) began. */
+export function timelineSwitches(timeline: number, history: HistoryEntry[]): TimelineSwitch[] {
+  return history.map((entry, i) => ({ timeline: entry.parent, nextTimeline: history[i + 1]?.parent ?? timeline, switchLsn: entry.switchLsn }));
+}
+
+/** What the window needs, from the WAL archiver's chain audit: its timelines, and the switches between them. */
+export function windowInputsFromAudit(audit: WalChainAudit): { chain: WalChain; switches: TimelineSwitch[] } {
+  const timelines: WindowTimeline[] = audit.timelines
+    .filter((t) => t.firstSegment !== undefined && t.lastSegment !== undefined)
+    .map((t) => ({
+      timeline: t.timeline,
+      firstSegment: t.firstSegment!,
+      lastSegment: t.lastSegment!,
+      // An indexed segment whose object is gone is as missing as one never archived.
+      missing: [...t.missing, ...t.indexedButAbsent],
+      ...(t.partial?.validToLsn && !t.partial.final ? { headLsn: t.partial.validToLsn } : {}),
+    }));
+  const switches = audit.timelines.filter((t) => t.parent).map((t) => ({ timeline: t.parent!.timeline, nextTimeline: t.timeline, switchLsn: t.parent!.switchLsn }));
+  return { chain: { timelines }, switches };
 }
 
 /** The timelines from `from` to `to` with where each begins, or undefined when `to` does not descend from `from`. */

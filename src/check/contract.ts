@@ -41,6 +41,8 @@ export interface StorageProbe {
   key: string;
   bytes: number;
   roundTripMs: number;
+  /** How this worker stores backups: "encrypted with key …", or why not (absent in runs older than the field). */
+  encryption?: string;
 }
 
 // ---------------------------------------------------------------- workflow types

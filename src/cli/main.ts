@@ -3,7 +3,7 @@ import { ConfigError } from '../shared/config';
 import { SeedRefused } from '../db/seed';
 import { TemporalUnreachable } from '../shared/temporal/connection';
 import { backfillCommand } from './commands/backfill';
-import { backupNowCommand, backupsListCommand } from './commands/backup';
+import { backupNowCommand, backupsListCommand, keysCommand } from './commands/backup';
 import { baseBackupCommand } from './commands/baseBackup';
 import { checkCommand } from './commands/check';
 import { doctorCommand } from './commands/doctor';
@@ -13,6 +13,7 @@ import { failoverCommand, rejoinCommand } from './commands/failover';
 import { restoreCommand } from './commands/restore';
 import { drillCommand, pitrCommand } from './commands/pitr';
 import { scheduleCommand } from './commands/schedule';
+import { walCommand } from './commands/wal';
 
 const USAGE = `usage: pgops <command> [options]
 
@@ -23,8 +24,10 @@ const USAGE = `usage: pgops <command> [options]
              [--format directory|custom] [--jobs 2]
                                    run nightlyBackup now and follow its progress
   backups list [--target primary] [--cluster main]
-                                   the backup catalog, read from S3: logical backups, then
-                                   each cluster's base backups and its recoverable window
+                                   the backup catalog, read from S3: logical backups (encryption,
+                                   whether each manifest is authentic), then each cluster's base
+                                   backups and its recoverable window
+  keys [--target primary]          every key id the catalog needs, present or MISSING here
   basebackup now [--cluster main] [--mode auto|full] [--recovery-window 7d] [--prune-dry-run]
                                    run baseBackup now (an incremental where possible) and
                                    follow its progress
@@ -60,6 +63,8 @@ const USAGE = `usage: pgops <command> [options]
                                    the approve signal (--force accepts a lagging candidate)
   failover watch [--cluster main] [--status | --pause [--for 1h] [--reason TEXT] | --resume [--all] | --stop]
                                    the watcher that starts a failover when the primary stops answering
+  wal start|status|pause|resume|stop [--cluster main] [--reason TEXT]
+                                   the cluster's continuous WAL archive (pg_receivewal to S3)
   rejoin --node OLD --new-primary NEW [--cluster main] [--no-base-backup]
                                    turn the old primary into a streaming standby (pg_rewind)
   backfill start [--target primary] [--table questions] [--column embedding] [--text content]
@@ -90,6 +95,8 @@ async function main([command, ...args]: string[]): Promise<number> {
       return backupsListCommand(rest);
     case 'basebackup':
       return baseBackupCommand(args);
+    case 'keys':
+      return keysCommand(args);
     case 'schedule':
       return scheduleCommand(args);
     case 'restore':
@@ -102,6 +109,8 @@ async function main([command, ...args]: string[]): Promise<number> {
       return failoverCommand(args);
     case 'rejoin':
       return rejoinCommand(args);
+    case 'wal':
+      return walCommand(args);
     case 'backfill':
       return backfillCommand(args);
     case 'migrate':

@@ -16,6 +16,7 @@ export type * from '../doctor/contract';
 export type * from '../archive/contract';
 export type * from '../pitr/contract';
 export type { BaseBackupRecord } from '../archive/layout';
+export type * from '../archive/contract';
 
 export interface StartOptions {
   taskQueue: string;
@@ -52,3 +53,5 @@ export {
   findDuplicateQuestion,
   EmbeddingInputInvalid,
 } from './embeddings';
+export { startWalArchiver, walArchiverHandle, walArchiveStatus, pauseWalArchiver, resumeWalArchiver, stopWalArchiver } from './archive';
+export { walArchiverWorkflowId } from '../archive/contract';

@@ -262,6 +262,8 @@ export interface FailoverStatus {
   candidate?: TargetName;
   /** What the workflow waits for from an operator, if anything. */
   waitingFor?: 'approval' | 'forced-promotion' | 'fencing-confirmation';
+  /** When the current wait for an operator began. */
+  waitingSince?: string;
   refusal?: string;
   /** The latest approvals refused (no gate waiting, wrong gate, not an allowed approver, no reason). */
   refusedApprovals: RefusedApproval[];

@@ -89,6 +89,8 @@ export interface RestoreStatus {
   decision?: Decision;
   ignored: IgnoredDecision[];
   approvalDeadline?: string;
+  /** When the wait for a decision began (absent in runs older than the field): how long an approval is overdue. */
+  awaitingApprovalSince?: string;
   safetySnapshotId?: string;
   error?: string;
 }

@@ -1,6 +1,6 @@
 // The one configuration loader. Everything comes from environment variables, optionally
 // seeded from an env file; a missing or malformed value fails fast with one line naming it.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { parse as parseEnvFile } from 'dotenv';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { isDuration } from './duration';
@@ -8,6 +8,7 @@ import type { ApprovalPolicy } from './approval';
 import { clusterVariable } from '../failover/contract';
 import { isOperatorName } from './approval';
 import { NAME_PATTERN } from './targets';
+import { KeyRing, parseKeyList } from './crypto/keyRing';
 
 export type Env = Record<string, string | undefined>;
 
@@ -84,6 +85,19 @@ export interface S3Config {
   tags?: string;
 }
 
+/** A TCP address to listen on. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface MetricsConfig {
+  /** Where the worker serves pgops' /metrics; absent: not served. */
+  listen?: ListenAddress;
+  /** Where the Temporal SDK's own exporter serves the worker's SDK metrics; absent: not exported. */
+  temporalListen?: ListenAddress;
+}
+
 export interface WorkerConfig {
   temporal: TemporalConfig;
   /** Directory holding pg_dump, pg_restore, psql, ... of the servers' major version. */
@@ -99,6 +113,11 @@ export interface WorkerConfig {
   clusters: Record<string, ClusterConfig>;
   /** Where test restores go when a backup names no verify target: a server of their own, not production. */
   verifyTarget?: string;
+  /** Where pg_receivewal writes WAL before it is uploaded: <walSpoolDir>/<cluster>/<system identifier>. */
+  walSpoolDir: string;
+  metrics: MetricsConfig;
+  /** Master keys: encrypt and authenticate everything stored. Absent: backups are stored as they are (pgops check says so). */
+  encryption?: KeyRing;
 }
 
 export const DEFAULT_TASK_QUEUE = 'pgops';
@@ -409,6 +428,19 @@ export interface ClusterConfig {
   /** The role a rejoined standby streams as. */
   replication?: { user: string; password?: string };
   policy: FailoverPolicy;
+  /** The WAL archive of the cluster (docs/wal-archive.md). */
+  walArchive: WalArchiveConfig;
+}
+
+/**
+ * `off`: no archiver may run. `async`: the archiver streams WAL and the primary does not wait for it.
+ * `sync`: the operator has put the archiver's application_name into synchronous_standby_names, so
+ * commits wait for the archive host's fsync; the archiver checks that it is there.
+ */
+export type WalArchiveMode = 'off' | 'async' | 'sync';
+
+export interface WalArchiveConfig {
+  mode: WalArchiveMode;
 }
 
 export { clusterVariable };
@@ -481,7 +513,23 @@ function loadCluster(env: Env, name: string, targets: Record<string, TargetConfi
     repointCommand: commandArray(env, v('REPOINT_COMMAND')),
     replication: replicationUser ? { user: replicationUser, password: optional(env, v('REPLICATION_PASSWORD')) } : undefined,
     policy,
+    walArchive: loadWalArchive(env, name),
   };
+}
+
+function loadWalArchive(env: Env, cluster: string): WalArchiveConfig {
+  const variable = clusterVariable(cluster, 'WAL_ARCHIVE');
+  const mode = optional(env, variable) ?? 'async';
+  if (mode !== 'off' && mode !== 'async' && mode !== 'sync') {
+    throw new ConfigError(`${variable}=${mode} must be off, async or sync (sync also needs the archiver in synchronous_standby_names, see docs/wal-archive.md)`);
+  }
+  return { mode };
+}
+
+function loadWalSpoolDir(env: Env): string {
+  const dir = optional(env, 'PGOPS_WAL_SPOOL_DIR') ?? '/var/lib/pgops/wal-spool';
+  if (!dir.startsWith('/')) throw new ConfigError(`PGOPS_WAL_SPOOL_DIR=${dir} must be an absolute path`);
+  return dir.replace(/\/+$/, '');
 }
 
 function loadClusters(env: Env, targets: Record<string, TargetConfig>): Record<string, ClusterConfig> {
@@ -503,6 +551,78 @@ function loadVerifyTarget(env: Env, targets: Record<string, TargetConfig>): stri
   return name;
 }
 
+/** `host:port` (IPv6 in brackets) or `off`; loopback unless the operator says otherwise. */
+function listenAddress(env: Env, name: string, fallback: string): ListenAddress | undefined {
+  const value = optional(env, name) ?? fallback;
+  if (/^off$/i.test(value)) return undefined;
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[2]) : 0;
+  if (!match || port < 1 || port > 65535) {
+    throw new ConfigError(
+      `${name}=${value} is not an address to listen on: use host:port (${fallback} by default; 0.0.0.0:${fallback.split(':')[1]} inside a container whose port is published) or off`,
+    );
+  }
+  return { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+function loadMetrics(env: Env): MetricsConfig {
+  const listen = listenAddress(env, 'PGOPS_METRICS_ADDRESS', '127.0.0.1:9464');
+  const temporalListen = listenAddress(env, 'PGOPS_TEMPORAL_METRICS_ADDRESS', '127.0.0.1:9465');
+  if (listen && temporalListen && listen.port === temporalListen.port) {
+    throw new ConfigError(`PGOPS_METRICS_ADDRESS and PGOPS_TEMPORAL_METRICS_ADDRESS both use port ${listen.port}: give the Temporal SDK's metrics a port of their own`);
+  }
+  return { listen, temporalListen };
+}
+
+/**
+ * The master keys, from PGOPS_ENCRYPTION_KEYS ("id:base64,id:base64") or the file named by
+ * PGOPS_ENCRYPTION_KEYS_FILE (one "id base64" a line, # comments; readable by this user only).
+ * PGOPS_ENCRYPTION_KEY_ID names the current key (optional with a single key); the others are
+ * retired: they open older backups and never encrypt new ones. No keys: undefined.
+ */
+export function loadKeyRing(env: Env = environment()): KeyRing | undefined {
+  const inline = optional(env, 'PGOPS_ENCRYPTION_KEYS');
+  const file = optional(env, 'PGOPS_ENCRYPTION_KEYS_FILE');
+  const currentId = optional(env, 'PGOPS_ENCRYPTION_KEY_ID');
+  if (inline !== undefined && file !== undefined) throw new ConfigError('PGOPS_ENCRYPTION_KEYS and PGOPS_ENCRYPTION_KEYS_FILE are both set; use one');
+  if (inline === undefined && file === undefined) {
+    if (currentId !== undefined) throw new ConfigError(`PGOPS_ENCRYPTION_KEY_ID=${currentId} is set but no keys are (PGOPS_ENCRYPTION_KEYS or PGOPS_ENCRYPTION_KEYS_FILE)`);
+    return undefined;
+  }
+  const where = inline !== undefined ? 'PGOPS_ENCRYPTION_KEYS' : `PGOPS_ENCRYPTION_KEYS_FILE=${file}`;
+  let keys: Map<string, Buffer>;
+  try {
+    keys = parseKeyList(inline ?? readKeysFile(file!), where);
+  } catch (err) {
+    throw err instanceof ConfigError ? err : new ConfigError((err as Error).message);
+  }
+  if (keys.size === 0) throw new ConfigError(`${where} holds no keys`);
+  if (currentId === undefined && keys.size > 1) {
+    throw new ConfigError(`${where} holds ${keys.size} keys (${[...keys.keys()].join(', ')}); set PGOPS_ENCRYPTION_KEY_ID to the one new backups use`);
+  }
+  const current = currentId ?? [...keys.keys()][0];
+  if (!keys.has(current)) throw new ConfigError(`PGOPS_ENCRYPTION_KEY_ID=${current} is not among the keys in ${where} (${[...keys.keys()].join(', ')})`);
+  return new KeyRing(keys, current);
+}
+
+/** Master keys are the backups' confidentiality: a file another user could read is refused. */
+function readKeysFile(file: string): string {
+  if (!file.startsWith('/')) throw new ConfigError(`PGOPS_ENCRYPTION_KEYS_FILE=${file} must be an absolute path`);
+  let stat;
+  try {
+    stat = statSync(file);
+  } catch (err) {
+    throw new ConfigError(`PGOPS_ENCRYPTION_KEYS_FILE=${file} cannot be read (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const me = process.getuid?.();
+  if ((stat.mode & 0o077) !== 0 || (me !== undefined && stat.uid !== me)) {
+    throw new ConfigError(
+      `PGOPS_ENCRYPTION_KEYS_FILE=${file} has mode ${(stat.mode & 0o777).toString(8)} and owner uid ${stat.uid}; it must belong to this worker's user and be readable by it alone (chmod 600)`,
+    );
+  }
+  return readFileSync(file, 'utf8');
+}
+
 export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
   const pgBinDir = required(env, 'PGOPS_PG_BIN_DIR', 'directory of pg_dump/pg_restore/psql matching the servers\' major version');
   if (!existsSync(`${pgBinDir}/pg_dump`)) {
@@ -521,5 +641,8 @@ export function loadWorkerConfig(env: Env = environment()): WorkerConfig {
     restore: loadRestorePolicy(env),
     clusters: loadClusters(env, targets),
     verifyTarget: loadVerifyTarget(env, targets),
+    walSpoolDir: loadWalSpoolDir(env),
+    metrics: loadMetrics(env),
+    encryption: loadKeyRing(env),
   };
 }

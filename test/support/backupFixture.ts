@@ -1,13 +1,16 @@
 // A backup test's own world on the real stack: a seeded database as target "demo", a private S3
 // prefix, a private staging dir. Nothing it does touches csarena or another test's backups.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DeleteObjectsCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { backupPrefix, objectContext, storedFiles, type BackupManifest } from '../../src/backup/manifest';
+import { decryptStream } from '../../src/shared/crypto/objectStream';
 import { connectTarget } from '../../src/shared/postgres/connection';
 import { runPgTool } from '../../src/shared/postgres/pgTools';
 import { createS3Client } from '../../src/shared/storage/s3Client';
@@ -26,7 +29,21 @@ export interface BackupFixture {
   cleanup(): Promise<void>;
 }
 
-export async function createBackupFixture(scale: number): Promise<BackupFixture> {
+/**
+ * A fresh key ring for a fixture's workers, as a worker's environment carries one (and any keys
+ * file of the stack's environment set aside): backups made in tests are encrypted and signed.
+ */
+export function encryptionEnv(keys: Record<string, string>, current: string): Record<string, string> {
+  return {
+    PGOPS_ENCRYPTION_KEYS: Object.entries(keys).map(([id, key]) => `${id}:${key}`).join(','),
+    PGOPS_ENCRYPTION_KEY_ID: current,
+    PGOPS_ENCRYPTION_KEYS_FILE: '',
+  };
+}
+
+export const newMasterKey = () => randomBytes(32).toString('base64');
+
+export async function createBackupFixture(scale: number, options: { encrypted?: boolean } = {}): Promise<BackupFixture> {
   const id = randomUUID().replace(/-/g, '').slice(0, 10);
   const database = `pgops_backup_test_${id}`;
   const base = loadWorkerConfig(stackEnv());
@@ -47,6 +64,7 @@ export async function createBackupFixture(scale: number): Promise<BackupFixture>
     PGOPS_TARGET_DEMO_URL: targetUrl({ ...primary, database }),
     PGOPS_S3_PREFIX: prefix,
     PGOPS_STAGING_DIR: stagingDir,
+    ...(options.encrypted === false ? { PGOPS_ENCRYPTION_KEYS: '', PGOPS_ENCRYPTION_KEYS_FILE: '', PGOPS_ENCRYPTION_KEY_ID: '' } : encryptionEnv({ [`test-${id}`]: newMasterKey() }, `test-${id}`)),
   };
   const config = loadWorkerConfig({ ...stackEnv(), ...env });
   return {
@@ -116,6 +134,28 @@ export async function downloadObject(config: WorkerConfig, key: string, file: st
   try {
     const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: key }));
     await pipeline(object.Body as Readable, createWriteStream(file));
+  } finally {
+    s3.destroy();
+  }
+}
+
+/**
+ * A backup's file as the restore sees it: downloaded, and decrypted with the config's keys when
+ * its manifest records it as encrypted; checked against the manifest's plaintext SHA-256.
+ */
+export async function downloadPlaintext(config: WorkerConfig, manifest: BackupManifest, name: string, file: string): Promise<void> {
+  const record = storedFiles(manifest).find((f) => f.name === name);
+  if (!record) throw new Error(`${name} is not a file of backup ${manifest.backupId}`);
+  const s3 = createS3Client(config.s3);
+  try {
+    const key = backupPrefix(config.s3, manifest.target, manifest.backupId) + name;
+    const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: key }));
+    const hash = createHash('sha256');
+    const stages: Transform[] = record.stored ? [decryptStream(config.encryption!, { context: objectContext(manifest, name) })] : [];
+    stages.push(new Transform({ transform: (c: Buffer, _e, done) => (hash.update(c), done(null, c)) }));
+    await pipeline([object.Body as Readable, ...stages, createWriteStream(file)]);
+    const sha256 = hash.digest('hex');
+    if (sha256 !== record.sha256) throw new Error(`${name} decrypts to sha256 ${sha256}, the manifest records ${record.sha256}`);
   } finally {
     s3.destroy();
   }

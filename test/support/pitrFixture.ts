@@ -1,30 +1,27 @@
 // What the point-in-time restore tests share: an isolated primary + standby + PgBouncer with a
-// table the tests write to and delete from, a prefix of its own in the stack's bucket, base
-// backups taken by the baseBackup workflow, a worker that keeps running across tests, and its
-// WAL in the archive layout.
-//
-// Until the WAL archiver (branch `wal`) is merged, archiveWal() is a stand-in: it switches WAL
-// and uploads the complete segments of the primary's pg_wal in the archive's layout and format
-// (zstd, the raw bytes' SHA-256 in the object metadata). Once merged, the tests run walArchiver.
-import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+// table the tests write to and delete from, a prefix of its own in the stack's bucket, a worker
+// that keeps running across tests, the cluster's WAL archived by the real walArchiver from the
+// start, and base backups taken by the baseBackup workflow.
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DeleteObjectsCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
-import execa from 'execa';
 import { startBaseBackup } from '../../src/client';
 import type { BaseBackupResult } from '../../src/archive/contract';
 import { listKeys } from '../../src/archive/catalog';
-import { archiveRoot, historyKey, parseSegmentName, walSegmentKey } from '../../src/archive/layout';
+import { archiveRoot, walSegmentKey } from '../../src/archive/layout';
 import type { WorkerConfig } from '../../src/shared/config';
 import { connectClient } from '../../src/shared/temporal/connection';
 import { connectTarget } from '../../src/shared/postgres/connection';
 import { createS3Client } from '../../src/shared/storage/s3Client';
 import { createWorker } from '../../src/worker';
 import { createReplicaCluster, type ReplicaCluster } from './replicaCluster';
+import { archiveState, isArchived, startArchiving, stopArchiving } from './walArchive';
+import { waitUntil } from './workerProcess';
 import { workflowBundle } from './stack';
 
 export interface PitrFixture {
@@ -37,7 +34,7 @@ export interface PitrFixture {
   root: string;
   baseBackup(mode?: 'full' | 'auto'): Promise<BaseBackupResult>;
   /** Makes every WAL position written so far archived (see above). */
-  archiveWal(): Promise<void>;
+  archiveWal(options?: { switchSegment?: boolean }): Promise<void>;
   /** The rows of the test table on a server (the live primary, or a restored instance's port). */
   rows(port?: number): Promise<number[]>;
   sql<T = Record<string, unknown>>(text: string, values?: unknown[]): Promise<T[]>;
@@ -50,7 +47,13 @@ export async function createPitrFixture(name: string, basePort: number, extraEnv
   const cluster = await createReplicaCluster(name, basePort);
   const scratch = await mkdtemp(path.join(tmpdir(), `pgops-${name}-`));
   const prefix = `test-pitr/${name}-${randomUUID().slice(0, 8)}`;
-  const config = cluster.config('pg1', { PGOPS_S3_PREFIX: prefix, PGOPS_STAGING_DIR: path.join(scratch, 'staging'), PGOPS_WORKER_SHUTDOWN_GRACE: '5 seconds', ...extraEnv });
+  const config = cluster.config('pg1', {
+    PGOPS_S3_PREFIX: prefix,
+    PGOPS_STAGING_DIR: path.join(scratch, 'staging'),
+    PGOPS_WAL_SPOOL_DIR: path.join(scratch, 'spool'),
+    PGOPS_WORKER_SHUTDOWN_GRACE: '5 seconds',
+    ...extraEnv,
+  });
   const taskQueue = `test-${name}-${randomUUID()}`;
   let worker: Worker | undefined;
   let running: Promise<void> | undefined;
@@ -68,35 +71,21 @@ export async function createPitrFixture(name: string, basePort: number, extraEnv
   await cluster.sql('pg1', `INSERT INTO pitr_filler SELECT g, md5(g::text) FROM generate_series(1, 20000) g`);
   const [{ system_identifier: systemIdentifier }] = await cluster.sql<{ system_identifier: string }>('pg1', 'SELECT system_identifier::text FROM pg_control_system()');
   const root = archiveRoot(config.s3, cluster.name, systemIdentifier);
-  const walDir = path.join(cluster.dataDir.pg1, 'pg_wal');
 
-  async function archiveWal(): Promise<void> {
-    await cluster.sql('pg1', 'SELECT pg_switch_wal()');
-    const [{ current }] = await cluster.sql<{ current: string }>('pg1', 'SELECT pg_walfile_name(pg_current_wal_lsn()) AS current');
-    const currentSegno = parseSegmentName(current)!.segno;
+  const archiver = await startArchiving(client, taskQueue, cluster.name);
+  await waitUntil('the WAL archiver to stream', async () => (await archiveState(archiver)).root !== undefined, 60_000);
+
+  /** Waits until the WAL written so far is in the archive (the growing partial, unless `switchSegment` completes it). */
+  async function archiveWal(options: { switchSegment?: boolean } = {}): Promise<void> {
+    if (options.switchSegment) await cluster.sql('pg1', 'SELECT pg_switch_wal()');
+    const [{ lsn, timeline }] = await cluster.sql<{ lsn: string; timeline: string }>('pg1', `SELECT pg_current_wal_lsn()::text AS lsn, substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS timeline`);
     const s3 = createS3Client(config.s3);
     try {
-      const have = new Set(await listKeys(s3, config.s3.bucket, `${root}/wal/`));
-      for (const file of readdirSync(walDir).sort()) {
-        const full = path.join(walDir, file);
-        if (/^[0-9A-F]{8}\.history$/.test(file)) {
-          const key = historyKey(root, parseInt(file.slice(0, 8), 16));
-          if (have.has(key)) continue;
-          const body = readFileSync(full);
-          await s3.send(new PutObjectCommand({ Bucket: config.s3.bucket, Key: key, Body: body, Metadata: { sha256: sha256(body), 'archived-at': new Date().toISOString() } }));
-          continue;
-        }
-        const parsed = parseSegmentName(file);
-        // Files past the current one are recycled segments holding old WAL.
-        if (!parsed || parsed.segno >= currentSegno || statSync(full).size !== 16 * 1024 * 1024) continue;
-        const key = walSegmentKey(root, file);
-        if (have.has(key)) continue;
-        const raw = readFileSync(full);
-        const { stdout } = await execa('zstd', ['-1', '-q', '-c'], { input: raw, encoding: null });
-        await s3.send(
-          new PutObjectCommand({ Bucket: config.s3.bucket, Key: key, Body: stdout, Metadata: { sha256: sha256(raw), 'raw-size': String(raw.length), node: 'pg1', 'archived-at': new Date().toISOString() } }),
-        );
-      }
+      const complete = (await cluster.sql<{ segment: string }>('pg1', `SELECT pg_walfile_name(pg_current_wal_lsn() - 1) AS segment`))[0].segment;
+      await waitUntil(`WAL up to ${lsn} to be archived`, async () =>
+        options.switchSegment
+          ? (await listKeys(s3, config.s3.bucket, walSegmentKey(root, complete))).length === 1
+          : isArchived(s3, config.s3.bucket, root, parseInt(timeline, 16), lsn), 60_000);
     } finally {
       s3.destroy();
     }
@@ -127,6 +116,7 @@ export async function createPitrFixture(name: string, basePort: number, extraEnv
     },
     sql: (text, values) => cluster.sql('pg1', text, values),
     async down() {
+      await stopArchiving(archiver);
       worker?.shutdown();
       await running?.catch(() => undefined);
       await client?.connection.close();
@@ -140,10 +130,6 @@ export async function createPitrFixture(name: string, basePort: number, extraEnv
       await rm(scratch, { recursive: true, force: true });
     },
   };
-}
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 /** The archived segment objects of the root, for the corruption test. */

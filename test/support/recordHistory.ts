@@ -12,6 +12,7 @@ import { recordFailover, recordWatcher } from './replicaCluster';
 import { recordBaseBackup } from './recordBaseBackup';
 import { recordPitr } from './recordPitr';
 import { stackConfig, withWorker } from './stack';
+import { recordWalArchiver } from './walArchive';
 
 /** Runs the workflow to its end on the given task queue under the given id; returns the run to save when not the latest. */
 type Recorder = (client: Client, taskQueue: string, workflowId: string) => Promise<string | void>;
@@ -78,6 +79,8 @@ const RECORDERS: Record<string, Recorder> = {
   baseBackup: (client, _taskQueue, workflowId) => recordBaseBackup(client, workflowId),
   // ... or, with summarize_wal off, falls back to a full backup.
   'baseBackup-fallback': (client, _taskQueue, workflowId) => recordBaseBackup(client, workflowId, { fallback: true }),
+  // Two 5-second rounds on an archived cluster of its own over the stack's servers, a pause and a resume, then stopped.
+  walArchiver: (client, _taskQueue, workflowId) => recordWalArchiver(client, workflowId),
   // On a cluster of its own: restored to the moment before a DELETE, then approved (after a
   // refused self-approval), rejected, or left to expire; and a restore drill.
   pointInTimeRestore: (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'approved'),

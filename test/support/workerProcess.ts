@@ -12,14 +12,16 @@ export interface WorkerProcess {
 /**
  * Starts `bin/pgops worker` from the sources, or with `compiled` the build a deployment runs
  * (`node dist/src/worker.js` with its prebuilt workflow bundle; run `npm run build` first).
+ * Its metrics endpoints are off unless `metrics` asks for them: two workers on one machine (a
+ * killed one's successor, another test file's) would otherwise contend for the same ports.
  */
-export async function startWorkerProcess(env: Record<string, string>, options: { compiled?: boolean } = {}): Promise<WorkerProcess> {
+export async function startWorkerProcess(env: Record<string, string>, options: { compiled?: boolean; metrics?: boolean } = {}): Promise<WorkerProcess> {
   const readyTimeoutMs = 90_000;
   const [command, args] = options.compiled
     ? ['node', [path.join(REPO_DIR, 'dist/src/worker.js')]]
     : [path.join(REPO_DIR, 'bin/pgops'), ['worker']];
   const child = spawn(command, args, {
-    env: { ...stackEnv(), PGOPS_ENV_FILE: '/dev/null', ...env } as NodeJS.ProcessEnv,
+    env: { ...stackEnv(), PGOPS_ENV_FILE: '/dev/null', ...(options.metrics ? {} : { PGOPS_METRICS_ADDRESS: 'off', PGOPS_TEMPORAL_METRICS_ADDRESS: 'off' }), ...env } as NodeJS.ProcessEnv,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -13,7 +13,8 @@ import type { WorkerConfig } from '../../shared/config';
 import type { Compression, DumpFormat } from '../contract';
 import type { BackupManifest, DataFile } from '../manifest';
 import { heartbeatWhile, killOnCancel } from '../../shared/heartbeat';
-import { PRIVATE_FILE_MODE, assertStagedDumpIntact, digestOfFiles, directoryBytes, hashDumpDirectory, prepareStagedDir } from '../stagedBackup';
+import { PRIVATE_FILE_MODE, assertStagedDumpIntact, digestOfFiles, directoryBytes, hashDumpDirectory, prepareStagedDir, sha256File } from '../stagedBackup';
+import { DEFAULT_CHUNK_BYTES, ENCRYPTION_CIPHER, ENCRYPTION_SCHEME } from '../../shared/crypto/objectStream';
 import { DUMP_DIR, DUMP_FILE, GLOBALS_FILE } from '../manifest';
 import { readStagedManifest, writeManifest } from '../manifest/store';
 import { connectTarget, resolveTarget, targetFailure } from '../../shared/postgres/connection';
@@ -81,6 +82,7 @@ export function dumpActivities(config: WorkerConfig) {
       ]);
       await snapshotHolder.query('COMMIT');
       await dumpGlobals(path.join(dir, GLOBALS_FILE), input.includeRolePasswords ?? false);
+      const globals = await sha256File(path.join(dir, GLOBALS_FILE));
       const manifest: BackupManifest = {
         formatVersion: 1,
         backupId: input.backupId,
@@ -103,6 +105,11 @@ export function dumpActivities(config: WorkerConfig) {
         dumpFile: input.format === 'custom' ? DUMP_FILE : DUMP_DIR,
         globalsFile: GLOBALS_FILE,
         globalsIncludePasswords: input.includeRolePasswords ?? false,
+        globals: { name: GLOBALS_FILE, sizeBytes: globals.bytes, sha256: globals.sha256 },
+        // Decided here, once: a retried upload encrypts with the same key even if the ring rotated meanwhile.
+        ...(config.encryption
+          ? { encryption: { scheme: ENCRYPTION_SCHEME, cipher: ENCRYPTION_CIPHER, chunkBytes: DEFAULT_CHUNK_BYTES, keyId: config.encryption.current } }
+          : {}),
       };
       await writeManifest(dir, manifest);
       return manifest;

@@ -42,7 +42,9 @@ export function pruneActivities(config: WorkerConfig) {
     }
     const s3 = createS3Client(config.s3);
     try {
-      const catalog = await listCatalog(s3, config.s3, input.target);
+      // Only backups whose manifests verify count: a planted manifest can neither push real
+      // backups out of retention nor lead pgops to delete the objects it names.
+      const catalog = (await listCatalog(s3, config.s3, input.target, config.encryption)).filter((entry) => entry.trusted);
       const remote = planRetention(catalog, policy);
       const deletedRemote: string[] = [];
       for (const decision of input.dryRun ? [] : remote.filter((d) => !d.keep)) {

@@ -5,6 +5,7 @@
 import type { S3Config } from '../../shared/config';
 import type { Compression, DumpFormat, VerificationResult } from '../contract';
 import type { TargetName } from '../../shared/targets';
+import type { AuthenticationStatus, RecordAuthentication } from '../../shared/crypto/manifestAuth';
 
 /** Read at dump time in the dump's snapshot: the roles and extensions the database refers to. */
 export interface DatabaseRequirements {
@@ -46,13 +47,37 @@ export interface BackupManifest {
   /** Cluster-wide objects (roles, memberships, tablespaces) from pg_dumpall --globals-only. */
   globalsFile: string;
   globalsIncludePasswords: boolean;
+  /** The globals file's own checksum (absent in backups older than the field). */
+  globals?: DataFile;
+  /** How the objects are encrypted; absent: stored as they are. Each object's key id is in its `stored`. */
+  encryption?: ManifestEncryption;
   verification?: VerificationResult;
+  /** HMAC of the rest by a worker's key: only an authentic manifest is listed as verified, restored or counted by retention. */
+  authentication?: RecordAuthentication;
 }
 
+/** A file of the backup: size and SHA-256 of its plaintext (what a restore proves), and how it is stored. */
 export interface DataFile {
   name: string;
   sizeBytes: number;
   sha256: string;
+  /** The object as stored, when that differs from the plaintext (encrypted): what S3 and HeadObject see. */
+  stored?: StoredObject;
+}
+
+export interface StoredObject {
+  sizeBytes: number;
+  sha256: string;
+  /** The master key that wraps this object's data key. */
+  keyId: string;
+}
+
+export interface ManifestEncryption {
+  scheme: string;
+  cipher: string;
+  chunkBytes: number;
+  /** The key new objects of this backup are encrypted with (each object also records its own). */
+  keyId: string;
 }
 
 export interface CatalogEntry {
@@ -60,7 +85,16 @@ export interface CatalogEntry {
   target: TargetName;
   finishedAt: string;
   sizeBytes: number;
+  /** Restore-verified and trusted: only such a backup is `latest`. */
   verified: boolean;
+  /** Whether the manifest's authentication verified with this process's keys. */
+  authentication: AuthenticationStatus;
+  /** The key id the manifest is signed with, when it names one. */
+  authenticationKeyId?: string;
+  /** May be restored and counted by retention: authentic, or nothing to check with (no keys configured). */
+  trusted: boolean;
+  /** Key ids the objects are encrypted with; empty: stored unencrypted. */
+  encryptedWith: string[];
   manifestKey: string;
   dumpKey: string;
   globalsKey: string;
@@ -93,6 +127,27 @@ export function isReadableManifest(m: Partial<BackupManifest>): m is BackupManif
     Array.isArray(m.dataFiles)
   );
 }
+
+/** What an object is bound to when encrypted: its place in the catalog (a copy under another name does not open). */
+export function objectContext(manifest: Pick<BackupManifest, 'target' | 'backupId'>, name: string): string {
+  return `${manifest.target}/${manifest.backupId}/${name}`;
+}
+
+/** The data files and the globals, each as the manifest records it. */
+export function storedFiles(manifest: BackupManifest): DataFile[] {
+  return manifest.globals ? [...manifest.dataFiles, manifest.globals] : manifest.dataFiles;
+}
+
+/** Every key id a backup needs to be verified and read: its signature's and its objects'. */
+export function keysNeeded(manifest: BackupManifest): string[] {
+  const ids = new Set<string>();
+  if (manifest.authentication?.keyId) ids.add(manifest.authentication.keyId);
+  for (const f of storedFiles(manifest)) if (f.stored) ids.add(f.stored.keyId);
+  return [...ids].sort();
+}
+
+/** What manifest MACs are computed over, so a manifest's MAC cannot pass for another record's. */
+export const MANIFEST_DOMAIN = 'backup manifest';
 
 export const DUMP_FILE = 'dump.pgdump';
 

@@ -24,7 +24,11 @@ export function roundTripActivities(config: WorkerConfig) {
         (err: { name?: string }) => err.name === 'NotFound',
       );
       if (!gone) throw ApplicationFailure.retryable(`object ${key} still exists after delete`, 'S3DeleteFailed');
-      return { bucket: Bucket, key, bytes: Buffer.byteLength(body), roundTripMs: Date.now() - started };
+      const ring = config.encryption;
+      const encryption = ring
+        ? `backups encrypted and manifests authenticated with key ${ring.current}${ring.retired.length ? ` (retired keys: ${ring.retired.join(', ')})` : ''}`
+        : 'backups NOT encrypted or authenticated: no key configured (PGOPS_ENCRYPTION_KEYS or PGOPS_ENCRYPTION_KEYS_FILE)';
+      return { bucket: Bucket, key, bytes: Buffer.byteLength(body), roundTripMs: Date.now() - started, encryption };
     } catch (err) {
       if (err instanceof ApplicationFailure) throw err;
       throw storageFailure(config.s3, err);

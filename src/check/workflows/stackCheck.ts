@@ -51,7 +51,7 @@ export async function stackCheck(input: StackCheckInput = {}): Promise<StackChec
     }),
     check('s3', async () => {
       const s = await roundTripObject(`pgops-check/${token}`);
-      return `bucket ${s.bucket}: put/get/delete of ${s.bytes} bytes in ${s.roundTripMs} ms`;
+      return `bucket ${s.bucket}: put/get/delete of ${s.bytes} bytes in ${s.roundTripMs} ms${s.encryption ? `; ${s.encryption}` : ''}`;
     }),
   ]);
   return { ok: checks.every((c) => c.ok), checks };

@@ -2,7 +2,8 @@
 import { parseArgs } from 'node:util';
 import { listCatalog } from '../../backup/manifest/store';
 import { createS3Client } from '../../shared/storage/s3Client';
-import { loadS3 } from '../../shared/config';
+import { environment, loadKeyRing, loadS3 } from '../../shared/config';
+import { describeStatus } from '../../shared/crypto/manifestAuth';
 import type { BackupProgress, DumpFormat, VerifyLevel } from '../../backup/contract';
 import { backupProgress, startBackup } from '../../client/backups';
 import { DEFAULT_FORMAT, DEFAULT_JOBS } from '../../backup/defaults';
@@ -55,20 +56,76 @@ export async function backupNowCommand(args: string[]): Promise<number> {
   });
 }
 
+/**
+ * The catalog as this machine's keys see it: each backup's encryption, and whether its manifest
+ * is authentic. A backup whose manifest does not verify is listed (someone put it there) but
+ * never verified, never `latest`, and a restore of it is refused.
+ */
 export async function backupsListCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { target: { type: 'string' }, cluster: { type: 'string' } } });
-  const config = loadS3();
+  const env = environment();
+  const config = loadS3(env);
+  const ring = loadKeyRing(env);
   const s3 = createS3Client(config);
   try {
-    const catalog = await listCatalog(s3, config, values.target);
+    const catalog = await listCatalog(s3, config, values.target, ring);
     console.log(
       formatTable(
-        ['backup id', 'finished', 'size', 'verified', 'location'],
-        catalog.map((c) => [c.backupId, c.finishedAt, megabytes(c.sizeBytes), c.verified ? 'yes' : 'no', `s3://${config.bucket}/${c.dumpKey}`]),
+        ['backup id', 'finished', 'size', 'verified', 'encryption', 'manifest', 'location'],
+        catalog.map((c) => [
+          c.backupId,
+          c.finishedAt,
+          megabytes(c.sizeBytes),
+          c.verified ? 'yes' : 'no',
+          c.encryptedWith.length > 0 ? `key ${c.encryptedWith.join(', ')}` : 'none',
+          describeStatus(c.authentication, c.authenticationKeyId),
+          `s3://${config.bucket}/${c.dumpKey}`,
+        ]),
       ),
     );
+    const untrusted = catalog.filter((c) => !c.trusted).length;
+    if (untrusted > 0) console.error(`pgops: ${untrusted} backup(s) above have a manifest that does not verify: never "latest", and pgops refuses to restore them`);
+    if (!ring) console.error('pgops: no encryption key configured here (PGOPS_ENCRYPTION_KEYS): manifests were not checked');
     // Logical backups are per target; physical ones per cluster: with --target alone, only the former.
     if (values.target === undefined || values.cluster !== undefined) console.log(`\n${await physicalListing(s3, config, values.cluster)}`);
+    return 0;
+  } finally {
+    s3.destroy();
+  }
+}
+
+/**
+ * Every key id the catalog needs (signatures and encrypted objects) against the keys configured
+ * here: exit 1 when any is missing, naming it and the backups that need it.
+ */
+export async function keysCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { target: { type: 'string' } } });
+  const env = environment();
+  const config = loadS3(env);
+  const ring = loadKeyRing(env);
+  const s3 = createS3Client(config);
+  try {
+    const catalog = await listCatalog(s3, config, values.target, ring);
+    const needed = new Map<string, string[]>();
+    for (const entry of catalog) {
+      for (const id of new Set([...entry.encryptedWith, ...(entry.authenticationKeyId ? [entry.authenticationKeyId] : [])])) {
+        needed.set(id, [...(needed.get(id) ?? []), entry.backupId]);
+      }
+    }
+    const ids = [...new Set([...(ring?.ids ?? []), ...needed.keys()])].sort();
+    const state = (id: string) => (!ring?.has(id) ? 'MISSING' : id === ring.current ? 'present (current)' : 'present (retired)');
+    console.log(
+      formatTable(
+        ['key id', 'state', 'backups needing it', 'e.g.'],
+        ids.map((id) => [id, state(id), String(needed.get(id)?.length ?? 0), needed.get(id)?.[0] ?? '-']),
+      ),
+    );
+    const missing = ids.filter((id) => !ring?.has(id));
+    if (!ring) console.error('pgops: no encryption key configured (PGOPS_ENCRYPTION_KEYS or PGOPS_ENCRYPTION_KEYS_FILE): new backups are stored unencrypted and unauthenticated');
+    if (missing.length > 0) {
+      console.error(`pgops: key id(s) ${missing.join(', ')} missing: the backups needing them cannot be verified or restored here; add them as retired keys`);
+      return 1;
+    }
     return 0;
   } finally {
     s3.destroy();

@@ -20,7 +20,7 @@ export function backupHealthActivities(config: WorkerConfig) {
   async function checkBackups(input: { groups: BackupGroup[] }): Promise<DoctorLine[]> {
     const s3 = createS3Client(config.s3);
     try {
-      const catalog = await listCatalog(s3, config.s3);
+      const catalog = await listCatalog(s3, config.s3, undefined, config.encryption);
       return input.groups.map(({ subject, catalogs }) => {
         const newest = catalog.find((entry) => catalogs.includes(entry.target) && entry.verified);
         if (!newest) return { check: 'backup', subject, status: 'fail', saw: `no verified backup in the catalog (looked under ${catalogs.join(', ')})`, next: `pgops backup now --target ${catalogs[0]}, and pgops schedule install --target ${catalogs[0]}` };

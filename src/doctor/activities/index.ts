@@ -1,5 +1,6 @@
 // The doctor's checks, each an activity of its own so one slow or failing source does not hide the rest.
 import type { WorkerConfig } from '../../shared/config';
+import { archiveHealthActivities } from './archiveHealth';
 import { backupHealthActivities, type BackupGroup } from './backupHealth';
 import { diskSpaceActivities } from './diskSpace';
 import { replicationHealthActivities } from './replicationHealth';
@@ -12,6 +13,7 @@ export function doctorActivities(config: WorkerConfig) {
     ...diskSpaceActivities(config),
     ...replicationHealthActivities(config),
     ...backupHealthActivities(config),
+    ...archiveHealthActivities(config),
     ...temporalHealthActivities(config),
     /** What the doctor looks at when not told: every configured target, the task queue, each cluster's backups. */
     async doctorScope(): Promise<DoctorScope> {

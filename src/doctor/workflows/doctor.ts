@@ -4,7 +4,7 @@ import { ActivityFailure, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { worstStatus, type DoctorInput, type DoctorLine, type DoctorReport } from '../contract';
 
-const { doctorScope, checkServer, checkDisks, checkReplication, checkBackups, checkWorkers } = proxyActivities<Activities>({
+const { doctorScope, checkServer, checkDisks, checkReplication, checkBackups, checkArchives, checkWorkers } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumAttempts: 2 },
 });
@@ -19,6 +19,7 @@ export async function doctor(input: DoctorInput = {}): Promise<DoctorReport> {
     lines('disks', () => checkDisks()),
     lines('replication', () => checkReplication()),
     lines('backups', () => checkBackups({ groups: scope.backups })),
+    lines('archives', () => checkArchives()),
     lines('workers', () => checkWorkers({ taskQueues: input.taskQueues ?? scope.taskQueues })),
   ]);
   const all = parts.flat();

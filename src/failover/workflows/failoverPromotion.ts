@@ -179,9 +179,11 @@ export async function failoverPromotion(input: FailoverInput): Promise<FailoverR
     const waiting: { waitingFor: Gate; accepted?: FailoverApproval } = { waitingFor };
     gate = waiting;
     const started = Date.now();
+    status.waitingSince = new Date(started).toISOString();
     const found = await condition(() => waiting.accepted !== undefined, view.policy.approvalTimeoutMs);
     gate = undefined;
     status.waitingFor = undefined;
+    status.waitingSince = undefined;
     if (found) result.approvals.push(waiting.accepted!);
     status.steps.push({ step: `operator: ${waitingFor}`, startedAt: new Date(started).toISOString(), ms: Date.now() - started, outcome: found ? `by ${waiting.accepted!.operator}` : 'timed out' });
     return found;

@@ -6,50 +6,36 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
 import { createS3Client, readObjectIfPresent, storageFailure } from '../../shared/storage/s3Client';
 import { resolveCluster } from '../../failover/activities/cluster';
-import { listBaseBackups, listWalObjects, readTimelineSwitches, walChainFromListing } from '../../archive/catalog';
-import { DEFAULT_WAL_SEGMENT_BYTES, parseSegmentName } from '../../archive/layout';
-import { recoverableWindow, type WalChain } from '../../archive/recoveryWindow';
+import { listBaseBackups } from '../../archive/catalog';
+import { auditWalChain } from '../../archive/activities/walChain';
+import { archiveDescriptorKey } from '../../archive/activities/archiveStore';
+import { DEFAULT_WAL_SEGMENT_BYTES, walPartialKey, walSegmentKey } from '../../archive/layout';
+import { recoverableWindow, windowInputsFromAudit, type TimelineSwitch, type WalChain } from '../../archive/recoveryWindow';
 import type { RecoveryPlan, RecoveryTarget } from '../contract';
 import { chooseBaseBackup, recoverySettings } from '../recoveryTarget';
 
 /** The archive's own description (written by the WAL archiver): its segment size. */
 async function segmentBytesOf(s3: S3Client, bucket: string, root: string): Promise<number> {
-  const descriptor = await readObjectIfPresent(s3, bucket, `${root}/archive.json`);
+  const descriptor = await readObjectIfPresent(s3, bucket, archiveDescriptorKey(root));
   const bytes = descriptor ? Number((JSON.parse(descriptor.body) as { segmentBytes?: number }).segmentBytes) : NaN;
   return Number.isInteger(bytes) && bytes > 0 ? bytes : DEFAULT_WAL_SEGMENT_BYTES;
 }
 
 /**
- * The chain with its head: the newest timeline's growing partial segment (its valid-to LSN and
- * when it was written) when it is past the last complete one, else the last complete segment's
- * end and upload time. That time is the newest moment a time target may name.
+ * The window's inputs from the WAL archiver's chain audit, with the time of its head: when the
+ * growing partial segment (or, without one, the last complete segment) was written. That is
+ * the newest moment a time target may name.
  */
-async function chainWithHead(s3: S3Client, bucket: string, root: string, segmentBytes: number): Promise<WalChain & { segmentBytes: number }> {
-  const keys = await listWalObjects(s3, bucket, root);
-  const chain = { ...walChainFromListing(keys), segmentBytes };
+async function chainWithHead(s3: S3Client, config: WorkerConfig, cluster: string, root: string, segmentBytes: number): Promise<{ chain: WalChain; switches: TimelineSwitch[] }> {
+  const audit = await auditWalChain(config, { cluster, systemIdentifier: root.split('/').at(-1) });
+  const { chain, switches } = windowInputsFromAudit(audit);
   const newest = [...chain.timelines].sort((a, b) => b.timeline - a.timeline)[0];
-  if (!newest) return chain;
-  const head = async (key: string) => s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-  const lastSegno = parseSegmentName(newest.lastSegment, segmentBytes)!.segno;
-  const partials = keys
-    .map((key) => ({ key, match: /\/wal\/[0-9A-F]{8}\/([0-9A-F]{24})\.partial\.zst$/.exec(key) }))
-    .filter((p) => p.match && parseSegmentName(p.match[1], segmentBytes)?.timeline === newest.timeline)
-    .map((p) => ({ key: p.key, segno: parseSegmentName(p.match![1], segmentBytes)!.segno }))
-    .filter((p) => p.segno > lastSegno)
-    .sort((a, b) => (a.segno < b.segno ? -1 : 1));
-  const partial = partials.at(-1);
-  if (partial) {
-    const meta = await head(partial.key);
-    const validTo = meta.Metadata?.['valid-to-lsn'];
-    if (validTo && /^[0-9A-F]+\/[0-9A-F]+$/i.test(validTo) && partial.segno === lastSegno + 1n) {
-      newest.headLsn = validTo.toUpperCase();
-      newest.headAt = meta.Metadata?.['archived-at'] ?? meta.LastModified?.toISOString();
-      return chain;
-    }
-  }
-  const meta = await head(keys.find((key) => key.endsWith(`/${newest.lastSegment}.zst`))!);
+  if (!newest) return { chain: { ...chain, segmentBytes }, switches };
+  const partial = audit.timelines.find((t) => t.timeline === newest.timeline)?.partial;
+  const key = newest.headLsn && partial ? walPartialKey(root, partial.segment) : walSegmentKey(root, newest.lastSegment);
+  const meta = await s3.send(new HeadObjectCommand({ Bucket: config.s3.bucket, Key: key }));
   newest.headAt = meta.Metadata?.['archived-at'] ?? meta.LastModified?.toISOString();
-  return chain;
+  return { chain: { ...chain, segmentBytes }, switches };
 }
 
 export function planRecoveryActivities(config: WorkerConfig) {
@@ -67,8 +53,8 @@ export function planRecoveryActivities(config: WorkerConfig) {
       }
       const backups = catalog.filter((c) => c.root === root).map((c) => c.record);
       const segmentBytes = await segmentBytesOf(s3, config.s3.bucket, root);
-      const chain = await chainWithHead(s3, config.s3.bucket, root, segmentBytes);
-      const window = recoverableWindow(backups, chain, await readTimelineSwitches(s3, config.s3.bucket, root));
+      const { chain, switches } = await chainWithHead(s3, config, cluster.name, root, segmentBytes);
+      const window = recoverableWindow(backups, chain, switches);
       const choice = chooseBaseBackup(root, backups, window, input.target);
       if (!choice.ok) throw ApplicationFailure.nonRetryable(`${choice.why}. Nothing was created.`, 'TargetOutsideWindow');
       return { cluster: cluster.name, target: input.target, window, backup: choice.backup, settings: recoverySettings(input.target), notes: choice.notes, segmentBytes };

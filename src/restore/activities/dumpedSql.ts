@@ -9,7 +9,7 @@ export function unquote(ident: string): string {
   return ident.startsWith('"') ? ident.slice(1, -1).replace(/""/g, '"') : ident.toLowerCase();
 }
 
-/** Splits pg_restore's SQL output into statements; psql meta-commands (\connect, \restrict) and comments dropped. */
+/** Splits pg_restore's SQL output into statements (quotes and dollar quotes respected); psql meta-commands (\connect, \restrict) and comments dropped. */
 export function splitStatements(sql: string): string[] {
   const statements: string[] = [];
   let current = '';
@@ -26,6 +26,15 @@ export function splitStatements(sql: string): string[] {
       const end = sql.indexOf('\n', i);
       i = end === -1 ? sql.length : end;
       current = '';
+      continue;
+    }
+    // A dollar-quoted body ($$ ... $$, $fn$ ... $fn$) holds semicolons that end nothing.
+    const dollar = ch === '$' ? /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i, i + 64)) : null;
+    if (dollar) {
+      const close = sql.indexOf(dollar[0], i + dollar[0].length);
+      const end = close === -1 ? sql.length : close + dollar[0].length;
+      current += sql.slice(i, end);
+      i = end - 1;
       continue;
     }
     if (ch === "'" || ch === '"') quoteChar = ch;

@@ -13,6 +13,7 @@ import { ensureFetched, restoreWorkspace } from './fetchBackup';
 import { databasePropertyStatements } from './databaseProperties';
 import { serverLacks } from '../../backup/activities/databaseRequirements';
 import { createRoles, roleStatements } from './missingRoles';
+import { createRestoreRole, dropRestoreRole, restoreRoleName, sandboxArchive } from './sandboxRestore';
 import { inOneTransaction, resolveTarget, withTarget } from '../../shared/postgres/connection';
 import { runPgTool } from '../../shared/postgres/pgTools';
 import { countRows, listTables } from '../../shared/postgres/rowCounts';
@@ -128,26 +129,40 @@ export function restoreActivities(config: WorkerConfig) {
     return plan;
   }
 
-  /** pg_restore into a fresh staging database, then the manifest's row counts must match. */
+  /**
+   * pg_restore into a fresh staging database, as a role of its own that cannot reach the server's
+   * files or programs (./sandboxRestore.ts); then the manifest's row counts must match, and pgops
+   * gives every object its owner back.
+   */
   async function restoreIntoStaging(input: StagingInput): Promise<StagingRestoreResult> {
     const target = resolveTarget(config, input.target);
     const staging = stagingDatabaseName(input.restoreId);
+    const role = restoreRoleName(staging);
     // Heartbeats start first: re-checking (or fetching again) a large backup takes longer than the heartbeat timeout.
     const heartbeats = heartbeatWhile(() => ({ stage: 'restore', database: staging }));
     const started = Date.now();
     try {
       const dumpPath = await ensureFetched(config, input.restoreId, input.manifest);
+      const archive = await sandboxArchive(config, dumpPath, restoreWorkspace(config, input.restoreId), input.manifest);
+      let owner = '';
+      let password = '';
       await withTarget(maintenance(target), async (c) => {
-        // A copy left by a killed attempt (its pg_restore may still be running) goes first.
+        // A copy left by a killed attempt (its pg_restore may still be running) goes first, then its role.
         await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(staging)} WITH (FORCE)`);
-        const owner = input.replacing ? await databaseOwner(c, input.replacing) : undefined;
-        await c.query(`CREATE DATABASE ${c.escapeIdentifier(staging)} TEMPLATE template0${owner ? ` OWNER ${c.escapeIdentifier(owner)}` : ''}`);
+        owner = (input.replacing ? await databaseOwner(c, input.replacing) : undefined) ?? (await c.query<{ me: string }>('SELECT current_user AS me')).rows[0].me;
+        password = await createRestoreRole(c, role);
+        await c.query(`CREATE DATABASE ${c.escapeIdentifier(staging)} TEMPLATE template0 OWNER ${c.escapeIdentifier(role)}`);
+      });
+      const asSuperuser = { ...target, database: staging };
+      const asSandbox = { ...target, database: staging, user: role, password };
+      await withTarget(asSuperuser, (c) => inOneTransaction(c, archive.extensions)).catch((err: Error) => {
+        throw ApplicationFailure.nonRetryable(`creating the backup's extensions in ${staging} failed: ${err.message}`, 'RestoreFailed');
       });
       const restore = runPgTool(
         config,
         'pg_restore',
-        ['--exit-on-error', `--jobs=${input.jobs}`, `--dbname=${staging}`, dumpPath],
-        { ...target, database: staging },
+        ['--exit-on-error', '--no-owner', `--jobs=${input.jobs}`, `--use-list=${archive.listFile}`, `--dbname=${staging}`, dumpPath],
+        asSandbox,
       );
       killOnCancel(restore);
       try {
@@ -155,16 +170,24 @@ export function restoreActivities(config: WorkerConfig) {
       } catch (err) {
         const stderr = (err as { stderr?: string }).stderr ?? (err as Error).message;
         throw ApplicationFailure.nonRetryable(
-          `pg_restore of backup ${input.manifest.backupId} into ${staging} failed: ${stderr.trim().split('\n').slice(0, 3).join(' | ')}` +
+          `pg_restore of backup ${input.manifest.backupId} into ${staging} (as restore role ${role}, which may not reach the server's files or programs) failed: ` +
+            `${stderr.trim().split('\n').slice(0, 3).join(' | ')}` +
             (/role .* does not exist/.test(stderr) ? ` (a role the backup did not record as needed; create it on the target's server first)` : ''),
           'RestoreFailed',
         );
       }
-      const restored = await withTarget({ ...target, database: staging }, countRows);
+      // Counted as the restore role too: the superuser reads the copy only once owners are set.
+      const restored = await withTarget(asSandbox, countRows);
       const differences = compareCounts(input.manifest.rowCounts, restored);
       if (differences.length > 0) {
         throw ApplicationFailure.nonRetryable(`restored copy ${staging} does not match backup ${input.manifest.backupId}: ${differences.slice(0, 5).join('; ')}`, 'RestoreIncomplete');
       }
+      await withTarget(asSuperuser, (c) =>
+        inOneTransaction(c, [...archive.afterwards, `REASSIGN OWNED BY ${c.escapeIdentifier(role)} TO ${c.escapeIdentifier(owner)}`, `DROP OWNED BY ${c.escapeIdentifier(role)}`]),
+      ).catch((err: Error) => {
+        throw ApplicationFailure.nonRetryable(`giving the objects of ${staging} their owners from the backup failed: ${err.message}`, 'RestoreFailed');
+      });
+      await withTarget(maintenance(target), (c) => dropRestoreRole(c, role));
       // Last, so settings such as default_transaction_read_only cannot get in the way of the
       // restore itself; they belong to the database, so they move with it when it is renamed.
       await applyDatabaseProperties(target, staging, await databasePropertyStatements(config, dumpPath, input.manifest.database, staging));
@@ -212,8 +235,12 @@ export function restoreActivities(config: WorkerConfig) {
     await dropStaging(resolveTarget(config, input.target), stagingDatabaseName(input.restoreId));
   }
 
+  /** The staging database, and with it what its restore role owned, then the role. */
   async function dropStaging(target: TargetConfig, staging: string): Promise<void> {
-    await withTarget(maintenance(target), (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(staging)} WITH (FORCE)`));
+    await withTarget(maintenance(target), async (c) => {
+      await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(staging)} WITH (FORCE)`);
+      await dropRestoreRole(c, restoreRoleName(staging));
+    });
   }
 
   /**

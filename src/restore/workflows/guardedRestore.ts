@@ -205,6 +205,7 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
     status.stage = 'awaiting-approval';
     const timeout = input.approvalTimeout ?? policy.approvalTimeout;
     const waitStarted = Date.now();
+    status.awaitingApprovalSince = new Date(waitStarted).toISOString();
     status.approvalDeadline = new Date(waitStarted + msToNumber(timeout)).toISOString();
     const decided = await condition(() => status.decision !== undefined || stagingFailure !== undefined, timeout);
     durationsMs.approvalWait = Date.now() - waitStarted;

@@ -1,12 +1,12 @@
-// POSTs an operation's outcome (a logical or base backup, a restore drill) as JSON to the configured webhook (PGOPS_NOTIFY_WEBHOOK_URL).
+// POSTs a backup's outcome (logical or base backup), a failed restore drill or the WAL archive's call for an operator as JSON to the configured webhook (PGOPS_NOTIFY_WEBHOOK_URL).
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../config';
 import type { BackupNotification } from '../../backup/contract';
-import type { BaseBackupNotification } from '../../archive/contract';
+import type { ArchiveNotification, BaseBackupNotification } from '../../archive/contract';
 import type { DrillNotification } from '../../pitr/contract';
 
 export function webhookActivities(config: WorkerConfig) {
-  async function notifyWebhook(notification: BackupNotification | BaseBackupNotification | DrillNotification): Promise<{ delivered: boolean; status?: number }> {
+  async function notifyWebhook(notification: BackupNotification | BaseBackupNotification | ArchiveNotification | DrillNotification): Promise<{ delivered: boolean; status?: number }> {
     if (!config.notifyWebhookUrl) return { delivered: false };
     const where = webhookOrigin(config.notifyWebhookUrl);
     let response: Response;

@@ -18,11 +18,18 @@ export type PgTool =
   | 'pg_rewind'
   | 'pg_ctl'
   | 'pg_controldata'
-  | 'pg_waldump';
+  | 'pg_waldump'
+  | 'pg_receivewal'
+  | 'pgbench';
 
 export interface PgToolOptions extends execa.Options {
   /** Run as this OS user (through runuser): server-side tools must act as the owner of the data directory. */
   runAs?: string;
+  /**
+   * Programs that exec the tool in turn, e.g. ['flock', '-n', '-F', lock, 'setpriv', '--pdeathsig', 'KILL', '--']:
+   * the tool's path and arguments follow them. They see the same environment as the tool.
+   */
+  wrapper?: string[];
 }
 
 export function pgToolPath(config: WorkerConfig, tool: PgTool): string {
@@ -53,8 +60,9 @@ function tlsEnv(tls: TargetTls): Record<string, string> {
 }
 
 export function runPgTool(config: WorkerConfig, tool: PgTool, args: string[], target?: TargetConfig, options: PgToolOptions = {}) {
-  const { runAs, ...execaOptions } = options;
-  const [command, argv] = runAs ? ['runuser', ['-u', runAs, '--', pgToolPath(config, tool), ...args]] : [pgToolPath(config, tool), args];
+  const { runAs, wrapper = [], ...execaOptions } = options;
+  const invocation = [...(runAs ? ['runuser', '-u', runAs, '--'] : []), ...wrapper, pgToolPath(config, tool), ...args];
+  const [command, ...argv] = invocation;
   return execa(command, argv, {
     // execa's cleanup hooks SIGTERM through signal-exit, which kills the child and re-raises the
     // signal: a deploy's SIGTERM would kill a running dump at once and the worker with it, before
