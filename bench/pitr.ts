@@ -22,6 +22,7 @@ import { targetUrl } from '../test/support/backupFixture';
 import { archivedStackCluster, archiveState, cleanUpArchivedCluster, isArchived, startArchiving, stopArchiving } from '../test/support/walArchive';
 import { startWorkerProcess } from '../test/support/workerProcess';
 import { createS3Client } from '../src/shared/storage/s3Client';
+import { describePhysicalArchive } from '../src/archive/catalog';
 import { describeCpu, stackServers } from './cpu';
 import { benchTarget, intoScratch, recordBenchmarkRun, scriptRestore, seconds } from './support';
 
@@ -78,6 +79,12 @@ async function main(): Promise<void> {
     const [{ lsn, walfile }] = (await withTarget(target, (c) => c.query<{ lsn: string; walfile: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS walfile'))).rows;
     const root = (await archiveState(archiver)).root!;
     while (!(await isArchived(s3, config.s3.bucket, root, parseInt(walfile.slice(0, 8), 16), lsn))) await sleep(500);
+    // The growing partial runs ahead of a backlog of complete segments after a burst: wait for the chain to close.
+    for (;;) {
+      const window = (await describePhysicalArchive(s3, config.s3, cluster)).window;
+      if (window?.from && window.to && parseLsn(window.to.lsn) >= parseLsn(lsn)) break;
+      await sleep(1_000);
+    }
 
     // What the cron job leaves behind and what nightlyBackup uploads: made first, not timed.
     const dumpGz = path.join(work, 'dump.sql.gz');
@@ -147,7 +154,6 @@ async function main(): Promise<void> {
     await cleanUpArchivedCluster(archived, [config.targets.primary, config.targets.standby]);
     rmSync(instanceDir, { recursive: true, force: true });
     rmSync(`${instanceDir}.pitr`, { recursive: true, force: true });
-    rmSync(`${instanceDir}.log`, { force: true });
     rmSync(work, { recursive: true, force: true });
   }
   process.exit(0);

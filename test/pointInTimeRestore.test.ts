@@ -131,6 +131,18 @@ describe('pointInTimeRestore', () => {
     expect(instanceExists(instanceDir(f, '26322'))).toBe(false);
   }, 120_000);
 
+  test('to the latest archived WAL: replay pauses at the archive head, with everything committed before the start', async () => {
+    await f.sql(`INSERT INTO ${TEST_TABLE} VALUES (800, 'the newest row')`);
+    await f.archiveWal();
+    const handle = await restore({ kind: 'latest' }, 26328);
+    await waitForStage(handle, 'awaiting-approval');
+    expect(await f.rows(26328)).toEqual([...range(1, 10), 800]);
+    expect((await pitrStatus(f.client, handle.workflowId)).report).toMatchObject({ pausedAtArchiveHead: true });
+    await decidePointInTimeRestore(f.client, handle.workflowId, 'reject', { approver: 'bob', reason: 'only looking' });
+    expect(await handle.result()).toMatchObject({ outcome: 'rejected', instanceRemoved: true });
+    await f.sql(`DELETE FROM ${TEST_TABLE} WHERE id = 800`);
+  }, 120_000);
+
   test('a target before the window or after the newest archived WAL is refused, saying what the window is, with nothing created', async () => {
     for (const target of [
       { kind: 'time', time: '2001-01-01 00:00:00+00' },

@@ -72,7 +72,10 @@ export function describeTarget(target: RecoveryTarget): string {
 }
 
 export function describeWindow(window: RecoverableWindow): string {
-  if (!window.from || !window.to) return `there is no recoverable window (${window.problem ?? 'unknown reason'})`;
+  if (!window.from || !window.to) {
+    const why = window.backups.filter((b) => b.reason).map((b) => `${b.backupId}: ${b.reason}`);
+    return `there is no recoverable window (${window.problem ?? 'unknown reason'}${why.length ? `; ${why.slice(-3).join('; ')}` : ''})`;
+  }
   return (
     `the recoverable window is from ${window.from.at ?? '?'} (LSN ${window.from.lsn}, base backup ${window.from.backupId}) ` +
     `to ${window.to.at ?? '?'} (LSN ${window.to.lsn}, the newest archived WAL)`

@@ -12,7 +12,7 @@ import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { startBaseBackup } from '../../src/client';
 import type { BaseBackupResult } from '../../src/archive/contract';
-import { listKeys } from '../../src/archive/catalog';
+import { describePhysicalArchive, listKeys } from '../../src/archive/catalog';
 import { archiveRoot, walSegmentKey } from '../../src/archive/layout';
 import type { WorkerConfig } from '../../src/shared/config';
 import { connectClient } from '../../src/shared/temporal/connection';
@@ -86,6 +86,11 @@ export async function createPitrFixture(name: string, basePort: number, extraEnv
         options.switchSegment
           ? (await listKeys(s3, config.s3.bucket, walSegmentKey(root, complete))).length === 1
           : isArchived(s3, config.s3.bucket, root, parseInt(timeline, 16), lsn), 60_000);
+      // After a burst the growing partial runs ahead of complete segments still on their way up.
+      await waitUntil('the archive to have no hole up to its head', async () => {
+        const window = (await describePhysicalArchive(s3, config.s3, cluster.name)).window;
+        return window?.from !== undefined || window?.backups.length === 0;
+      }, 60_000);
     } finally {
       s3.destroy();
     }

@@ -44,8 +44,9 @@ export function instancePaths(instance: RestoreInstance): InstancePaths {
     restoreCommand: path.join(workDir, 'restore-command.sh'),
     owner: path.join(workDir, 'owner.json'),
     restored: path.join(workDir, 'restored.json'),
-    // Where startServer (pg_ctl -l) writes it.
-    serverLog: `${dataDir}.log`,
+    // Written by the server's OS user: inside the directory handed to it, not beside the data
+    // directory, whose parent may belong to root.
+    serverLog: path.join(workDir, 'server.log'),
   };
 }
 
@@ -170,7 +171,6 @@ export async function removeInstance(config: WorkerConfig, clusterName: string, 
   }
   await killServerProcesses(paths.dataDir).catch(() => undefined);
   await rm(paths.dataDir, { recursive: true, force: true });
-  await rm(paths.serverLog, { force: true });
   await rm(paths.workDir, { recursive: true, force: true });
   return `removed ${paths.dataDir} (${stopped})`;
 }

@@ -40,7 +40,7 @@ export function readFetchLog(file: string): WalFetchEvent[] {
 
 /** Why the server stopped: its log's last FATAL or PANIC, with the lines that explain it (a bad setting names itself just before). */
 function whyStopped(logFile: string): string {
-  if (!existsSync(logFile)) return 'it wrote no log';
+  if (!existsSync(logFile)) return `it wrote no log at ${logFile} (could the server's OS user not create it?)`;
   const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean);
   let at = lines.length - 1;
   // Refusals of the replay step's own connection attempts while it starts up are not why it stopped.
