@@ -105,6 +105,8 @@ async function main(): Promise<void> {
     await withTarget({ ...target, database: 'postgres' }, (c) => c.query('DROP DATABASE IF EXISTS pgops_bench_pitr_logical WITH (FORCE)'));
     console.error(`guardedRestore: ${guarded.toFixed(1)} s`);
 
+    // The restores above wrote WAL too; the archive's catching up is not the restore's time.
+    while (!(await describePhysicalArchive(s3, config.s3, cluster)).window?.from) await sleep(1_000);
     started = Date.now();
     const pitr = await startPointInTimeRestore(
       client,

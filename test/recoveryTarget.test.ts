@@ -2,6 +2,7 @@
 // no server, no bucket.
 import type { BaseBackupRecord } from '../src/archive/layout';
 import type { RecoverableWindow } from '../src/archive/recoveryWindow';
+import { archiveBehind } from '../src/pitr/activities/planRecovery';
 import { chooseBaseBackup, postgresTimestamp, recoverySettings, recoveryTargetProblem, targetTimeMs } from '../src/pitr/recoveryTarget';
 
 const backup = (id: string, stopLsn: string, stoppedAt: string, extra: Partial<BaseBackupRecord> = {}): BaseBackupRecord => ({
@@ -65,4 +66,11 @@ test('times need a zone, keep their microseconds for PostgreSQL, and compare as 
     recovery_target_inclusive: 'on',
   });
   expect(recoverySettings({ kind: 'lsn', lsn: '0/5a' })).toMatchObject({ recovery_target_lsn: '0/5A', recovery_target_inclusive: 'off' });
+});
+
+test('holes just behind the archive head are an archiver catching up (planned again), older ones are gaps (refused)', () => {
+  const chain = (missing: string[]) => ({ timelines: [{ timeline: 1, firstSegment: '000000010000000000000001', lastSegment: '000000010000000000000300', missing, headLsn: '3/1000100' }] });
+  expect(archiveBehind(chain(['0000000100000002000000FF', '000000010000000300000000']), 16 * 1024 * 1024)).toBe('2 segment(s) from 0000000100000002000000FF');
+  expect(archiveBehind(chain(['000000010000000000000005']), 16 * 1024 * 1024)).toBeUndefined();
+  expect(archiveBehind(chain([]), 16 * 1024 * 1024)).toBeUndefined();
 });

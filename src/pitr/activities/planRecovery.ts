@@ -9,8 +9,8 @@ import { resolveCluster } from '../../failover/activities/cluster';
 import { listBaseBackups } from '../../archive/catalog';
 import { auditWalChain } from '../../archive/activities/walChain';
 import { archiveDescriptorKey } from '../../archive/activities/archiveStore';
-import { DEFAULT_WAL_SEGMENT_BYTES, walPartialKey, walSegmentKey } from '../../archive/layout';
-import { recoverableWindow, windowInputsFromAudit, type TimelineSwitch, type WalChain } from '../../archive/recoveryWindow';
+import { DEFAULT_WAL_SEGMENT_BYTES, parseLsn, parseSegmentName, SEGMENTS_PER_INDEX_BLOCK, segmentNumber, walPartialKey, walSegmentKey } from '../../archive/layout';
+import { archiveHead, recoverableWindow, windowInputsFromAudit, type TimelineSwitch, type WalChain } from '../../archive/recoveryWindow';
 import type { RecoveryPlan, RecoveryTarget } from '../contract';
 import { chooseBaseBackup, recoverySettings } from '../recoveryTarget';
 
@@ -38,6 +38,17 @@ async function chainWithHead(s3: S3Client, config: WorkerConfig, cluster: string
   return { chain: { ...chain, segmentBytes }, switches };
 }
 
+/** Segments missing only just before the head (within 4 GiB of WAL), as "N segment(s) from X": an archiver catching up; undefined otherwise. */
+export function archiveBehind(chain: WalChain, segmentBytes: number): string | undefined {
+  const newest = [...chain.timelines].sort((a, b) => b.timeline - a.timeline)[0];
+  if (!newest || newest.missing.length === 0) return undefined;
+  const head = archiveHead({ ...chain, segmentBytes });
+  const headSegno = segmentNumber(parseLsn(head!.lsn), segmentBytes);
+  const segnos = newest.missing.map((name) => parseSegmentName(name, segmentBytes)!.segno).sort((a, b) => (a < b ? -1 : 1));
+  if (headSegno - segnos[0] > BigInt(SEGMENTS_PER_INDEX_BLOCK)) return undefined;
+  return `${segnos.length} segment(s) from ${newest.missing.slice().sort()[0]}`;
+}
+
 export function planRecoveryActivities(config: WorkerConfig) {
   async function planRecovery(input: { cluster: string; target: RecoveryTarget }): Promise<RecoveryPlan> {
     const cluster = resolveCluster(config, input.cluster);
@@ -55,6 +66,11 @@ export function planRecoveryActivities(config: WorkerConfig) {
       const segmentBytes = await segmentBytesOf(s3, config.s3.bucket, root);
       const { chain, switches } = await chainWithHead(s3, config, cluster.name, root, segmentBytes);
       const window = recoverableWindow(backups, chain, switches);
+      const behind = archiveBehind(chain, segmentBytes);
+      if (!window.from && behind) {
+        // Holes just behind the growing partial are segments still on their way up after a burst.
+        throw ApplicationFailure.retryable(`the WAL archive of ${cluster.name} is still uploading ${behind}: the archiver is behind its head; planning again shortly`, 'ArchiveBehind');
+      }
       const choice = chooseBaseBackup(root, backups, window, input.target);
       if (!choice.ok) throw ApplicationFailure.nonRetryable(`${choice.why}. Nothing was created.`, 'TargetOutsideWindow');
       return { cluster: cluster.name, target: input.target, window, backup: choice.backup, settings: recoverySettings(input.target), notes: choice.notes, segmentBytes };
