@@ -21,34 +21,11 @@ import { deletePrefix, targetUrl } from '../test/support/backupFixture';
 import { stackEnv } from '../test/support/stack';
 import { startWorkerProcess } from '../test/support/workerProcess';
 import { cpuCell, describeCpu, startCpuMeter, stackServers, type CpuUsage } from './cpu';
-import { benchTarget, recordBenchmarkRun, seconds } from './support';
+import { benchTarget, intoScratch, recordBenchmarkRun, scriptRestore, seconds } from './support';
 
 const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' } } });
 const scale = Number(values.scale);
 const PREFIX = `bench-${randomUUID().slice(0, 8)}/backups`;
-
-/** Runs `load` against a fresh scratch database, metered; the database is dropped after. */
-async function intoScratch(target: TargetConfig, servers: Record<string, RegExp>, load: (scratch: string) => Promise<unknown>): Promise<CpuUsage> {
-  const scratch = `${target.database}_bench_restore`;
-  const admin = { ...target, database: 'postgres' };
-  await withTarget(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`).then(() => c.query(`CREATE DATABASE ${scratch}`).then(() => c.query('CHECKPOINT'))));
-  const meter = startCpuMeter(servers);
-  await load(scratch);
-  const usage = meter.stop();
-  await withTarget(admin, (c) => c.query(`DROP DATABASE ${scratch} WITH (FORCE)`));
-  return usage;
-}
-
-/** restore.sh without its "y/n": the cron job's gzip piped into psql. */
-async function scriptRestore(pgBinDir: string, target: TargetConfig, dumpGz: string, scratch: string): Promise<void> {
-  const gunzip = execa('gunzip', ['-c', dumpGz], { buffer: false });
-  const psql = execa(path.join(pgBinDir, 'psql'), ['-q', '-X', '-v', 'ON_ERROR_STOP=1', `--dbname=${scratch}`], {
-    env: libpqEnv({ ...target, database: scratch }),
-    stdin: gunzip.stdout!,
-    stdout: 'ignore',
-  });
-  await Promise.all([gunzip, psql]);
-}
 
 /** What the staging step runs, alone: pg_restore -j2 of a custom-format dump. */
 async function pgRestore(pgBinDir: string, target: TargetConfig, dump: string, scratch: string): Promise<void> {

@@ -5,11 +5,13 @@ import execa from 'execa';
 import path from 'node:path';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { Client } from 'pg';
-import { connectTarget } from '../src/shared/postgres/connection';
+import { connectTarget, withTarget } from '../src/shared/postgres/connection';
 import { loadWorkerConfig, type TargetConfig } from '../src/shared/config';
 import { migrate } from '../src/db/migrate';
 import { seed, seedCounts } from '../src/db/seed';
 import { stackEnv } from '../test/support/stack';
+import { libpqEnv } from '../src/shared/postgres/pgTools';
+import { startCpuMeter, type CpuUsage } from './cpu';
 
 export const seconds = (startMs: number) => (Date.now() - startMs) / 1000;
 
@@ -112,4 +114,27 @@ export function watchPeakRss(pgid: number): { stop: () => { worker: number; grou
   };
   const timer = setInterval(sample, 100);
   return { stop: () => (clearInterval(timer), peak) };
+}
+
+/** Runs `load` against a fresh scratch database (restore.ts, pitr.ts), metered; the database is dropped after. */
+export async function intoScratch(target: TargetConfig, servers: Record<string, RegExp>, load: (scratch: string) => Promise<unknown>): Promise<CpuUsage> {
+  const scratch = `${target.database}_bench_restore`;
+  const admin = { ...target, database: 'postgres' };
+  await withTarget(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`).then(() => c.query(`CREATE DATABASE ${scratch}`).then(() => c.query('CHECKPOINT'))));
+  const meter = startCpuMeter(servers);
+  await load(scratch);
+  const usage = meter.stop();
+  await withTarget(admin, (c) => c.query(`DROP DATABASE ${scratch} WITH (FORCE)`));
+  return usage;
+}
+
+/** restore.sh without its "y/n": the cron job's gzip piped into psql. */
+export async function scriptRestore(pgBinDir: string, target: TargetConfig, dumpGz: string, scratch: string): Promise<void> {
+  const gunzip = execa('gunzip', ['-c', dumpGz], { buffer: false });
+  const psql = execa(path.join(pgBinDir, 'psql'), ['-q', '-X', '-v', 'ON_ERROR_STOP=1', `--dbname=${scratch}`], {
+    env: libpqEnv({ ...target, database: scratch }),
+    stdin: gunzip.stdout!,
+    stdout: 'ignore',
+  });
+  await Promise.all([gunzip, psql]);
 }

@@ -14,6 +14,7 @@ import { pruneActivities } from './backup/activities/pruneBackups';
 import { roundTripActivities } from './check/activities/roundTripObject';
 import { uploadActivities } from './backup/activities/uploadBackup';
 import { archiveActivities, baseBackupActivities } from './archive/activities';
+import { pitrActivities } from './pitr/activities';
 
 export function createActivities(config: WorkerConfig) {
   return {
@@ -32,6 +33,7 @@ export function createActivities(config: WorkerConfig) {
     ...doctorActivities(config),
     ...baseBackupActivities(config),
     ...archiveActivities(config),
+    ...pitrActivities(config),
   };
 }
 

@@ -10,3 +10,5 @@ export { doctor } from './doctor/workflows/doctor';
 export { baseBackup } from './archive/workflows/baseBackup';
 export { walArchiver } from './archive/workflows/walArchiver';
 export { walChainAudit } from './archive/workflows/walChainAudit';
+export { pointInTimeRestore } from './pitr/workflows/pointInTimeRestore';
+export { restoreDrill } from './pitr/workflows/restoreDrill';

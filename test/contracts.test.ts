@@ -22,6 +22,7 @@ import {
   type WalArchiverWorkflow,
   type WalChainAuditWorkflow,
 } from '../src/archive/contract';
+import { POINT_IN_TIME_RESTORE_WORKFLOW, RESTORE_DRILL_WORKFLOW, type PointInTimeRestoreWorkflow, type RestoreDrillWorkflow } from '../src/pitr/contract';
 
 // Checked by the compiler (ts-jest type-checks): the worker's exports have the contracts' signatures.
 const registered: {
@@ -36,6 +37,8 @@ const registered: {
   baseBackup: BaseBackupWorkflow;
   walArchiver: WalArchiverWorkflow;
   walChainAudit: WalChainAuditWorkflow;
+  pointInTimeRestore: PointInTimeRestoreWorkflow;
+  restoreDrill: RestoreDrillWorkflow;
 } = workflows;
 
 test('every contract names a workflow the worker registers, and every registered workflow has a contract', () => {
@@ -51,6 +54,8 @@ test('every contract names a workflow the worker registers, and every registered
     BASE_BACKUP_WORKFLOW,
     WAL_ARCHIVER_WORKFLOW,
     WAL_CHAIN_AUDIT_WORKFLOW,
+    POINT_IN_TIME_RESTORE_WORKFLOW,
+    RESTORE_DRILL_WORKFLOW,
   ];
   for (const name of names) expect(typeof (registered as Record<string, unknown>)[name]).toBe('function');
   expect(Object.keys(workflows).sort()).toEqual([...names].sort());

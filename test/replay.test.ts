@@ -30,6 +30,10 @@ describe('workflow replay', () => {
         'walArchiver-gap.json',
         'walChainAudit.json',
         'walChainAudit-gap.json',
+        'pointInTimeRestore.json',
+        'pointInTimeRestore-rejected.json',
+        'pointInTimeRestore-expired.json',
+        'restoreDrill.json',
       ]),
     );
   });
@@ -45,6 +49,10 @@ describe('workflow replay', () => {
     expect(result('walChainAudit.json')).toMatchObject({ status: 'ok', holes: [] });
     expect(result('walChainAudit-gap.json')).toMatchObject({ status: 'gap', baseBackup: { outcome: 'started' }, notified: true });
     expect(result('baseBackup-fallback.json')).toMatchObject({ record: { kind: 'full' }, fullBecause: expect.stringMatching(/WAL summarization is enabled/) });
+    expect(result('pointInTimeRestore.json')).toMatchObject({ outcome: 'restored', mode: 'side', decision: { approver: 'second-operator' }, ignored: [{ why: expect.stringMatching(/two-person rule/) }] });
+    expect(result('pointInTimeRestore-rejected.json')).toMatchObject({ outcome: 'rejected', instanceRemoved: true });
+    expect(result('pointInTimeRestore-expired.json')).toMatchObject({ outcome: 'expired', instanceRemoved: true });
+    expect(result('restoreDrill.json')).toMatchObject({ ok: true, provedAt: expect.any(String) });
     for (const [name, outcome] of [['guardedRestore-rejected.json', 'rejected'], ['guardedRestore-expired.json', 'expired'], ['failoverPromotion-switchover.json', 'promoted']] as const) {
       const payload = lastEvent(name).workflowExecutionCompletedEventAttributes!.result!.payloads![0];
       expect(JSON.parse(Buffer.from(payload.data as Uint8Array).toString())).toMatchObject(name.includes('switchover') ? { outcome, mode: 'switchover' } : { outcome });

@@ -11,6 +11,7 @@ import {
   BASE_BACKUP_MANIFEST,
   BASE_BACKUP_RECORD,
   baseBackupObjectKey,
+  DRILL_RECORD,
   isBaseBackupRecord,
   physicalPrefix,
   type BaseBackupRecord,
@@ -61,11 +62,19 @@ export async function listBaseBackups(s3: S3Client, config: S3Config, cluster: s
   const roots = root ? [root] : await listArchiveRoots(s3, config, cluster);
   const entries: CatalogedBaseBackup[] = [];
   for (const r of roots) {
-    const recordKeys = (await listKeys(s3, config.bucket, `${r}/base/`)).filter((key) => key.endsWith(`/${BASE_BACKUP_RECORD}`));
-    for (const key of recordKeys) {
+    const keys = await listKeys(s3, config.bucket, `${r}/base/`);
+    const drills = new Set(keys.filter((key) => key.endsWith(`/${DRILL_RECORD}`)));
+    for (const key of keys.filter((k) => k.endsWith(`/${BASE_BACKUP_RECORD}`))) {
       const record = JSON.parse(await readText(s3, config.bucket, key)) as unknown;
       // A record pgops cannot read is left out: nothing builds on it, nothing is pruned because of it.
-      if (isBaseBackupRecord(record)) entries.push({ root: r, record });
+      if (!isBaseBackupRecord(record)) continue;
+      // The last restore drill of the backup lies beside its record (and goes with it at retention).
+      const drillKey = `${key.slice(0, -BASE_BACKUP_RECORD.length)}${DRILL_RECORD}`;
+      if (drills.has(drillKey)) {
+        const drill = JSON.parse(await readText(s3, config.bucket, drillKey)) as { ok?: boolean; provedAt?: string };
+        if (drill.ok && drill.provedAt) record.lastProvedAt = drill.provedAt;
+      }
+      entries.push({ root: r, record });
     }
   }
   return entries.sort((a, b) => a.record.stoppedAt.localeCompare(b.record.stoppedAt));

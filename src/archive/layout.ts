@@ -7,7 +7,7 @@
 //   <root>/wal/<TLI>/<segment>.partial.zst   the segment still being written, replaced as it grows
 //   <root>/wal/history/<TLI>.history         a timeline's history file, immutable
 //   <root>/wal-index/<TLI>/<block>.json      the archive index: each segment's SHA-256 and size
-//   <root>/base/<backupId>/…                 one base backup; backup.json is written last
+//   <root>/base/<backupId>/…                 one base backup; backup.json is written last, drill.json by restore drills
 //   <root>/gaps/<TLI>-<LSN>.json             every gap found in the chain, kept for the audit
 import type { S3Config } from '../shared/config';
 
@@ -16,6 +16,8 @@ export const DEFAULT_WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
 /** Segments per index object: 256 × 16 MiB = one 4 GiB "log id", like the middle of a segment name. */
 export const SEGMENTS_PER_INDEX_BLOCK = 256;
 export const BASE_BACKUP_RECORD = 'backup.json';
+/** The last restore drill of a base backup, beside its record (issue 17): when it was last proved restorable. */
+export const DRILL_RECORD = 'drill.json';
 /** PostgreSQL's own manifest of a base backup: every file's SHA-256, and the WAL range it needs. */
 export const BASE_BACKUP_MANIFEST = 'backup_manifest';
 

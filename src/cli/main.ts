@@ -11,6 +11,7 @@ import { UsageError } from './commands/common';
 import { migrateCommand, seedCommand } from './commands/database';
 import { failoverCommand, rejoinCommand } from './commands/failover';
 import { restoreCommand } from './commands/restore';
+import { drillCommand, pitrCommand } from './commands/pitr';
 import { scheduleCommand } from './commands/schedule';
 import { walCommand } from './commands/wal';
 
@@ -44,6 +45,17 @@ const USAGE = `usage: pgops <command> [options]
   restore status|approve|reject <workflow-id> [--reason TEXT] [--as NAME]
   restore cleanup [--target primary] [--database NAME]
                                    list (or drop one of) the databases restores set aside
+  pitr start --data-dir DIR --port N --reason TEXT [--cluster main] [--mode side|replace]
+             (--to "2026-11-30 14:31:07+09" | --lsn 16/B374D848 | --restore-point NAME | --latest)
+             [--as NAME] [--approval-timeout 24h]
+                                   start pointInTimeRestore: a new instance recovered from the
+                                   base backups and the WAL archive, paused at the target; it is
+                                   promoted (side) or replaces the primary only after approval
+  pitr status|approve|reject <workflow-id> [--reason TEXT] [--as NAME]
+  drill now --data-dir DIR --port N [--cluster main] [--within 24h]
+  drill schedule install --data-dir DIR --port N [--cluster main] [--at 05:00] [--timezone UTC]
+                                   restore the newest base backup + WAL to a random point of the
+                                   last 24 h into a scratch instance, check it, remove it
   failover start [--cluster main] [--mode failover|switchover] [--reason TEXT] [--detach]
                                    run failoverPromotion: confirm, choose, fence, promote, repoint
   failover status [--cluster main] stage, steps and what it waits for
@@ -94,6 +106,10 @@ async function main([command, ...args]: string[]): Promise<number> {
       return scheduleCommand(args);
     case 'restore':
       return restoreCommand(args);
+    case 'pitr':
+      return pitrCommand(args);
+    case 'drill':
+      return drillCommand(args);
     case 'failover':
       return failoverCommand(args);
     case 'rejoin':

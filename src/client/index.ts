@@ -14,6 +14,7 @@ export type * from '../failover/contract';
 export type * from '../embeddings/contract';
 export type * from '../doctor/contract';
 export type * from '../archive/contract';
+export type * from '../pitr/contract';
 export type { BaseBackupRecord } from '../archive/layout';
 export type * from '../archive/contract';
 
@@ -35,6 +36,8 @@ export { startBackup, backupProgress, installBackupSchedule, backupScheduleId } 
 export { startBaseBackup, baseBackupProgress, installBaseBackupSchedule } from './baseBackups';
 export { baseBackupScheduleId, walChainAuditScheduleId } from '../archive/contract';
 export { startRestore, restoreStatus, restorePlan, decideRestore } from './restores';
+export { startPointInTimeRestore, pitrStatus, decidePointInTimeRestore, startRestoreDrill, installDrillSchedule } from './pitr';
+export { drillScheduleId } from '../pitr/contract';
 export { DecisionRefused } from './decisions';
 export { runDoctor } from './doctor';
 export { startFailover, failoverHandle, failoverStatus, approveFailover, decideFailover, startRejoin, startWatcher, watcherHandle, watchStatus, pauseWatcher, resumeWatcher } from './failovers';

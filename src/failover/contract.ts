@@ -194,6 +194,16 @@ export interface PromotionResult {
   testWrite: string;
 }
 
+/**
+ * A new primary that is not one of the cluster's configured nodes (the instance a point-in-time
+ * restore made): its address, reached with the old primary's credentials.
+ */
+export interface NodeAddress {
+  name: string;
+  host: string;
+  port: number;
+}
+
 export interface RepointResult {
   method: 'pgbouncer' | 'command' | 'none';
   detail: string;

@@ -11,6 +11,7 @@ import { saveHistory } from './histories';
 import { recordFailover, recordWatcher } from './replicaCluster';
 import { recordBaseBackup } from './recordBaseBackup';
 import { recordWalArchiverGap, recordWalChainAudit } from './recordWalChainAudit';
+import { recordPitr } from './recordPitr';
 import { stackConfig, withWorker } from './stack';
 import { recordWalArchiver } from './walArchive';
 
@@ -86,6 +87,12 @@ const RECORDERS: Record<string, Recorder> = {
   // On a cluster of its own: the audit over a gapless archive, and over one with a segment deleted (a full base backup started).
   walChainAudit: (client, _taskQueue, workflowId) => recordWalChainAudit(client, workflowId),
   'walChainAudit-gap': (client, _taskQueue, workflowId) => recordWalChainAudit(client, workflowId, { gap: true }),
+  // On a cluster of its own: restored to the moment before a DELETE, then approved (after a
+  // refused self-approval), rejected, or left to expire; and a restore drill.
+  pointInTimeRestore: (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'approved'),
+  'pointInTimeRestore-rejected': (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'rejected'),
+  'pointInTimeRestore-expired': (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'expired'),
+  restoreDrill: (client, _taskQueue, workflowId) => recordPitr(client, workflowId, 'drill'),
 };
 
 async function main(names: string[]): Promise<void> {

@@ -92,7 +92,7 @@ function describeView(view: PhysicalArchiveView): string {
   const reach = new Map(view.window?.backups.map((b) => [b.backupId, b]) ?? []);
   const table = view.backups.length
     ? formatTable(
-        ['base backup', 'kind', 'parent', 'stopped', 'start LSN (TLI)', 'stop LSN (TLI)', 'size', 'WAL chain'],
+        ['base backup', 'kind', 'parent', 'stopped', 'start LSN (TLI)', 'stop LSN (TLI)', 'size', 'WAL chain', 'proved restorable'],
         [...view.backups].reverse().map((b) => {
           const r = reach.get(b.backupId);
           return [
@@ -104,6 +104,7 @@ function describeView(view: PhysicalArchiveView): string {
             `${b.stopLsn} (${b.stopTimeline})`,
             megabytes(b.sizeBytes),
             !view.window ? '-' : r?.complete ? 'complete' : `broken: ${r?.reason ?? 'unknown'}`,
+            b.lastProvedAt ?? 'never',
           ];
         }),
       )

@@ -5,7 +5,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import execa from 'execa';
 import type { ClusterConfig, TargetConfig, WorkerConfig } from '../../shared/config';
-import type { FenceResult, PromotionResult } from '../contract';
+import type { FenceResult, NodeAddress, PromotionResult } from '../contract';
 import { childEnv } from '../../shared/childEnv';
 import { heartbeatDuring } from '../../shared/heartbeat';
 import { resolveTarget, withTarget } from '../../shared/postgres/connection';
@@ -16,13 +16,13 @@ import { boundedQuery } from './walPositions';
 const HOOK_TIMEOUT_MS = 60_000;
 
 /** The values a hook's arguments may name. */
-export function hookValues(config: WorkerConfig, cluster: ClusterConfig, oldPrimary: string, newPrimary: string): Record<string, string> {
+export function hookValues(config: WorkerConfig, cluster: ClusterConfig, oldPrimary: string, newPrimary: string, newPrimaryAddress?: NodeAddress): Record<string, string> {
   const oldTarget = resolveTarget(config, oldPrimary);
-  const newTarget = resolveTarget(config, newPrimary);
+  const newTarget = newPrimaryAddress ?? resolveTarget(config, newPrimary);
   return {
     cluster: cluster.name,
     old_primary: oldPrimary,
-    new_primary: newPrimary,
+    new_primary: newPrimaryAddress?.name ?? newPrimary,
     old_host: oldTarget.host,
     old_port: String(oldTarget.port),
     new_host: newTarget.host,
@@ -62,7 +62,7 @@ export function fenceAndPromoteActivities(config: WorkerConfig) {
    * read-only and ends its sessions; always runs the fencing hook. Confirmed only when the
    * server is verified stopped or the hook succeeded, and it does not accept writes.
    */
-  async function fenceOldPrimary(input: { cluster: string; node: string; newPrimary: string }): Promise<FenceResult> {
+  async function fenceOldPrimary(input: { cluster: string; node: string; newPrimary: string; newPrimaryAddress?: NodeAddress }): Promise<FenceResult> {
     const cluster = resolveCluster(config, input.cluster);
     const target = clusterNode(config, cluster, input.node);
     const actions: string[] = [];
@@ -84,7 +84,7 @@ export function fenceAndPromoteActivities(config: WorkerConfig) {
     }
     let hookOk = false;
     if (cluster.fenceCommand) {
-      const hook = await runHook('fencing', cluster.fenceCommand, hookValues(config, cluster, input.node, input.newPrimary));
+      const hook = await runHook('fencing', cluster.fenceCommand, hookValues(config, cluster, input.node, input.newPrimary, input.newPrimaryAddress));
       actions.push(hook.line);
       hookOk = hook.ok;
     }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ClusterConfig, TargetConfig, WorkerConfig } from '../../shared/config';
-import type { RepointResult } from '../contract';
+import type { NodeAddress, RepointResult } from '../contract';
 import { resolveTarget } from '../../shared/postgres/connection';
 import { resolveCluster } from './cluster';
 import { hookValues, runHook, writeFailoverMarker } from './fenceAndPromote';
@@ -78,15 +78,18 @@ function rewriteIni(path: string, from: Address, to: Address): boolean {
 }
 
 export function repointActivities(config: WorkerConfig) {
-  async function repointClients(input: { cluster: string; oldPrimary: string; newPrimary: string; workflowId: string }): Promise<RepointResult> {
+  /** `newPrimaryAddress`: a new primary that is no configured node (a restored instance), reached with the old primary's credentials. */
+  async function repointClients(input: { cluster: string; oldPrimary: string; newPrimary: string; workflowId: string; newPrimaryAddress?: NodeAddress }): Promise<RepointResult> {
     const cluster = resolveCluster(config, input.cluster);
-    const newPrimary = resolveTarget(config, input.newPrimary);
     const oldPrimary = resolveTarget(config, input.oldPrimary);
+    const newPrimary: TargetConfig = input.newPrimaryAddress
+      ? { ...oldPrimary, ...input.newPrimaryAddress, server: undefined, source: `${input.newPrimaryAddress.name} (not a configured node)` }
+      : resolveTarget(config, input.newPrimary);
     let method: RepointResult['method'] = 'none';
     let detail = 'no repoint hook or PgBouncer configured: clients must find the new primary themselves (e.g. libpq target_session_attrs=read-write)';
     if (cluster.repointCommand) {
       method = 'command';
-      const hook = await runHook('repoint', cluster.repointCommand, hookValues(config, cluster, input.oldPrimary, input.newPrimary));
+      const hook = await runHook('repoint', cluster.repointCommand, hookValues(config, cluster, input.oldPrimary, input.newPrimary, input.newPrimaryAddress));
       if (!hook.ok) throw ApplicationFailure.retryable(hook.line, 'RepointHookFailed');
       detail = hook.line;
     } else if (cluster.pgbouncerIni) {

@@ -1,11 +1,14 @@
-// POSTs a backup's outcome (logical or base backup) or the WAL archive's (or its audit's) call for an operator as JSON to the configured webhook (PGOPS_NOTIFY_WEBHOOK_URL).
+// POSTs a backup's outcome (logical or base backup), a failed restore drill or the WAL archive's (or its audit's) call for an operator as JSON to the configured webhook (PGOPS_NOTIFY_WEBHOOK_URL).
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../config';
 import type { BackupNotification } from '../../backup/contract';
 import type { ArchiveNotification, BaseBackupNotification, WalAuditNotification } from '../../archive/contract';
+import type { DrillNotification } from '../../pitr/contract';
+
+type Notification = BackupNotification | BaseBackupNotification | ArchiveNotification | WalAuditNotification | DrillNotification;
 
 export function webhookActivities(config: WorkerConfig) {
-  async function notifyWebhook(notification: BackupNotification | BaseBackupNotification | ArchiveNotification | WalAuditNotification): Promise<{ delivered: boolean; status?: number }> {
+  async function notifyWebhook(notification: Notification): Promise<{ delivered: boolean; status?: number }> {
     if (!config.notifyWebhookUrl) return { delivered: false };
     const where = webhookOrigin(config.notifyWebhookUrl);
     let response: Response;

@@ -1,0 +1,157 @@
+// The fetch step: every object of the chosen base backup (and of the backups its incremental
+// chain builds on) downloaded and checked against the SHA-256 in its record, extracted, combined
+// with pg_combinebackup when there are incrementals, proved by pg_verifybackup, and only then put
+// in place as the instance's data directory, owned by the servers' OS user.
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync, readdirSync } from 'node:fs';
+import { cp, mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ApplicationFailure } from '@temporalio/common';
+import execa from 'execa';
+import type { WorkerConfig } from '../../shared/config';
+import { childEnv } from '../../shared/childEnv';
+import { heartbeatWhile, killOnCancel } from '../../shared/heartbeat';
+import { runPgTool } from '../../shared/postgres/pgTools';
+import { createS3Client, readObjectIfPresent, storageFailure } from '../../shared/storage/s3Client';
+import { BASE_BACKUP_MANIFEST, BASE_BACKUP_RECORD, baseBackupObjectKey, isBaseBackupRecord, type BaseBackupRecord } from '../../archive/layout';
+import type { ChosenBackup, RestoreInstance } from '../contract';
+import { handToServerUser, instancePaths, serverOsUser } from './instance';
+
+export interface FetchBaseBackupInput {
+  cluster: string;
+  restoreId: string;
+  instance: RestoreInstance;
+  backup: ChosenBackup;
+}
+
+export interface FetchedBaseBackup {
+  backupId: string;
+  chain: string[];
+  downloadedBytes: number;
+  fetchMs: number;
+}
+
+/** The files pgops' base backups consist of; a tablespace's own tar would need a place to go. */
+const KNOWN_FILES = new Set(['base.tar.zst', 'pg_wal.tar.zst', BASE_BACKUP_MANIFEST]);
+
+async function readRecord(s3: S3Client, bucket: string, root: string, backupId: string): Promise<BaseBackupRecord> {
+  const object = await readObjectIfPresent(s3, bucket, baseBackupObjectKey(root, backupId, BASE_BACKUP_RECORD));
+  const record = object ? (JSON.parse(object.body) as unknown) : undefined;
+  if (!isBaseBackupRecord(record)) {
+    throw ApplicationFailure.nonRetryable(`base backup ${backupId} has no readable ${BASE_BACKUP_RECORD} under ${root}/base/ (deleted since the plan?)`, 'BackupMissing');
+  }
+  return record;
+}
+
+async function download(s3: S3Client, bucket: string, key: string, file: string, sha256: string, onBytes: (n: number) => void): Promise<void> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  const hash = createHash('sha256');
+  const hashing = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      onBytes(chunk.length);
+      done(null, chunk);
+    },
+  });
+  await pipeline(object.Body as Readable, hashing, createWriteStream(file, { mode: 0o600 }));
+  const got = hash.digest('hex');
+  if (got !== sha256) {
+    throw ApplicationFailure.nonRetryable(`s3://${bucket}/${key} failed its SHA-256 check: the backup's record says ${sha256}, the stored object gives ${got}`, 'BackupCorrupt');
+  }
+}
+
+async function run(command: string, args: string[]): Promise<void> {
+  const child = execa(command, args, { env: childEnv(), extendEnv: false, all: true, reject: false });
+  killOnCancel(child);
+  const result = await child;
+  if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.exitCode}): ${(result.all ?? '').trim().split('\n').slice(-3).join('; ')}`);
+}
+
+/** A tar-format base backup as the plain directory pg_combinebackup and PostgreSQL read. */
+async function extract(dir: string, plain: string): Promise<void> {
+  await rm(plain, { recursive: true, force: true });
+  await mkdir(path.join(plain, 'pg_wal'), { recursive: true, mode: 0o700 });
+  await run('tar', ['--zstd', '-xf', path.join(dir, 'base.tar.zst'), '-C', plain]);
+  if (existsSync(path.join(dir, 'pg_wal.tar.zst'))) await run('tar', ['--zstd', '-xf', path.join(dir, 'pg_wal.tar.zst'), '-C', path.join(plain, 'pg_wal')]);
+  await cp(path.join(dir, BASE_BACKUP_MANIFEST), path.join(plain, BASE_BACKUP_MANIFEST));
+}
+
+export function fetchBaseBackupActivities(config: WorkerConfig) {
+  async function fetchBaseBackup(input: FetchBaseBackupInput): Promise<FetchedBaseBackup> {
+    const paths = instancePaths(input.instance);
+    // A retry after the data directory was put in place: nothing to fetch again.
+    if (existsSync(paths.restored)) return JSON.parse(await readFile(paths.restored, 'utf8')) as FetchedBaseBackup;
+    const started = Date.now();
+    const s3 = createS3Client(config.s3);
+    let downloadedBytes = 0;
+    const heartbeats = heartbeatWhile(() => ({ stage: 'fetch', downloadedBytes }));
+    try {
+      const plains: string[] = [];
+      for (const backupId of input.backup.chain) {
+        const record = await readRecord(s3, config.s3.bucket, input.backup.root, backupId);
+        const unknown = record.files.find((f) => !KNOWN_FILES.has(f.name));
+        if (unknown) {
+          throw ApplicationFailure.nonRetryable(`base backup ${backupId} holds ${unknown.name} (a tablespace?): point-in-time restore handles the main data directory only`, 'UnsupportedBackup');
+        }
+        const dir = path.join(paths.downloads, backupId);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        for (const file of record.files) {
+          const key = baseBackupObjectKey(input.backup.root, backupId, file.name);
+          await download(s3, config.s3.bucket, key, path.join(dir, file.name), file.sha256, (n) => {
+            downloadedBytes += n;
+            heartbeats.progressed();
+          });
+        }
+        const plain = `${dir}.plain`;
+        await extract(dir, plain);
+        await rm(dir, { recursive: true, force: true });
+        plains.push(plain);
+        heartbeats.progressed();
+      }
+
+      const last = plains.at(-1)!;
+      if (existsSync(paths.dataDir)) await rmdir(paths.dataDir); // claimed empty (or absent) by claimInstance
+      if (plains.length === 1) {
+        await rename(last, paths.dataDir);
+      } else {
+        const combine = runPgTool(config, 'pg_combinebackup', ['--manifest-checksums=SHA256', '-o', paths.dataDir, ...plains], undefined, { all: true, reject: false });
+        killOnCancel(combine);
+        const combined = await combine;
+        if (combined.exitCode !== 0) {
+          throw ApplicationFailure.nonRetryable(`pg_combinebackup of ${input.backup.chain.join(' + ')} failed: ${(combined.all ?? '').trim().split('\n').slice(-3).join('; ')}`, 'BackupCorrupt');
+        }
+        // The WAL that makes the newest backup consistent, from its own -Xstream copy.
+        const walDir = path.join(paths.dataDir, 'pg_wal');
+        await mkdir(walDir, { recursive: true, mode: 0o700 });
+        for (const name of readdirSync(path.join(last, 'pg_wal'))) {
+          if (!existsSync(path.join(walDir, name))) await cp(path.join(last, 'pg_wal', name), path.join(walDir, name), { recursive: true });
+        }
+      }
+      const verify = runPgTool(config, 'pg_verifybackup', ['--exit-on-error', '--quiet', paths.dataDir], undefined, { all: true, reject: false });
+      killOnCancel(verify);
+      const verified = await verify;
+      if (verified.exitCode !== 0) {
+        throw ApplicationFailure.nonRetryable(`base backup ${input.backup.backupId} failed pg_verifybackup after the download: ${(verified.all ?? '').trim().split('\n').slice(0, 3).join('; ')}`, 'BackupCorrupt');
+      }
+      await rm(paths.downloads, { recursive: true, force: true });
+      await handToServerUser(paths, serverOsUser(config, input.cluster), [paths.dataDir]);
+      const fetched: FetchedBaseBackup = { backupId: input.backup.backupId, chain: input.backup.chain, downloadedBytes, fetchMs: Date.now() - started };
+      await writeFile(paths.restored, JSON.stringify(fetched), { mode: 0o600 });
+      return fetched;
+    } catch (err) {
+      // Half-built: the next attempt starts from the downloads again.
+      await rm(paths.dataDir, { recursive: true, force: true }).catch(() => undefined);
+      if (err instanceof ApplicationFailure) throw err;
+      if ((err as { $metadata?: unknown }).$metadata !== undefined) throw storageFailure(config.s3, err);
+      throw err;
+    } finally {
+      heartbeats.stop();
+      s3.destroy();
+    }
+  }
+
+  return { fetchBaseBackup };
+}
