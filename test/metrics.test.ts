@@ -132,7 +132,7 @@ describe('backups', () => {
   });
 });
 
-describe('restores and failovers, counted from the audit trail', () => {
+describe('restores, failovers and restore drills, from the audit trail', () => {
   test('counts by outcome, the last outcome and its downtime, the same from any worker', async () => {
     // A target of these records alone: the backups test's rejected restore is in the same trail.
     const target = `audited-${id}`;
@@ -147,6 +147,12 @@ describe('restores and failovers, counted from the audit trail', () => {
       { step: 'promote', startedAt: '2026-11-04T03:00:04.500Z', ms: 300, outcome: 'ok' },
       { step: 'repoint clients', startedAt: '2026-11-04T03:00:05.000Z', ms: 200, outcome: 'pgbouncer' },
     ];
+    const drill = (n: number, ok: boolean) =>
+      appendAuditRecord(config, 'drills', `drill-${n}/run`, { workflowId: `drill-${n}`, cluster: `c-${id}`, ok, checks: [{ name: 'amcheck', ok, detail: '' }], finishedAt: `2026-11-0${n}T05:00:00.000Z` }, `2026-11-0${n}T05:00:00.000Z`);
+    await drill(1, true);
+    await drill(2, false);
+    await drill(3, true);
+    await drill(4, false);
     await appendAuditRecord(config, 'failovers', 'failover-x/run', { cluster: `c-${id}`, mode: 'failover', outcome: 'promoted', steps, finishedAt: '2026-11-04T03:00:06.000Z' }, '2026-11-04T03:00:06.000Z');
 
     const client = await connectClient(config.temporal);
@@ -160,6 +166,9 @@ describe('restores and failovers, counted from the audit trail', () => {
       expect(await sample(registry, 'pgops_failovers_total', { cluster: `c-${id}`, mode: 'failover', outcome: 'promoted' })).toBe(1);
       // From confirming the failure to clients repointed: 03:00:00.000 to 03:00:05.200.
       expect(await sample(registry, 'pgops_failover_last_downtime_seconds', { cluster: `c-${id}` })).toBeCloseTo(5.2, 6);
+      // The newest passed drill (the 3rd) and the newest failed one (the 4th): the alert rule compares them.
+      expect(await sample(registry, 'pgops_restore_drill_last_success_timestamp_seconds', { target: `c-${id}` })).toBe(Date.parse('2026-11-03T05:00:00.000Z') / 1000);
+      expect(await sample(registry, 'pgops_restore_drill_last_failure_timestamp_seconds', { target: `c-${id}` })).toBe(Date.parse('2026-11-04T05:00:00.000Z') / 1000);
     } finally {
       await client.connection.close();
     }

@@ -210,6 +210,17 @@ export interface DrillNotification {
 }
 
 export const RESTORE_DRILL_WORKFLOW = 'restoreDrill';
+/** The audit trail every drill appends its record to (pgops doctor and the metrics read it). */
+export const DRILL_AUDIT_KIND = 'drills';
+
+/** The failed checks of a drill, as one line. */
+export function drillFailures(record: Pick<DrillRecord, 'checks'>): string {
+  return record.checks
+    .filter((c) => !c.ok)
+    .map((c) => `${c.name}: ${c.detail}`)
+    .join('; ');
+}
+
 export type RestoreDrillWorkflow = (input: RestoreDrillInput) => Promise<DrillRecord>;
 
 /** One drill schedule per cluster. */

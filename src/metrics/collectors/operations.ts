@@ -1,4 +1,4 @@
-// Restores and failovers, counted from their audit trail in S3 at scrape time rather than by
+// Restores, failovers and restore drills, counted from their audit trail in S3 at scrape time rather than by
 // counters in the worker that ran them: the trail is durable and shared, so every worker reports
 // the same totals, a worker's restart does not reset them (a failover is rare enough that a
 // reset counter would hide it), and a restore run by another worker still counts. The trail is
@@ -8,6 +8,8 @@ import type { WorkerConfig } from '../../shared/config';
 import type { RestoreAudit } from '../../restore/contract';
 import type { FailoverResult, StepTiming } from '../../failover/contract';
 import { readAuditRecords, type AuditObjectCache } from '../../shared/storage/auditLog';
+import { drillStandings, readDrillRecords, type DrillStanding } from '../../pitr/drillHistory';
+import type { DrillRecord } from '../../pitr/contract';
 import { epochSeconds, sampledCounter, sampledGauge, type Sample } from '../sampled';
 import { ScrapeSource, type ScrapeSourceOptions } from '../scrapeSource';
 
@@ -52,7 +54,9 @@ export function failoverDowntimeSeconds(result: Pick<FailoverResult, 'steps'>): 
 export function registerOperationMetrics(registry: Registry, config: Pick<WorkerConfig, 's3'>, options: ScrapeSourceOptions): ScrapeSource<unknown>[] {
   const restoreCache: AuditObjectCache = new Map();
   const failoverCache: AuditObjectCache = new Map();
+  const drillCache: AuditObjectCache = new Map();
   const restores = new ScrapeSource('audit:restores', async () => (await readAuditRecords(config, 'restores', restoreCache)) as RestoreAudit[], options);
+  const drills = new ScrapeSource('audit:drills', () => readDrillRecords(config, drillCache), options);
   const failovers = new ScrapeSource('audit:failovers', async () => (await readAuditRecords(config, 'failovers', failoverCache)) as FailoverResult[], options);
 
   sampledCounter(registry, restores, {
@@ -118,5 +122,24 @@ export function registerOperationMetrics(registry: Registry, config: Pick<Worker
       for (const [cluster, last] of lastOf(promoted, (r) => r.cluster)) yield [{ cluster, mode: last.mode }, failoverDowntimeSeconds(last)!];
     },
   });
-  return [restores, failovers];
+  registerDrillMetrics(registry, drills);
+  return [restores, failovers, drills];
+}
+
+/** The alert rule PgopsRestoreDrillFailed compares the two: a failure newer than the last pass. */
+function registerDrillMetrics(registry: Registry, drills: ScrapeSource<DrillRecord[]>): void {
+  const gauge = (name: string, help: string, pick: (s: DrillStanding) => DrillRecord | undefined) =>
+    sampledGauge(registry, drills, {
+      name,
+      help,
+      labelNames: ['target'],
+      *samples(records) {
+        for (const standing of drillStandings(records).values()) {
+          const at = epochSeconds(pick(standing)?.finishedAt);
+          if (at !== undefined) yield [{ target: standing.cluster }, at];
+        }
+      },
+    });
+  gauge('pgops_restore_drill_last_success_timestamp_seconds', "When the cluster's last passed restore drill ended (Unix time).", (s) => s.lastPassed);
+  gauge('pgops_restore_drill_last_failure_timestamp_seconds', "When the cluster's last failed restore drill ended (Unix time).", (s) => s.lastFailed);
 }

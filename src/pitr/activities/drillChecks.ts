@@ -8,7 +8,7 @@ import { withTarget } from '../../shared/postgres/connection';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 import { appendAuditRecord } from '../../shared/storage/auditLog';
 import { baseBackupObjectKey, DRILL_RECORD } from '../../archive/layout';
-import { type DrillRecord, type IndexCheck, type RestoreInstance } from '../contract';
+import { DRILL_AUDIT_KIND, type DrillRecord, type IndexCheck, type RestoreInstance } from '../contract';
 import { instanceTarget } from './instance';
 
 export function drillActivities(config: WorkerConfig) {
@@ -51,7 +51,7 @@ export function drillActivities(config: WorkerConfig) {
         s3.destroy();
       }
     }
-    return appendAuditRecord(config, 'drills', record.workflowId, record, record.finishedAt);
+    return appendAuditRecord(config, DRILL_AUDIT_KIND, record.workflowId, record, record.finishedAt);
   }
 
   return { checkBiggestIndexes, recordDrill };

@@ -9,7 +9,7 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import { isDuration } from '../../shared/duration';
 import { NAME_PATTERN } from '../../shared/targets';
 import { causeMessage } from '../../shared/temporal/causeMessage';
-import type { DrillRecord, RecoveryTarget, RestoreDrillInput } from '../contract';
+import { drillFailures, type DrillRecord, type RecoveryTarget, type RestoreDrillInput } from '../contract';
 import { pitrSteps } from './pitrSteps';
 
 function validate(input: RestoreDrillInput): void {
@@ -87,9 +87,9 @@ export async function restoreDrill(input: RestoreDrillInput): Promise<DrillRecor
   await steps.recordDrill({ root, record });
   if (!record.ok) {
     await steps
-      .notifyWebhook({ workflowId, target: input.cluster, kind: 'restore-drill', status: 'failed', backupId: record.backupId, error: record.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`).join('; ') })
+      .notifyWebhook({ workflowId, target: input.cluster, kind: 'restore-drill', status: 'failed', backupId: record.backupId, error: drillFailures(record) })
       .catch(() => undefined);
-    throw ApplicationFailure.nonRetryable(`restore drill of ${input.cluster} failed: ${record.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`).join('; ')}`, 'DrillFailed');
+    throw ApplicationFailure.nonRetryable(`restore drill of ${input.cluster} failed: ${drillFailures(record)}`, 'DrillFailed');
   }
   return record;
 }
