@@ -6,7 +6,10 @@
 //   2. guardedRestore of the nightly logical backup (mode new-database, approved at once)
 // and WAL replay speed against the speed the primary wrote that WAL. Results to docs/benchmarks.md.
 //
-//   npx tsx bench/pitr.ts [--scale 10] [--wal-mb 1024]     (the local stack must be up)
+// Then the same from an incremental base backup taken after the load, to a moment --after-mb of
+// WAL later: how a base backup schedule bounds the replay.
+//
+//   npx tsx bench/pitr.ts [--scale 10] [--wal-mb 1024] [--after-mb 64]     (the local stack must be up)
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,9 +29,10 @@ import { describePhysicalArchive } from '../src/archive/catalog';
 import { describeCpu, stackServers } from './cpu';
 import { benchTarget, intoScratch, recordBenchmarkRun, scriptRestore, seconds } from './support';
 
-const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' }, 'wal-mb': { type: 'string', default: '1024' } } });
+const { values } = parseArgs({ options: { scale: { type: 'string', default: '10' }, 'wal-mb': { type: 'string', default: '1024' }, 'after-mb': { type: 'string', default: '64' } } });
 const scale = Number(values.scale);
 const walBytes = Number(values['wal-mb']) * 1024 * 1024;
+const afterBytes = Number(values['after-mb']) * 1024 * 1024;
 const INSTANCE_PORT = 26338;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -74,17 +78,41 @@ async function main(): Promise<void> {
     console.error(`base backup ${base.backupId}: ${(base.record.sizeBytes / 1e6).toFixed(0)} MB stored`);
     const produced = await writeWal(target, walBytes);
     console.error(`wrote ${(produced.bytes / 1e9).toFixed(2)} GB of WAL in ${produced.seconds.toFixed(1)} s`);
-    const [{ at }] = (await withTarget(target, (c) => c.query<{ at: string }>('SELECT clock_timestamp()::text AS at'))).rows;
-    await withTarget(target, (c) => c.query('INSERT INTO pgops_bench_pitr_load (payload) VALUES ($1)', ['after the target']));
-    const [{ lsn, walfile }] = (await withTarget(target, (c) => c.query<{ lsn: string; walfile: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS walfile'))).rows;
-    const root = (await archiveState(archiver)).root!;
-    while (!(await isArchived(s3, config.s3.bucket, root, parseInt(walfile.slice(0, 8), 16), lsn))) await sleep(500);
-    // The growing partial runs ahead of a backlog of complete segments after a burst: wait for the chain to close.
-    for (;;) {
-      const window = (await describePhysicalArchive(s3, config.s3, cluster)).window;
-      if (window?.from && window.to && parseLsn(window.to.lsn) >= parseLsn(lsn)) break;
-      await sleep(1_000);
-    }
+    /** A moment to restore to (then a row after it), once the archive holds the WAL up to there. */
+    const noteTarget = async (): Promise<string> => {
+      const [{ at }] = (await withTarget(target, (c) => c.query<{ at: string }>('SELECT clock_timestamp()::text AS at'))).rows;
+      await withTarget(target, (c) => c.query('INSERT INTO pgops_bench_pitr_load (payload) VALUES ($1)', ['after the target']));
+      const [{ lsn, walfile }] = (await withTarget(target, (c) => c.query<{ lsn: string; walfile: string }>('SELECT pg_current_wal_lsn()::text AS lsn, pg_walfile_name(pg_current_wal_lsn()) AS walfile'))).rows;
+      const root = (await archiveState(archiver)).root!;
+      while (!(await isArchived(s3, config.s3.bucket, root, parseInt(walfile.slice(0, 8), 16), lsn))) await sleep(500);
+      // The growing partial runs ahead of a backlog of complete segments after a burst: wait for the chain to close.
+      for (;;) {
+        const window = (await describePhysicalArchive(s3, config.s3, cluster)).window;
+        if (window?.from && window.to && parseLsn(window.to.lsn) >= parseLsn(lsn)) break;
+        await sleep(1_000);
+      }
+      return at;
+    };
+    /** pointInTimeRestore until it waits for approval at the target (then rejected: the instance goes). */
+    const pitrUntilPaused = async (at: string) => {
+      const begun = Date.now();
+      const pitr = await startPointInTimeRestore(
+        client,
+        { taskQueue },
+        { cluster, target: { kind: 'time', time: at }, instance: { dataDir: instanceDir, port: INSTANCE_PORT }, mode: 'side', requestedBy: 'bench', reason: 'benchmark' },
+      );
+      let status = await pitrStatus(client, pitr.workflowId);
+      while (status.stage !== 'awaiting-approval') {
+        if (status.stage === 'failed') throw new Error(`pointInTimeRestore failed: ${status.error}`);
+        await sleep(100);
+        status = await pitrStatus(client, pitr.workflowId);
+      }
+      const paused = seconds(begun);
+      await decidePointInTimeRestore(client, pitr.workflowId, 'reject', { approver: 'bench-approver', reason: 'benchmark over' });
+      await pitr.result();
+      return { paused, report: status.report!, chain: status.recovery?.backup.chain ?? [] };
+    };
+    const at = await noteTarget();
 
     // What the cron job leaves behind and what nightlyBackup uploads: made first, not timed.
     const dumpGz = path.join(work, 'dump.sql.gz');
@@ -107,23 +135,17 @@ async function main(): Promise<void> {
 
     // The restores above wrote WAL too; the archive's catching up is not the restore's time.
     while (!(await describePhysicalArchive(s3, config.s3, cluster)).window?.from) await sleep(1_000);
-    started = Date.now();
-    const pitr = await startPointInTimeRestore(
-      client,
-      { taskQueue },
-      { cluster, target: { kind: 'time', time: at }, instance: { dataDir: instanceDir, port: INSTANCE_PORT }, mode: 'side', requestedBy: 'bench', reason: 'benchmark' },
-    );
-    let status = await pitrStatus(client, pitr.workflowId);
-    while (status.stage !== 'awaiting-approval') {
-      if (status.stage === 'failed') throw new Error(`pointInTimeRestore failed: ${status.error}`);
-      await sleep(100);
-      status = await pitrStatus(client, pitr.workflowId);
-    }
-    const paused = seconds(started);
-    const report = status.report!;
-    await decidePointInTimeRestore(client, pitr.workflowId, 'reject', { approver: 'bench-approver', reason: 'benchmark over' });
-    await pitr.result();
+    const { paused, report } = await pitrUntilPaused(at);
     console.error(`pointInTimeRestore paused at the target after ${paused.toFixed(1)} s (fetch ${report.fetchMs} ms, replay ${report.replayMs} ms)`);
+
+    // What a base backup schedule buys: the next incremental (taken after the load, as an hourly
+    // schedule would), then --after-mb more WAL, and a restore to the end of that.
+    started = Date.now();
+    const incremental = await (await startBaseBackup(client, { taskQueue }, { cluster, mode: 'auto' })).result();
+    const incrementalSeconds = seconds(started);
+    const after = await writeWal(target, afterBytes);
+    const near = await pitrUntilPaused(await noteTarget());
+    console.error(`from the incremental ${incremental.backupId} (${incrementalSeconds.toFixed(1)} s): paused after ${near.paused.toFixed(1)} s`);
 
     const size = await withTarget(target, async (c) => Number((await c.query('SELECT pg_database_size(current_database()) AS b')).rows[0].b));
     const script = scriptCpu.wallSeconds;
@@ -132,13 +154,14 @@ async function main(): Promise<void> {
     const section = [
       `## Point-in-time restore (${new Date().toISOString().slice(0, 10)}, scale ${scale}, database ${(size / 1e9).toFixed(2)} GB, ${(produced.bytes / 1e9).toFixed(2)} GB of WAL)`,
       '',
-      `Command: \`npx tsx bench/pitr.ts --scale ${scale} --wal-mb ${values['wal-mb']}\` (stack up; compiled worker and wal-fetch; 2-core machine, shared and noisy: compare ratios)`,
+      `Command: \`npx tsx bench/pitr.ts --scale ${scale} --wal-mb ${values['wal-mb']} --after-mb ${values['after-mb']}\` (stack up; compiled worker and wal-fetch; 2-core machine, shared and noisy: compare ratios)`,
       '',
       '| run | wall s | vs gunzip \\| psql | notes |',
       '| --- | ---: | ---: | --- |',
       `| old script: gunzip -c dump.sql.gz \\| psql into a fresh database | ${script.toFixed(1)} | 1.00× | the bench database only |`,
       `| guardedRestore --mode new-database, approved at once | ${guarded.toFixed(1)} | ${(guarded / script).toFixed(2)}× | the bench database only |`,
-      `| pointInTimeRestore to "paused at the target" | ${paused.toFixed(1)} | ${(paused / script).toFixed(2)}× (${(script / paused).toFixed(1)}× faster) | the whole cluster (${(base.record.sizeBytes / 1e6).toFixed(0)} MB stored): fetch + SHA-256 + pg_verifybackup ${(report.fetchMs / 1000).toFixed(1)} s, replay of ${(produced.bytes / 1e9).toFixed(2)} GB WAL ${(report.replayMs / 1000).toFixed(1)} s (${report.segmentsFetched} segments fetched) |`,
+      `| pointInTimeRestore to "paused at the target", the full base backup before the load | ${paused.toFixed(1)} | ${(paused / script).toFixed(2)}× (${(script / paused).toFixed(1)}× faster) | the whole cluster (${(base.record.sizeBytes / 1e6).toFixed(0)} MB stored): fetch + SHA-256 + pg_verifybackup ${(report.fetchMs / 1000).toFixed(1)} s, replay of ${(produced.bytes / 1e9).toFixed(2)} GB WAL ${(report.replayMs / 1000).toFixed(1)} s (${report.segmentsFetched} segments fetched) |`,
+      `| pointInTimeRestore from the incremental taken after the load (${incremental.record.kind}, ${(incremental.record.sizeBytes / 1e6).toFixed(0)} MB stored, ${incrementalSeconds.toFixed(1)} s to take) to a moment ${(after.bytes / 1e6).toFixed(0)} MB of WAL later | ${near.paused.toFixed(1)} | ${(near.paused / script).toFixed(2)}× (${(script / near.paused).toFixed(1)}× faster) | chain ${near.chain.length} backup(s): fetch + pg_combinebackup + pg_verifybackup ${(near.report.fetchMs / 1000).toFixed(1)} s, replay ${(near.report.replayMs / 1000).toFixed(1)} s (${near.report.segmentsFetched} segments fetched) |`,
       '',
       `WAL: the primary wrote it at ${(produceRate / 1e6).toFixed(1)} MB/s (steady INSERT/UPDATE batches, ${produced.seconds.toFixed(1)} s); replay consumed it at ${(replayRate / 1e6).toFixed(1)} MB/s (${(replayRate / produceRate).toFixed(2)}× the primary's rate; replay time includes the instance's start and the fetches).`,
       '',

@@ -2,19 +2,21 @@
 // server's OS user, through the restore-command.sh pgops writes beside the data directory):
 //
 //   main.ts <env file> <%f> <%p>
+//   main.ts --read-ahead <env file>      (started by the first, detached: readAhead.ts)
 //
-// It fetches the file PostgreSQL asks for, then reads ahead the next segments into the cache the
-// shell wrapper serves from, so replay is not one S3 round trip (and one process start) per
-// segment. The env file holds the bucket's settings and credentials, readable by the server's
+// It fetches the file PostgreSQL asks for and makes sure the read-ahead runs, which keeps the next
+// segments in the cache the shell wrapper serves from while replay goes on, so replay is not one
+// S3 round trip (and one process start) per segment, nor waits for the next batch. The env file holds the bucket's settings and credentials, readable by the server's
 // user only: nothing secret is on a command line. Every fetch and every failure is appended to
 // the instance's fetch log, where the restore workflow reads why replay stopped.
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { parse as parseEnvFile } from 'dotenv';
 import { loadS3 } from '../../shared/config';
 import { createS3Client } from '../../shared/storage/s3Client';
-import { parseLsn, parseSegmentName, segmentName } from '../../archive/layout';
+import { parseLsn, parseSegmentName } from '../../archive/layout';
 import { fetchWalFile, WalObjectCorrupt, type FetchOptions } from './fetchWal';
+import { markWanted, readAheadRunning, runReadAhead } from './readAhead';
 
 export interface WalFetchEvent {
   at: string;
@@ -28,16 +30,62 @@ export interface WalFetchEvent {
   ahead?: boolean;
 }
 
-const PARALLEL_READ_AHEAD = 4;
+const USAGE = 'usage: wal-fetch <env file> <%f> <%p> | wal-fetch --read-ahead <env file>';
 
-async function main([envFile, name, destination]: string[]): Promise<number> {
+async function main(args: string[]): Promise<number> {
+  if (args[0] === '--read-ahead' && args[1]) return readAheadMain(args[1]);
+  const [envFile, name, destination] = args;
   if (!envFile || !name || !destination) {
-    console.error('usage: wal-fetch <env file> <%f> <%p>');
+    console.error(USAGE);
     return 2;
   }
+  const { env, options, record } = settings(envFile);
+  try {
+    const started = Date.now();
+    const fetched = await fetchWalFile(options, name, destination);
+    if (!fetched) {
+      record({ event: 'missing', name });
+      return 1;
+    }
+    record({ event: 'fetched', name, key: fetched.key, bytes: fetched.bytes, ms: Date.now() - started });
+    if (parseSegmentName(name, options.segmentBytes) && !fetched.partial) {
+      const cache = env.PGOPS_WAL_FETCH_CACHE!;
+      markWanted(cache, name);
+      if (!readAheadRunning(cache)) startReadAhead(envFile);
+    }
+    return 0;
+  } catch (err) {
+    record(
+      err instanceof WalObjectCorrupt
+        ? { event: 'corrupt', name, key: err.key, error: err.message }
+        : { event: 'error', name, error: (err as Error).message },
+    );
+    console.error(`pgops wal-fetch ${name}: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    options.s3.destroy();
+  }
+}
+
+/** This program again (under the same runtime flags: tsx in a checkout), detached from PostgreSQL's wait. */
+function startReadAhead(envFile: string): void {
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], '--read-ahead', envFile], { detached: true, stdio: 'ignore' });
+  child.unref();
+}
+
+async function readAheadMain(envFile: string): Promise<number> {
+  const { env, options, record } = settings(envFile);
+  try {
+    await runReadAhead({ fetch: options, cache: env.PGOPS_WAL_FETCH_CACHE!, window: Number(env.PGOPS_WAL_FETCH_READ_AHEAD ?? 16), record });
+    return 0;
+  } finally {
+    options.s3.destroy();
+  }
+}
+
+function settings(envFile: string) {
   const env = parseEnvFile(readFileSync(envFile));
   const log = env.PGOPS_WAL_FETCH_LOG!;
-  const cache = env.PGOPS_WAL_FETCH_CACHE!;
   const record = (event: Omit<WalFetchEvent, 'at'>) => appendFileSync(log, `${JSON.stringify({ at: new Date().toISOString(), ...event })}\n`);
   const s3 = createS3Client(loadS3(env));
   const options: FetchOptions = {
@@ -49,55 +97,7 @@ async function main([envFile, name, destination]: string[]): Promise<number> {
     allowPartial: true,
     stop: env.PGOPS_WAL_FETCH_STOP_LSN ? { timeline: Number(env.PGOPS_WAL_FETCH_STOP_TIMELINE), lsn: parseLsn(env.PGOPS_WAL_FETCH_STOP_LSN) } : undefined,
   };
-  try {
-    const started = Date.now();
-    const fetched = await fetchWalFile(options, name, destination);
-    if (!fetched) {
-      record({ event: 'missing', name });
-      return 1;
-    }
-    record({ event: 'fetched', name, key: fetched.key, bytes: fetched.bytes, ms: Date.now() - started });
-    const segment = parseSegmentName(name, options.segmentBytes);
-    if (segment && !fetched.partial) await readAhead(options, segment.timeline, segment.segno, Number(env.PGOPS_WAL_FETCH_READ_AHEAD ?? 16), cache, record);
-    return 0;
-  } catch (err) {
-    record(
-      err instanceof WalObjectCorrupt
-        ? { event: 'corrupt', name, key: err.key, error: err.message }
-        : { event: 'error', name, error: (err as Error).message },
-    );
-    console.error(`pgops wal-fetch ${name}: ${(err as Error).message}`);
-    return 1;
-  } finally {
-    s3.destroy();
-  }
-}
-
-/**
- * The next `count` complete segments of the timeline into the cache, a few at a time, stopping at
- * the first one the archive does not have yet. A corrupt one is logged and left out: when
- * PostgreSQL asks for it, the fetch fails with the reason.
- */
-async function readAhead(options: FetchOptions, timeline: number, segno: bigint, count: number, cache: string, record: (e: Omit<WalFetchEvent, 'at'>) => void): Promise<void> {
-  const names = Array.from({ length: count }, (_, i) => segmentName(timeline, segno + BigInt(i + 1), options.segmentBytes)).filter((n) => !existsSync(path.join(cache, n)));
-  let next = 0;
-  let ended = false;
-  const worker = async () => {
-    while (!ended && next < names.length) {
-      const name = names[next++];
-      const started = Date.now();
-      try {
-        const fetched = await fetchWalFile({ ...options, allowPartial: false }, name, path.join(cache, name));
-        if (!fetched) ended = true;
-        else record({ event: 'read-ahead', name, key: fetched.key, bytes: fetched.bytes, ms: Date.now() - started });
-      } catch (err) {
-        ended = true;
-        const error = (err as Error).message;
-        record(err instanceof WalObjectCorrupt ? { event: 'corrupt', name, key: err.key, error, ahead: true } : { event: 'error', name, error, ahead: true });
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: PARALLEL_READ_AHEAD }, worker));
+  return { env, options, record };
 }
 
 main(process.argv.slice(2)).then(
