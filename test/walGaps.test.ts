@@ -187,9 +187,15 @@ test('the scheduled audit: a gapless archive is left alone; a deleted segment is
       await s3.send(new DeleteObjectCommand({ Bucket: config.s3.bucket, Key: walSegmentKey(audit.root!, middle) }));
       s3.destroy();
 
+      // A dry run finds the same hole and starts nothing.
+      const workflowId = gapBaseBackupWorkflowId(cluster.name, audit.systemIdentifier!, middle);
+      const dry = await runWalChainAudit(client, { taskQueue, workflowId: `walgap-dry-${randomUUID().slice(0, 8)}` }, { cluster: cluster.name, dryRun: true });
+      expect(dry).toMatchObject({ status: 'gap', holes: [{ fromSegment: middle, toSegment: middle }], notified: true });
+      expect(dry.baseBackup).toBeUndefined();
+      await expect(client.workflow.getHandle(workflowId).describe()).rejects.toThrow(/not found/i);
+
       // Two audits at once: one starts the gap's full base backup, the other finds it started.
       const found = await Promise.all([0, 1].map(() => runWalChainAudit(client, { taskQueue, workflowId: `walgap-audit-${randomUUID().slice(0, 8)}` }, { cluster: cluster.name })));
-      const workflowId = gapBaseBackupWorkflowId(cluster.name, audit.systemIdentifier!, middle);
       for (const r of found) expect(r).toMatchObject({ status: 'gap', holes: [{ timeline: 1, fromSegment: middle, toSegment: middle, segments: 1, kind: 'absent' }], notified: true, baseBackup: { workflowId } });
       expect(found.map((r) => r.baseBackup!.outcome).sort()).toEqual(['already-started', 'started']);
       // What `pgops wal audit now` prints (and exits 2 on).
@@ -200,6 +206,7 @@ test('the scheduled audit: a gapless archive is left alone; a deleted segment is
         '  webhook told',
       ]);
       expect(received('wal-chain-audit')).toEqual([
+        expect.not.objectContaining({ baseBackup: expect.anything() }),
         expect.objectContaining({ cluster: cluster.name, status: 'gap', baseBackup: expect.objectContaining({ workflowId }) }),
         expect.objectContaining({ cluster: cluster.name, status: 'gap', baseBackup: expect.objectContaining({ workflowId }) }),
       ]);
