@@ -121,10 +121,10 @@ describe('baseBackup', () => {
   test('backups list shows it, and says there is no WAL archive yet', async () => {
     const s3 = createS3Client(config.s3);
     try {
-      const view = await describePhysicalArchive(s3, config.s3, cluster.name);
+      const view = await describePhysicalArchive(s3, config.s3, config.encryption, cluster.name);
       expect(view.backups.map((b) => b.backupId)).toEqual([made.full.backupId]);
       expect(view.window).toBeUndefined();
-      const listing = await physicalListing(s3, config.s3);
+      const listing = await physicalListing(s3, config.s3, config.encryption);
       expect(listing).toContain(made.full.backupId);
       expect(listing).toContain(`no WAL archive found for cluster ${cluster.name}`);
     } finally {
@@ -186,7 +186,7 @@ describe('baseBackup', () => {
         dryRun,
         now: new Date(Date.parse(made.incremental2.record.stoppedAt) + 500).toISOString(),
       });
-    const ids = async () => (await listBaseBackups(s3, config.s3, cluster.name)).map((b) => b.record.backupId);
+    const ids = async () => (await listBaseBackups(s3, config.s3, config.encryption, cluster.name)).map((b) => b.record.backupId);
     try {
       const all = await ids();
       const dry = await prune(true);

@@ -221,7 +221,7 @@ describe('pointInTimeRestore', () => {
     expect(instanceExists(dir)).toBe(false);
     const s3 = createS3Client(f.config.s3);
     try {
-      expect(await physicalListing(s3, f.config.s3, f.cluster.name)).toContain(record.provedAt!);
+      expect(await physicalListing(s3, f.config.s3, f.config.encryption, f.cluster.name)).toContain(record.provedAt!);
     } finally {
       s3.destroy();
     }

@@ -128,8 +128,9 @@ export function takeBaseBackupActivities(config: WorkerConfig) {
   async function fetchParent(root: string, file: string): Promise<BaseBackupRecord | undefined> {
     const s3 = createS3Client(config.s3);
     try {
-      const newest = (await listBaseBackups(s3, config.s3, '', root)).at(-1)?.record;
-      if (newest) await downloadBaseBackupManifest(s3, config.s3.bucket, root, newest.backupId, file);
+      // Only an authentic record is built on: an incremental of a planted parent would restore its content.
+      const newest = (await listBaseBackups(s3, config.s3, config.encryption, '', root)).at(-1)?.record;
+      if (newest) await downloadBaseBackupManifest(s3, config.s3.bucket, config.encryption, root, newest, file);
       return newest;
     } catch (err) {
       if ((err as { name?: string }).name === 'NoSuchKey') {

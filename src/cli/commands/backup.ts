@@ -87,7 +87,7 @@ export async function backupsListCommand(args: string[]): Promise<number> {
     if (untrusted > 0) console.error(`pgops: ${untrusted} backup(s) above have a manifest that does not verify: never "latest", and pgops refuses to restore them`);
     if (!ring) console.error('pgops: no encryption key configured here (PGOPS_ENCRYPTION_KEYS): manifests were not checked');
     // Logical backups are per target; physical ones per cluster: with --target alone, only the former.
-    if (values.target === undefined || values.cluster !== undefined) console.log(`\n${await physicalListing(s3, config, values.cluster)}`);
+    if (values.target === undefined || values.cluster !== undefined) console.log(`\n${await physicalListing(s3, config, ring, values.cluster)}`);
     return 0;
   } finally {
     s3.destroy();

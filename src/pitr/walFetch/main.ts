@@ -5,13 +5,13 @@
 //
 // It fetches the file PostgreSQL asks for, then reads ahead the next segments into the cache the
 // shell wrapper serves from, so replay is not one S3 round trip (and one process start) per
-// segment. The env file holds the bucket's settings and credentials, readable by the server's
-// user only: nothing secret is on a command line. Every fetch and every failure is appended to
+// segment. The env file holds the bucket's settings and credentials, and the encryption keys
+// when the archive is sealed, readable by the server's user only: nothing secret is on a command line. Every fetch and every failure is appended to
 // the instance's fetch log, where the restore workflow reads why replay stopped.
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseEnvFile } from 'dotenv';
-import { loadS3 } from '../../shared/config';
+import { loadKeyRing, loadS3 } from '../../shared/config';
 import { createS3Client } from '../../shared/storage/s3Client';
 import { parseLsn, parseSegmentName, segmentName } from '../../archive/layout';
 import { fetchWalFile, WalObjectCorrupt, type FetchOptions } from './fetchWal';
@@ -46,6 +46,8 @@ async function main([envFile, name, destination]: string[]): Promise<number> {
     root: env.PGOPS_WAL_FETCH_ROOT!,
     segmentBytes: Number(env.PGOPS_WAL_FETCH_SEGMENT_BYTES),
     zstdBin: env.PGOPS_ZSTD_BIN ?? 'zstd',
+    // Only from the env file, never from a command line: the keys that open the sealed archive.
+    ring: loadKeyRing(env),
     allowPartial: true,
     stop: env.PGOPS_WAL_FETCH_STOP_LSN ? { timeline: Number(env.PGOPS_WAL_FETCH_STOP_TIMELINE), lsn: parseLsn(env.PGOPS_WAL_FETCH_STOP_LSN) } : undefined,
   };
