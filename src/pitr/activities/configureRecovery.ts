@@ -30,7 +30,7 @@ const confQuote = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'
  * the worker's key ring when it has one (the archive is then sealed and its objects must open).
  * 0600 and the server user's: the one copy of the keys outside the worker's own configuration.
  */
-function fetchEnvironment(config: WorkerConfig, plan: RecoveryPlan, cache: string, log: string): string {
+export function fetchEnvironment(config: WorkerConfig, plan: RecoveryPlan, cache: string, log: string): string {
   const s3 = config.s3;
   const lines: Record<string, string | undefined> = {
     PGOPS_S3_ENDPOINT: s3.endpoint,
