@@ -20,6 +20,7 @@ import {
   isBaseBackupRecord,
   physicalPrefix,
   type BaseBackupRecord,
+  type WalIndexBlock,
 } from './layout';
 import { auditWalChain } from './activities/walChain';
 import { recoverableWindow, windowInputsFromAudit, type RecoverableWindow } from './recoveryWindow';
@@ -142,6 +143,36 @@ export async function downloadBaseBackupManifest(s3: S3Client, bucket: string, r
 export async function listWalObjects(s3: S3Client, bucket: string, root: string): Promise<string[]> {
   const keys = await listKeys(s3, bucket, `${root}/wal/`);
   return [...keys.filter((key) => !key.includes('/wal/history/')), ...(await listKeys(s3, bucket, `${root}/wal-index/`))];
+}
+
+/**
+ * Which key ids the physical archive needs, each with what needs it (for `pgops keys`): every
+ * base backup's signature and objects, records signed with a key this ring lacks, and every WAL
+ * index block's signature and the segments it lists.
+ */
+export async function physicalKeyUses(s3: S3Client, config: S3Config, ring: KeyRing | undefined): Promise<Map<string, string[]>> {
+  const uses = new Map<string, string[]>();
+  const need = (id: string | undefined, what: string) => {
+    if (id) uses.set(id, [...new Set([...(uses.get(id) ?? []), what])]);
+  };
+  for (const cluster of await listPhysicalClusters(s3, config)) {
+    for (const root of await listArchiveRoots(s3, config, cluster)) {
+      const { backups, untrusted } = await readBaseBackupCatalog(s3, config, ring, cluster, root);
+      for (const { record } of backups) {
+        const what = `base backup ${record.backupId}`;
+        need(record.authentication?.keyId, what);
+        for (const file of record.files) need(file.stored?.keyId, what);
+      }
+      for (const u of untrusted) if (u.status === 'unknown-key') need(u.keyId, `base backup ${u.backupId}`);
+      for (const key of (await listKeys(s3, config.bucket, `${root}/wal-index/`)).filter((k) => k.endsWith('.json'))) {
+        const block = parseJson(await readText(s3, config.bucket, key)) as WalIndexBlock | undefined;
+        const what = `WAL of ${cluster}`;
+        need(block?.authentication?.keyId, what);
+        for (const segment of block?.segments ?? []) need(segment.keyId, what);
+      }
+    }
+  }
+  return uses;
 }
 
 export interface PhysicalArchiveView {
