@@ -70,12 +70,17 @@ async function failure(input: Partial<BaseBackupInput>, workerConfig = config): 
   return (err as WorkflowFailedError).cause!.message;
 }
 
-/** Downloads a backup's objects, checking each against the SHA-256s in its record (as stored, and opened when sealed). */
-async function download(record: BaseBackupRecord, into: string): Promise<string> {
+/**
+ * Downloads a backup's objects, checking each against the SHA-256s in its record as published
+ * (backup.json, authenticated: the workflow's result is the staged record, before upload).
+ */
+async function download(staged: BaseBackupRecord, into: string): Promise<string> {
   const dir = path.join(scratch, into);
   await mkdir(dir, { recursive: true });
   const s3 = createS3Client(config.s3);
   try {
+    const record = (await listBaseBackups(s3, config.s3, config.encryption, cluster.name)).find((b) => b.record.backupId === staged.backupId)!.record;
+    expect(record.files.map(({ name, sizeBytes, sha256 }) => ({ name, sizeBytes, sha256 }))).toEqual(staged.files);
     for (const file of record.files) {
       const root = archiveRoot(config.s3, cluster.name, record.systemIdentifier);
       const key = `${baseBackupPrefix(root, record.backupId)}${file.name}`;
