@@ -136,6 +136,13 @@ export function takeBaseBackupActivities(config: WorkerConfig) {
       if ((err as { name?: string }).name === 'NoSuchKey') {
         throw ApplicationFailure.nonRetryable(`the newest base backup's backup_manifest is missing from ${root}/base/: nothing to build an incremental on`, 'IncrementalNotPossible');
       }
+      // Its record verified but its manifest does not open: altered in the bucket, or a key this worker lacks.
+      if ((err as Error).name === 'ObjectNotAuthentic' || (err as Error).name === 'KeyMissing') {
+        throw ApplicationFailure.nonRetryable(
+          `the newest base backup's backup_manifest under ${root}/base/ does not open: ${(err as Error).message}; take a full base backup (--mode full)`,
+          (err as Error).name === 'KeyMissing' ? 'KeyMissing' : 'BackupCorrupt',
+        );
+      }
       throw storageFailure(config.s3, err);
     } finally {
       s3.destroy();
