@@ -87,7 +87,7 @@ async function main(): Promise<void> {
       while (!(await isArchived(s3, config.s3.bucket, root, parseInt(walfile.slice(0, 8), 16), lsn))) await sleep(500);
       // The growing partial runs ahead of a backlog of complete segments after a burst: wait for the chain to close.
       for (;;) {
-        const window = (await describePhysicalArchive(s3, config.s3, cluster)).window;
+        const window = (await describePhysicalArchive(s3, config.s3, config.encryption, cluster)).window;
         if (window?.from && window.to && parseLsn(window.to.lsn) >= parseLsn(lsn)) break;
         await sleep(1_000);
       }
@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     console.error(`guardedRestore: ${guarded.toFixed(1)} s`);
 
     // The restores above wrote WAL too; the archive's catching up is not the restore's time.
-    while (!(await describePhysicalArchive(s3, config.s3, cluster)).window?.from) await sleep(1_000);
+    while (!(await describePhysicalArchive(s3, config.s3, config.encryption, cluster)).window?.from) await sleep(1_000);
     const { paused, report } = await pitrUntilPaused(at);
     console.error(`pointInTimeRestore paused at the target after ${paused.toFixed(1)} s (fetch ${report.fetchMs} ms, replay ${report.replayMs} ms)`);
 

@@ -18,6 +18,7 @@ import execa from 'execa';
 import type { BaseBackupInput, BaseBackupResult, PhysicalPruneResult } from '../src/archive/contract';
 import { archiveRoot, baseBackupPrefix, type BaseBackupRecord } from '../src/archive/layout';
 import { describePhysicalArchive, listBaseBackups, listKeys } from '../src/archive/catalog';
+import { openStream } from '../src/archive/archiveCrypto';
 import { pruneBaseBackupActivities } from '../src/archive/activities/pruneBaseBackups';
 import { physicalListing } from '../src/cli/commands/baseBackup';
 import { startBaseBackup } from '../src/client';
@@ -69,19 +70,31 @@ async function failure(input: Partial<BaseBackupInput>, workerConfig = config): 
   return (err as WorkflowFailedError).cause!.message;
 }
 
-/** Downloads a backup's objects, checking each against the SHA-256 in its record. */
-async function download(record: BaseBackupRecord, into: string): Promise<string> {
+/**
+ * Downloads a backup's objects, checking each against the SHA-256s in its record as published
+ * (backup.json, authenticated: the workflow's result is the staged record, before upload).
+ */
+async function download(staged: BaseBackupRecord, into: string): Promise<string> {
   const dir = path.join(scratch, into);
   await mkdir(dir, { recursive: true });
   const s3 = createS3Client(config.s3);
   try {
+    const record = (await listBaseBackups(s3, config.s3, config.encryption, cluster.name)).find((b) => b.record.backupId === staged.backupId)!.record;
+    expect(record.files.map(({ name, sizeBytes, sha256 }) => ({ name, sizeBytes, sha256 }))).toEqual(staged.files);
     for (const file of record.files) {
-      const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: `${baseBackupPrefix(archiveRoot(config.s3, cluster.name, record.systemIdentifier), record.backupId)}${file.name}` }));
+      const root = archiveRoot(config.s3, cluster.name, record.systemIdentifier);
+      const key = `${baseBackupPrefix(root, record.backupId)}${file.name}`;
+      const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: key }));
       expect(object.Metadata?.sha256).toBe(file.sha256);
-      const hash = createHash('sha256');
-      const hashing = new Transform({ transform: (chunk: Buffer, _e, done) => done(null, hash.update(chunk) && chunk) });
-      await pipeline(object.Body as Readable, hashing, createWriteStream(path.join(dir, file.name)));
-      expect(hash.digest('hex')).toBe(file.sha256);
+      // The stack configures a key: every object is sealed, and its record says with which.
+      expect(file.stored?.keyId).toBe(config.encryption?.current);
+      const tap = (hash: ReturnType<typeof createHash>) => new Transform({ transform: (chunk: Buffer, _e, done) => done(null, hash.update(chunk) && chunk) });
+      const stored = createHash('sha256');
+      const plain = createHash('sha256');
+      const opening = file.stored ? [openStream(config.encryption, root, key, file.stored.keyId)] : [];
+      await pipeline([object.Body as Readable, tap(stored), ...opening, tap(plain), createWriteStream(path.join(dir, file.name))]);
+      if (file.stored) expect(stored.digest('hex')).toBe(file.stored.sha256);
+      expect(plain.digest('hex')).toBe(file.sha256);
     }
   } finally {
     s3.destroy();
@@ -121,10 +134,10 @@ describe('baseBackup', () => {
   test('backups list shows it, and says there is no WAL archive yet', async () => {
     const s3 = createS3Client(config.s3);
     try {
-      const view = await describePhysicalArchive(s3, config.s3, cluster.name);
+      const view = await describePhysicalArchive(s3, config.s3, config.encryption, cluster.name);
       expect(view.backups.map((b) => b.backupId)).toEqual([made.full.backupId]);
       expect(view.window).toBeUndefined();
-      const listing = await physicalListing(s3, config.s3);
+      const listing = await physicalListing(s3, config.s3, config.encryption);
       expect(listing).toContain(made.full.backupId);
       expect(listing).toContain(`no WAL archive found for cluster ${cluster.name}`);
     } finally {
@@ -186,7 +199,7 @@ describe('baseBackup', () => {
         dryRun,
         now: new Date(Date.parse(made.incremental2.record.stoppedAt) + 500).toISOString(),
       });
-    const ids = async () => (await listBaseBackups(s3, config.s3, cluster.name)).map((b) => b.record.backupId);
+    const ids = async () => (await listBaseBackups(s3, config.s3, config.encryption, cluster.name)).map((b) => b.record.backupId);
     try {
       const all = await ids();
       const dry = await prune(true);

@@ -11,6 +11,8 @@ import { WorkflowFailedError } from '@temporalio/client';
 import execa from 'execa';
 import { DecisionRefused, decidePointInTimeRestore, pitrStatus, startPointInTimeRestore, startRestoreDrill } from '../src/client';
 import { physicalListing } from '../src/cli/commands/baseBackup';
+import { archiveObjectContext } from '../src/archive/archiveCrypto';
+import { encryptBuffer } from '../src/shared/crypto/objectStream';
 import type { PitrHandle } from '../src/client/pitr';
 import { pitrApproveSignal, type PitrStage, type PointInTimeRestoreInput, type RecoveryTarget } from '../src/pitr/contract';
 import { createS3Client } from '../src/shared/storage/s3Client';
@@ -166,7 +168,10 @@ describe('pointInTimeRestore', () => {
     const original = await s3.send(new GetObjectCommand({ Bucket: f.config.s3.bucket, Key: key }));
     const originalBody = Buffer.from(await original.Body!.transformToByteArray());
     const metadata = await objectMetadata(f, key);
-    const { stdout: forged } = await execa('zstd', ['-1', '-q', '-c'], { input: Buffer.alloc(16 * 1024 * 1024, 7), encoding: null });
+    const { stdout: compressed } = await execa('zstd', ['-1', '-q', '-c'], { input: Buffer.alloc(16 * 1024 * 1024, 7), encoding: null });
+    // Sealed under its own name by the stack's key (as a buggy worker would): it opens, and only the SHA-256 tells.
+    const ring = f.config.encryption;
+    const forged = ring ? await encryptBuffer(ring, compressed, { context: archiveObjectContext(f.root, key) }) : compressed;
     await s3.send(new PutObjectCommand({ Bucket: f.config.s3.bucket, Key: key, Body: forged, Metadata: metadata }));
     try {
       const handle = await restore({ kind: 'time', time: at }, 26324);
@@ -221,7 +226,7 @@ describe('pointInTimeRestore', () => {
     expect(instanceExists(dir)).toBe(false);
     const s3 = createS3Client(f.config.s3);
     try {
-      expect(await physicalListing(s3, f.config.s3, f.cluster.name)).toContain(record.provedAt!);
+      expect(await physicalListing(s3, f.config.s3, f.config.encryption, f.cluster.name)).toContain(record.provedAt!);
     } finally {
       s3.destroy();
     }

@@ -14,6 +14,7 @@ import type { Readable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { auditWalChain } from '../src/archive/activities/walChain';
 import { decompressedDigest } from '../src/archive/activities/zstd';
+import { plainBody } from '../src/archive/archiveCrypto';
 import { walSegmentKey, parseLsn } from '../src/archive/layout';
 import { walArchiveStatus } from '../src/client/archive';
 import { startWalArchiver } from '../src/client';
@@ -97,7 +98,7 @@ test('under a steady write load every commit is in S3 within seconds, and the ch
         const onServer = path.join(archived.config.targets.primary.server!.dataDir, 'pg_wal', last);
         if (existsSync(onServer)) {
           const object = await s3.send(new GetObjectCommand({ Bucket: archived.config.s3.bucket, Key: walSegmentKey(root!, last) }));
-          const archivedDigest = await decompressedDigest(object.Body as Readable);
+          const archivedDigest = await decompressedDigest(plainBody(object.Body as Readable, archived.config.encryption, root!, walSegmentKey(root!, last)));
           expect(archivedDigest).toEqual({ sha256: createHash('sha256').update(readFileSync(onServer)).digest('hex'), rawBytes: SEGMENT });
         }
         s3.destroy();

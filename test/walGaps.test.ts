@@ -141,7 +141,7 @@ test('a slot that lost its WAL while the archiver was paused: the gap is reporte
     expect(audit.timelines[0].missing[0]).toBe(segment);
     expect(audit.recordedGaps).toHaveLength(1);
     const viewS3 = createS3Client(config.s3);
-    const view = await describePhysicalArchive(viewS3, config.s3, cluster.name);
+    const view = await describePhysicalArchive(viewS3, config.s3, config.encryption, cluster.name);
     viewS3.destroy();
     expect(view.window?.backups.find((b) => b.backupId === before.backupId)).toMatchObject({ complete: false, reason: expect.stringContaining(segment) });
     expect(view.window?.from?.backupId).toBe(after.backupId);

@@ -10,6 +10,9 @@
 //   <root>/base/<backupId>/…                 one base backup; backup.json is written last, drill.json by restore drills
 //   <root>/gaps/<TLI>-<LSN>.json             every gap found in the chain, kept for the audit
 import type { S3Config } from '../shared/config';
+import type { StoredObject } from '../backup/manifest';
+import type { RecordAuthentication } from '../shared/crypto/manifestAuth';
+import type { ArchiveEncryption } from './archiveCrypto';
 
 /** PostgreSQL's default WAL segment size; a server's own is read from `wal_segment_size`. */
 export const DEFAULT_WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -129,8 +132,12 @@ export interface ArchivedSegment {
   segment: string;
   /** SHA-256 of the uncompressed segment (compressed bytes may differ between zstd versions). */
   sha256: string;
-  /** Bytes stored (compressed). */
+  /** Bytes stored (compressed, and encrypted when the archive is). */
   storedBytes: number;
+  /** SHA-256 of the object as stored, when encrypted (ciphertext differs on every upload). */
+  storedSha256?: string;
+  /** The master key that wraps the segment's data key, when encrypted. */
+  keyId?: string;
   archivedAt: string;
 }
 
@@ -139,6 +146,8 @@ export interface WalIndexBlock {
   timeline: number;
   block: number;
   segments: ArchivedSegment[];
+  /** HMAC by a worker's key (src/archive/archiveCrypto.ts): a block that does not verify is ignored. */
+  authentication?: RecordAuthentication;
 }
 
 /** A base backup's record (backup.json), written last: a base backup exists only once it is there. */
@@ -159,11 +168,18 @@ export interface BaseBackupRecord {
   startedAt: string;
   stoppedAt: string;
   serverVersion: string;
-  /** Every object of the backup, relative to its prefix, with the SHA-256 of the stored bytes. */
-  files: { name: string; sizeBytes: number; sha256: string }[];
+  /**
+   * Every object of the backup, relative to its prefix, with the size and SHA-256 of the file
+   * pg_basebackup wrote and, when encrypted, `stored`: the object as stored (ciphertext) and its key.
+   */
+  files: { name: string; sizeBytes: number; sha256: string; stored?: StoredObject }[];
   sizeBytes: number;
+  /** How the objects are encrypted; absent: stored as written (no key was configured). */
+  encryption?: ArchiveEncryption;
   /** When a restore drill last proved it restorable (issue 17 writes this beside it). */
   lastProvedAt?: string;
+  /** HMAC of the rest by a worker's key, added as it is published: only an authentic record is acted on. */
+  authentication?: RecordAuthentication;
 }
 
 /** A record pgops can use: anything else in the bucket is left out of the catalog, never acted on. */

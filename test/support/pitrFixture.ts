@@ -88,7 +88,7 @@ export async function createPitrFixture(name: string, basePort: number, extraEnv
           : isArchived(s3, config.s3.bucket, root, parseInt(timeline, 16), lsn), 60_000);
       // After a burst the growing partial runs ahead of complete segments still on their way up.
       await waitUntil('the archive to have no hole up to its head', async () => {
-        const window = (await describePhysicalArchive(s3, config.s3, cluster.name)).window;
+        const window = (await describePhysicalArchive(s3, config.s3, config.encryption, cluster.name)).window;
         return window?.from !== undefined || window?.backups.length === 0;
       }, 60_000);
     } finally {

@@ -15,6 +15,7 @@ import { connectTarget } from '../../src/shared/postgres/connection';
 import { createS3Client, readObjectIfPresent } from '../../src/shared/storage/s3Client';
 import { archiveHoldSlotName, archiveSlotName, type WalArchiveState } from '../../src/archive/contract';
 import { listKeys, headMetadata } from '../../src/archive/activities/archiveStore';
+import { openBuffer } from '../../src/archive/archiveCrypto';
 import { parseLsn, segmentName, segmentNumber, walPartialKey, walSegmentKey, walTimelinePrefix, type WalIndexBlock } from '../../src/archive/layout';
 import { pauseWalArchiver, resumeWalArchiver, startWalArchiver, walArchiveStatus } from '../../src/client/archive';
 import { stackEnv, withWorker } from './stack';
@@ -344,7 +345,8 @@ export async function archivedCommits(config: WorkerConfig, root: string, timeli
     const partial = keys.map((k) => /\/([0-9A-F]{24})\.partial\.zst$/.exec(k)?.[1]).filter((s): s is string => !!s).sort().at(-1);
     const fetch = async (key: string, name: string) => {
       const object = await s3.send(new GetObjectCommand({ Bucket: config.s3.bucket, Key: key }));
-      writeFileSync(path.join(dir, `${name}.zst`), Buffer.from(await object.Body!.transformToByteArray()));
+      const stored = Buffer.from(await object.Body!.transformToByteArray());
+      writeFileSync(path.join(dir, `${name}.zst`), config.encryption ? await openBuffer(config.encryption, root, key, stored) : stored);
       await execa('zstd', ['-d', '-q', '-f', '--rm', path.join(dir, `${name}.zst`), '-o', path.join(dir, name)]);
     };
     for (const segment of complete) await fetch(walSegmentKey(root, segment), segment);

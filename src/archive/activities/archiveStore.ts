@@ -1,6 +1,11 @@
 // The WAL archive in S3: segments and history files written once (a conditional PUT, so a
 // segment is never replaced by different content), read back before the local copy goes, and the
 // index that lists them. Keys come from layout.ts.
+//
+// With a key ring (config.encryption) every segment, partial and history file is sealed after
+// compression (src/archive/archiveCrypto.ts) on the staging disk, so its length and ciphertext
+// SHA-256 are known before the PUT; the metadata keeps the raw SHA-256 (what a conflict and a
+// fetch compare) beside the stored one. Index blocks are signed as they are written.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
@@ -31,6 +36,18 @@ import {
   type WalIndexBlock,
 } from '../layout';
 import { compressFile, decompressedDigest } from './zstd';
+import {
+  checkArchiveRecord,
+  ENCRYPTION_METADATA,
+  KEY_ID_METADATA,
+  plainBody,
+  sealFile,
+  signArchiveRecord,
+  STORED_SHA256_METADATA,
+  WAL_INDEX_DOMAIN,
+  withoutAuthentication,
+} from '../archiveCrypto';
+import { ENCRYPTION_SCHEME } from '../../shared/crypto/objectStream';
 
 /** Written once at the archive's root: what it is an archive of. */
 export interface ArchiveDescriptor {
@@ -91,12 +108,14 @@ export class WalArchiveStore {
     try {
       const compressed = await compressFile(file, staged);
       const archivedAt = new Date().toISOString();
-      const metadata = { sha256: compressed.sha256, 'raw-size': String(compressed.rawBytes), node: this.node, 'archived-at': archivedAt };
-      const stored = await this.putOnce(key, () => createReadStream(staged), compressed.storedBytes, metadata, `segment ${segment}`);
+      const body = await this.seal(key, staged, compressed.storedBytes);
+      const metadata = { sha256: compressed.sha256, 'raw-size': String(compressed.rawBytes), node: this.node, 'archived-at': archivedAt, ...body.metadata };
+      const stored = await this.putOnce(key, () => createReadStream(body.file), body.sizeBytes, metadata, `segment ${segment}`);
       if (stored === 'created') await this.readBack(key, compressed.sha256, `segment ${segment}`, true);
-      return { segment, sha256: compressed.sha256, storedBytes: compressed.storedBytes, archivedAt };
+      return { segment, sha256: compressed.sha256, storedBytes: body.sizeBytes, ...body.entry, archivedAt };
     } finally {
       await rm(staged, { force: true });
+      await rm(`${staged}.sealed`, { force: true });
     }
   }
 
@@ -108,11 +127,13 @@ export class WalArchiveStore {
     try {
       // Compressed only to learn the SHA-256 and size in one pass; the raw file is what goes up.
       const { sha256, rawBytes } = await compressFile(file, staged);
-      const metadata = { sha256, 'raw-size': String(rawBytes), node: this.node, 'archived-at': new Date().toISOString() };
-      const stored = await this.putOnce(key, () => createReadStream(file), rawBytes, metadata, `history file of timeline ${timeline}`);
+      const body = await this.seal(key, file, rawBytes, `${staged}.sealed`);
+      const metadata = { sha256, 'raw-size': String(rawBytes), node: this.node, 'archived-at': new Date().toISOString(), ...body.metadata };
+      const stored = await this.putOnce(key, () => createReadStream(body.file), body.sizeBytes, metadata, `history file of timeline ${timeline}`);
       if (stored === 'created') await this.readBack(key, sha256, `history file of timeline ${timeline}`, false);
     } finally {
       await rm(staged, { force: true });
+      await rm(`${staged}.sealed`, { force: true });
     }
   }
 
@@ -120,22 +141,55 @@ export class WalArchiveStore {
   async uploadPartial(file: string, segment: string, validToLsn: string, final: boolean): Promise<number> {
     await mkdir(this.uploadDir, { recursive: true, mode: 0o700 });
     const staged = path.join(this.uploadDir, `${segment}.partial.zst`);
+    const key = walPartialKey(this.root, segment);
     try {
       const compressed = await compressFile(file, staged);
+      const body = await this.seal(key, staged, compressed.storedBytes);
       await this.s3.send(
         new PutObjectCommand({
           Bucket: this.bucket,
-          Key: walPartialKey(this.root, segment),
-          Body: createReadStream(staged),
-          ContentLength: compressed.storedBytes,
-          Metadata: { sha256: compressed.sha256, 'valid-to-lsn': validToLsn, final: String(final), node: this.node, 'archived-at': new Date().toISOString() },
+          Key: key,
+          Body: createReadStream(body.file),
+          ContentLength: body.sizeBytes,
+          Metadata: { sha256: compressed.sha256, 'valid-to-lsn': validToLsn, final: String(final), node: this.node, 'archived-at': new Date().toISOString(), ...body.metadata },
           ...objectOptions(this.config.s3),
         }),
       );
-      return compressed.storedBytes;
+      return body.sizeBytes;
     } finally {
       await rm(staged, { force: true });
+      await rm(`${staged}.sealed`, { force: true });
     }
+  }
+
+  /**
+   * What goes up for `staged` (of `plainBytes`) at `key`: the file itself without a key ring;
+   * with one, the file sealed beside it (`<staged>.sealed` unless named), its size, and the
+   * metadata and index fields that say how.
+   */
+  private async seal(
+    key: string,
+    staged: string,
+    plainBytes: number,
+    sealed = `${staged}.sealed`,
+  ): Promise<{ file: string; sizeBytes: number; metadata: Record<string, string>; entry: Pick<ArchivedSegment, 'storedSha256' | 'keyId'> }> {
+    const ring = this.config.encryption;
+    if (!ring) return { file: staged, sizeBytes: plainBytes, metadata: {}, entry: {} };
+    const result = await sealFile(ring, this.root, key, staged, sealed);
+    return {
+      file: sealed,
+      sizeBytes: result.sizeBytes,
+      metadata: { [ENCRYPTION_METADATA]: ENCRYPTION_SCHEME, [KEY_ID_METADATA]: result.keyId, [STORED_SHA256_METADATA]: result.sha256 },
+      entry: { storedSha256: result.sha256, keyId: result.keyId },
+    };
+  }
+
+  /** An index block as stored, when it verifies (or nothing can be checked); otherwise ignored, like any record a worker did not write. */
+  private async readIndexBlock(key: string): Promise<WalIndexBlock | undefined> {
+    const existing = await readObjectIfPresent(this.s3, this.bucket, key);
+    if (!existing) return undefined;
+    const block = JSON.parse(existing.body) as WalIndexBlock;
+    return checkArchiveRecord(this.config.encryption, WAL_INDEX_DOMAIN, block).trusted ? withoutAuthentication(block) : undefined;
   }
 
   /** Once its segment is complete in S3, the partial copy is only in the way. */
@@ -150,8 +204,8 @@ export class WalArchiveStore {
     const key = walIndexKey(this.root, parsed.timeline, block);
     let index = this.blocks.get(key);
     if (!index) {
-      const existing = await readObjectIfPresent(this.s3, this.bucket, key);
-      index = existing ? (JSON.parse(existing.body) as WalIndexBlock) : { timeline: parsed.timeline, block, segments: [] };
+      // A block that does not verify (planted, or written before keys were configured) is started again.
+      index = (await this.readIndexBlock(key)) ?? { timeline: parsed.timeline, block, segments: [] };
       this.blocks.set(key, index);
     }
     const at = index.segments.findIndex((s) => s.segment === entry.segment);
@@ -159,16 +213,18 @@ export class WalArchiveStore {
     if (at >= 0) index.segments[at] = entry;
     else index.segments.push(entry);
     index.segments.sort((a, b) => a.segment.localeCompare(b.segment));
-    await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: JSON.stringify(index), ContentType: 'application/json' }));
+    const body = JSON.stringify(signArchiveRecord(this.config.encryption, WAL_INDEX_DOMAIN, index));
+    await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: 'application/json' }));
   }
 
-  /** The newest segment the index lists, on the newest timeline it has. */
+  /** The newest segment the index lists, on the newest timeline it has (blocks that do not verify are skipped). */
   async indexHead(): Promise<string | undefined> {
     const keys = await listKeys(this.s3, this.bucket, `${this.root}/wal-index/`);
-    const newest = keys.filter((k) => k.endsWith('.json')).sort().at(-1);
-    if (!newest) return undefined;
-    const object = await readObjectIfPresent(this.s3, this.bucket, newest);
-    return object ? (JSON.parse(object.body) as WalIndexBlock).segments.at(-1)?.segment : undefined;
+    for (const key of keys.filter((k) => k.endsWith('.json')).sort().reverse()) {
+      const block = await this.readIndexBlock(key);
+      if (block) return block.segments.at(-1)?.segment;
+    }
+    return undefined;
   }
 
   /** Writes <root>/archive.json unless it is there: also the proof that the bucket takes writes. */
@@ -212,7 +268,7 @@ export class WalArchiveStore {
   /** GETs the object back and checks the raw bytes' SHA-256 before the local copy may go. */
   private async readBack(key: string, sha256: string, what: string, compressed: boolean): Promise<void> {
     const object = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-    const body = object.Body as Readable;
+    const body = plainBody(object.Body as Readable, this.config.encryption, this.root, key);
     const digest = compressed ? await decompressedDigest(body) : await rawDigest(body);
     if (digest.sha256 !== sha256) {
       throw ApplicationFailure.retryable(`read-back of the ${what} (${key}) gave SHA-256 ${digest.sha256}, expected ${sha256}; the local copy is kept`, 'ArchiveReadBackMismatch');

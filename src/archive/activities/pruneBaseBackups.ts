@@ -37,7 +37,7 @@ export function pruneBaseBackupActivities(config: WorkerConfig) {
       heartbeats.progressed();
     };
     try {
-      const catalog = await listBaseBackups(s3, config.s3, input.cluster);
+      const catalog = await listBaseBackups(s3, config.s3, config.encryption, input.cluster);
       const root = catalog.at(-1)?.root;
       const base = { dryRun: input.dryRun, recoveryWindow: input.recoveryWindow, windowStart: windowStart.toISOString() };
       if (!root) return { ...base, kept: [], deletedBackups: [], deletedWalObjects: 0 };

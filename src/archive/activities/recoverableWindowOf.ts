@@ -21,7 +21,7 @@ export function recoverableWindowActivities(config: WorkerConfig) {
     resolveCluster(config, input.cluster);
     const s3 = createS3Client(config.s3);
     try {
-      const backups = (await listBaseBackups(s3, config.s3, input.cluster, input.root)).map((b) => b.record);
+      const backups = (await listBaseBackups(s3, config.s3, config.encryption, input.cluster, input.root)).map((b) => b.record);
       return recoverableWindow(backups, input.chain, input.switches);
     } catch (err) {
       throw asArchiveFailure(config, err);

@@ -128,12 +128,20 @@ export function takeBaseBackupActivities(config: WorkerConfig) {
   async function fetchParent(root: string, file: string): Promise<BaseBackupRecord | undefined> {
     const s3 = createS3Client(config.s3);
     try {
-      const newest = (await listBaseBackups(s3, config.s3, '', root)).at(-1)?.record;
-      if (newest) await downloadBaseBackupManifest(s3, config.s3.bucket, root, newest.backupId, file);
+      // Only an authentic record is built on: an incremental of a planted parent would restore its content.
+      const newest = (await listBaseBackups(s3, config.s3, config.encryption, '', root)).at(-1)?.record;
+      if (newest) await downloadBaseBackupManifest(s3, config.s3.bucket, config.encryption, root, newest, file);
       return newest;
     } catch (err) {
       if ((err as { name?: string }).name === 'NoSuchKey') {
         throw ApplicationFailure.nonRetryable(`the newest base backup's backup_manifest is missing from ${root}/base/: nothing to build an incremental on`, 'IncrementalNotPossible');
+      }
+      // Its record verified but its manifest does not open: altered in the bucket, or a key this worker lacks.
+      if ((err as Error).name === 'ObjectNotAuthentic' || (err as Error).name === 'KeyMissing') {
+        throw ApplicationFailure.nonRetryable(
+          `the newest base backup's backup_manifest under ${root}/base/ does not open: ${(err as Error).message}; take a full base backup (--mode full)`,
+          (err as Error).name === 'KeyMissing' ? 'KeyMissing' : 'BackupCorrupt',
+        );
       }
       throw storageFailure(config.s3, err);
     } finally {

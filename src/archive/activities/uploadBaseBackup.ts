@@ -2,51 +2,155 @@
 // object's metadata, confirmed by HeadObject; backup_manifest after the data, backup.json last.
 // Until backup.json is there the backup is not in the catalog: nothing restores from it, no
 // incremental builds on it, retention ignores it.
+//
+// With a key ring every object is sealed on the way (src/archive/archiveCrypto.ts; the staged
+// files stay plaintext on the worker's private disk), and backup.json records each object as
+// stored (ciphertext size, SHA-256, key) and is signed. Ciphertext differs on every encryption, so
+// what each object turned out to be is kept beside the staged backup (stored.json): a retry
+// recognises what already landed by its size and ETag instead of sending it again.
+import { createReadStream } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { pipeline } from 'node:stream';
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
+import type { KeyRing } from '../../shared/crypto/keyRing';
+import { encryptedSize, ENCRYPTION_SCHEME } from '../../shared/crypto/objectStream';
+import type { StoredObject } from '../../backup/manifest';
 import type { BaseBackupUpload } from '../contract';
-import { archiveRoot, BASE_BACKUP_RECORD, baseBackupObjectKey, baseBackupPrefix } from '../layout';
+import { archiveRoot, BASE_BACKUP_RECORD, baseBackupObjectKey, baseBackupPrefix, type BaseBackupRecord } from '../layout';
+import {
+  archiveEncryption,
+  BASE_BACKUP_RECORD_DOMAIN,
+  ENCRYPTION_METADATA,
+  hashingTap,
+  KEY_ID_METADATA,
+  sealStream,
+  signArchiveRecord,
+} from '../archiveCrypto';
 import { heartbeatWhile } from '../../shared/heartbeat';
+import { PRIVATE_FILE_MODE } from '../../backup/stagedBackup';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
-import { objectOptions, uploadFileOnce } from '../../shared/storage/multipartUpload';
+import { abortStaleUploads, objectOptions, partSizeFor, uploadFileOnce } from '../../shared/storage/multipartUpload';
 import { baseBackupStaging, requireStagedBaseBackup } from './baseBackupStaging';
 
+type BaseBackupFile = BaseBackupRecord['files'][number];
+
+/** What an upload left in S3 for one sealed file, as recorded in the staged backup's stored.json. */
+interface StoredRecord extends StoredObject {
+  etag: string;
+}
+
+const STORED_FILE = 'stored.json';
+
+async function readStoredRecords(dir: string): Promise<Record<string, StoredRecord>> {
+  try {
+    return JSON.parse(await readFile(path.join(dir, STORED_FILE), 'utf8')) as Record<string, StoredRecord>;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw err;
+  }
+}
+
+async function writeStoredRecords(dir: string, records: Record<string, StoredRecord>): Promise<void> {
+  const tmp = path.join(dir, `${STORED_FILE}.tmp`);
+  await writeFile(tmp, JSON.stringify(records, null, 2), { mode: PRIVATE_FILE_MODE });
+  await rename(tmp, path.join(dir, STORED_FILE));
+}
+
+/** True when the object is the very ciphertext `record` describes, of this file's plaintext. */
+async function sealedIntact(s3: S3Client, bucket: string, key: string, file: BaseBackupFile, record: StoredRecord | undefined): Promise<boolean> {
+  if (!record) return false;
+  try {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return head.Metadata?.sha256 === file.sha256 && head.ContentLength === record.sizeBytes && head.ETag === record.etag;
+  } catch (err) {
+    if ((err as { name?: string }).name === 'NotFound') return false;
+    throw err;
+  }
+}
+
 export function uploadBaseBackupActivities(config: WorkerConfig) {
+  /** Streams one staged file sealed under its key; returns what was stored. */
+  async function uploadSealed(s3: S3Client, ring: KeyRing, root: string, key: string, source: string, file: BaseBackupFile, metadata: Record<string, string>, onProgress: (loaded: number) => void): Promise<StoredRecord> {
+    await abortStaleUploads(s3, config.s3.bucket, key);
+    const size = encryptedSize(file.sizeBytes, ring.current);
+    const tap = hashingTap();
+    // pipeline carries a failure anywhere (an unreadable file) into the body the upload reads.
+    const body = pipeline(createReadStream(source, { highWaterMark: 1 << 20 }), sealStream(ring, root, key), tap.stream, () => undefined);
+    const upload = new Upload({
+      client: s3,
+      partSize: partSizeFor(size),
+      queueSize: 2,
+      leavePartsOnError: false,
+      params: {
+        Bucket: config.s3.bucket,
+        Key: key,
+        Body: body,
+        ContentType: 'application/octet-stream',
+        Metadata: { ...metadata, sha256: file.sha256, [ENCRYPTION_METADATA]: ENCRYPTION_SCHEME, [KEY_ID_METADATA]: ring.current },
+        ...(config.s3.checksumMode === 'when_supported' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
+        ...objectOptions(config.s3),
+      },
+    });
+    // Progress in plaintext bytes, like the staged sizes.
+    upload.on('httpUploadProgress', (p) => onProgress(Math.min(file.sizeBytes, p.loaded ?? 0)));
+    const done = await upload.done();
+    const { sha256, sizeBytes } = tap.result();
+    if (sizeBytes !== size) throw ApplicationFailure.retryable(`sealing ${source} gave ${sizeBytes} bytes, expected ${size}`, 'UploadMismatch');
+    return { sizeBytes, sha256, keyId: ring.current, etag: (done as { ETag?: string }).ETag ?? '' };
+  }
+
   async function uploadBaseBackup(input: { backupId: string }): Promise<BaseBackupUpload> {
     const { record } = await requireStagedBaseBackup(config.stagingDir, input.backupId);
-    const { data } = baseBackupStaging(config.stagingDir, input.backupId);
+    const staging = baseBackupStaging(config.stagingDir, input.backupId);
     const root = archiveRoot(config.s3, record.cluster, record.systemIdentifier);
+    const ring = config.encryption;
     const s3 = createS3Client(config.s3);
     let uploadedBytes = 0;
     let writing = '';
     const heartbeats = heartbeatWhile(() => ({ stage: 'upload', uploadedBytes }));
     try {
       let reused = true;
+      const stored = ring ? await readStoredRecords(staging.dir) : {};
+      const files: BaseBackupFile[] = [];
       // record.files lists backup_manifest last: PostgreSQL's manifest only once the data it describes is stored.
       for (const file of record.files) {
         const before = uploadedBytes;
         writing = baseBackupObjectKey(root, record.backupId, file.name);
-        const sent = await uploadFileOnce(s3, config.s3, {
-          Key: writing,
-          source: path.join(data, file.name),
-          file,
-          metadata: { 'backup-id': record.backupId, cluster: record.cluster },
-          onProgress: (loaded) => {
-            uploadedBytes = before + loaded;
-            heartbeats.progressed();
-          },
-        });
-        if (sent) reused = false;
+        const source = path.join(staging.data, file.name);
+        const metadata = { 'backup-id': record.backupId, cluster: record.cluster };
+        const onProgress = (loaded: number) => {
+          uploadedBytes = before + loaded;
+          heartbeats.progressed();
+        };
+        if (!ring) {
+          if (await uploadFileOnce(s3, config.s3, { Key: writing, source, file, metadata, onProgress })) reused = false;
+          files.push(file);
+        } else {
+          if (!(await sealedIntact(s3, config.s3.bucket, writing, file, stored[file.name]))) {
+            reused = false;
+            const sent = await uploadSealed(s3, ring, root, writing, source, file, metadata, onProgress);
+            if (!(await sealedIntact(s3, config.s3.bucket, writing, file, sent))) {
+              throw ApplicationFailure.retryable(`uploaded ${writing} does not match the size and ETag of what was sent`, 'UploadMismatch');
+            }
+            stored[file.name] = sent;
+            await writeStoredRecords(staging.dir, stored);
+          }
+          const { sizeBytes, sha256, keyId } = stored[file.name];
+          files.push({ ...file, stored: { sizeBytes, sha256, keyId } });
+        }
         uploadedBytes = before + file.sizeBytes;
       }
       writing = baseBackupObjectKey(root, record.backupId, BASE_BACKUP_RECORD);
+      const published: BaseBackupRecord = signArchiveRecord(ring, BASE_BACKUP_RECORD_DOMAIN, { ...record, files, ...(ring ? { encryption: archiveEncryption(ring) } : {}) });
       await s3.send(
         new PutObjectCommand({
           Bucket: config.s3.bucket,
           Key: writing,
-          Body: JSON.stringify(record, null, 2),
+          Body: JSON.stringify(published, null, 2),
           ContentType: 'application/json',
           ...objectOptions(config.s3),
         }),

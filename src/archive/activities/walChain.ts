@@ -2,9 +2,15 @@
 // the bucket, following the history files from the newest timeline back to the first. A segment
 // that should be there and is not is reported by name; the recoverable window and retention
 // are computed from this (issue 16's other half).
-import type { S3Client } from '@aws-sdk/client-s3';
+//
+// With a key ring the audit reads only what a worker wrote: history files open (they are sealed
+// like segments) or count as missing, and an index block whose authentication does not verify is
+// left out, so a planted index cannot mark segments missing or present.
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { WorkerConfig } from '../../shared/config';
 import { createS3Client, readObjectIfPresent } from '../../shared/storage/s3Client';
+import type { KeyRing } from '../../shared/crypto/keyRing';
+import { checkArchiveRecord, openBuffer, WAL_INDEX_DOMAIN } from '../archiveCrypto';
 import { resolveCluster } from '../../failover/activities/cluster';
 import type { ArchiveGap, TimelineChain, WalChainAudit } from '../contract';
 import {
@@ -141,7 +147,7 @@ async function newestRoot(s3: S3Client, config: Pick<WorkerConfig, 's3'>, cluste
 }
 
 /** Reads the archive of `cluster` (its newest system identifier unless one is named) and audits its chain. */
-export async function auditWalChain(config: Pick<WorkerConfig, 's3'>, input: { cluster: string; systemIdentifier?: string }): Promise<WalChainAudit> {
+export async function auditWalChain(config: Pick<WorkerConfig, 's3' | 'encryption'>, input: { cluster: string; systemIdentifier?: string }): Promise<WalChainAudit> {
   const s3 = createS3Client(config.s3);
   const Bucket = config.s3.bucket;
   const auditedAt = new Date().toISOString();
@@ -163,11 +169,12 @@ export async function auditWalChain(config: Pick<WorkerConfig, 's3'>, input: { c
         const meta = await headMetadata(s3, Bucket, key);
         if (meta) listing.partials.push({ segment: m[1], validToLsn: meta['valid-to-lsn'], final: meta.final === 'true' });
       } else if ((m = /^wal\/history\/([0-9A-F]{8})\.history$/.exec(rel))) {
-        const object = await readObjectIfPresent(s3, Bucket, key);
-        if (object) listing.histories.set(parseInt(m[1], 16), parseHistoryFile(object.body));
+        const text = await readHistory(s3, Bucket, config.encryption, root, key);
+        if (text !== undefined) listing.histories.set(parseInt(m[1], 16), parseHistoryFile(text));
       } else if (/^wal-index\/[0-9A-F]{8}\/[0-9A-F]{8}\.json$/.test(rel)) {
         const object = await readObjectIfPresent(s3, Bucket, key);
-        if (object) listing.indexed.push(...(JSON.parse(object.body) as WalIndexBlock).segments.map((s) => s.segment));
+        const block = object ? (JSON.parse(object.body) as WalIndexBlock) : undefined;
+        if (block && checkArchiveRecord(config.encryption, WAL_INDEX_DOMAIN, block).trusted) listing.indexed.push(...block.segments.map((s) => s.segment));
       } else if (/^gaps\/.*\.json$/.test(rel)) {
         const object = await readObjectIfPresent(s3, Bucket, key);
         if (object) listing.recordedGaps.push(JSON.parse(object.body) as ArchiveGap);
@@ -180,6 +187,23 @@ export async function auditWalChain(config: Pick<WorkerConfig, 's3'>, input: { c
   } finally {
     s3.destroy();
   }
+}
+
+/** A history file's text; undefined when it is gone, or (with a ring) when it does not open as one a worker sealed under its name. */
+async function readHistory(s3: S3Client, Bucket: string, ring: KeyRing | undefined, root: string, key: string): Promise<string | undefined> {
+  let stored: Buffer;
+  try {
+    stored = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket, Key: key }))).Body!.transformToByteArray());
+  } catch (err) {
+    if ((err as { name?: string }).name === 'NoSuchKey') return undefined;
+    throw err;
+  }
+  if (!ring) return stored.toString('utf8');
+  // Not a worker's: as good as missing (reported as a missing history), never followed.
+  return openBuffer(ring, root, key, stored).then(
+    (plain) => plain.toString('utf8'),
+    () => undefined,
+  );
 }
 
 export function walChainActivities(config: WorkerConfig) {

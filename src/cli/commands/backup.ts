@@ -10,6 +10,7 @@ import { DEFAULT_FORMAT, DEFAULT_JOBS } from '../../backup/defaults';
 import { formatTable } from '../format';
 import { followRun, megabytes, UsageError, warnWhenNoWorker, withTemporal } from './common';
 import { physicalListing } from './baseBackup';
+import { physicalKeyUses } from '../../archive/catalog';
 
 function progressLine(p: BackupProgress): string {
   const bytes = p.stage === 'upload' ? `uploaded ${megabytes(p.uploadedBytes)}` : `dumped ${megabytes(p.dumpedBytes)}`;
@@ -87,7 +88,7 @@ export async function backupsListCommand(args: string[]): Promise<number> {
     if (untrusted > 0) console.error(`pgops: ${untrusted} backup(s) above have a manifest that does not verify: never "latest", and pgops refuses to restore them`);
     if (!ring) console.error('pgops: no encryption key configured here (PGOPS_ENCRYPTION_KEYS): manifests were not checked');
     // Logical backups are per target; physical ones per cluster: with --target alone, only the former.
-    if (values.target === undefined || values.cluster !== undefined) console.log(`\n${await physicalListing(s3, config, values.cluster)}`);
+    if (values.target === undefined || values.cluster !== undefined) console.log(`\n${await physicalListing(s3, config, ring, values.cluster)}`);
     return 0;
   } finally {
     s3.destroy();
@@ -112,11 +113,15 @@ export async function keysCommand(args: string[]): Promise<number> {
         needed.set(id, [...(needed.get(id) ?? []), entry.backupId]);
       }
     }
+    // The physical archive too (base backups and WAL), unless the question is about one target's logical backups.
+    if (values.target === undefined) {
+      for (const [id, uses] of await physicalKeyUses(s3, config, ring)) needed.set(id, [...(needed.get(id) ?? []), ...uses]);
+    }
     const ids = [...new Set([...(ring?.ids ?? []), ...needed.keys()])].sort();
     const state = (id: string) => (!ring?.has(id) ? 'MISSING' : id === ring.current ? 'present (current)' : 'present (retired)');
     console.log(
       formatTable(
-        ['key id', 'state', 'backups needing it', 'e.g.'],
+        ['key id', 'state', 'backups (or WAL) needing it', 'e.g.'],
         ids.map((id) => [id, state(id), String(needed.get(id)?.length ?? 0), needed.get(id)?.[0] ?? '-']),
       ),
     );

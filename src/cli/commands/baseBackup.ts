@@ -2,6 +2,8 @@
 import { parseArgs } from 'node:util';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { S3Config } from '../../shared/config';
+import type { KeyRing } from '../../shared/crypto/keyRing';
+import { describeStatus } from '../../shared/crypto/manifestAuth';
 import { baseBackupScheduleId, type BaseBackupMode, type BaseBackupProgress } from '../../archive/contract';
 import { describePhysicalArchive, listPhysicalClusters, type PhysicalArchiveView } from '../../archive/catalog';
 import { baseBackupProgress, installBaseBackupSchedule, startBaseBackup } from '../../client/baseBackups';
@@ -80,11 +82,11 @@ async function baseBackupSchedule(args: string[]): Promise<number> {
 }
 
 /** The physical backups of each cluster (or one), and its recoverable window. */
-export async function physicalListing(s3: S3Client, config: S3Config, cluster?: string): Promise<string> {
+export async function physicalListing(s3: S3Client, config: S3Config, ring: KeyRing | undefined, cluster?: string): Promise<string> {
   const clusters = cluster ? [cluster] : await listPhysicalClusters(s3, config);
   if (clusters.length === 0) return 'no base backups or WAL archive in the bucket';
   const parts: string[] = [];
-  for (const name of clusters) parts.push(describeView(await describePhysicalArchive(s3, config, name)));
+  for (const name of clusters) parts.push(describeView(await describePhysicalArchive(s3, config, ring, name)));
   return parts.join('\n\n');
 }
 
@@ -92,7 +94,7 @@ function describeView(view: PhysicalArchiveView): string {
   const reach = new Map(view.window?.backups.map((b) => [b.backupId, b]) ?? []);
   const table = view.backups.length
     ? formatTable(
-        ['base backup', 'kind', 'parent', 'stopped', 'start LSN (TLI)', 'stop LSN (TLI)', 'size', 'WAL chain', 'proved restorable'],
+        ['base backup', 'kind', 'parent', 'stopped', 'start LSN (TLI)', 'stop LSN (TLI)', 'size', 'encryption', 'WAL chain', 'proved restorable'],
         [...view.backups].reverse().map((b) => {
           const r = reach.get(b.backupId);
           return [
@@ -103,6 +105,7 @@ function describeView(view: PhysicalArchiveView): string {
             `${b.startLsn} (${b.startTimeline})`,
             `${b.stopLsn} (${b.stopTimeline})`,
             megabytes(b.sizeBytes),
+            b.encryption ? `key ${b.encryption.keyId}` : 'none',
             !view.window ? '-' : r?.complete ? 'complete' : `broken: ${r?.reason ?? 'unknown'}`,
             b.lastProvedAt ?? 'never',
           ];
@@ -114,5 +117,9 @@ function describeView(view: PhysicalArchiveView): string {
     : view.window.from && view.window.to
       ? `recoverable window: ${view.window.from.at} (${view.window.from.lsn}, base backup ${view.window.from.backupId}) to ${view.window.to.lsn} on timeline ${view.window.to.timeline}${view.window.to.at ? ` (${view.window.to.at})` : ''}`
       : `no recoverable window: ${view.window.problem}`;
-  return [`physical backups of cluster ${view.cluster}${view.root ? ` (${view.root})` : ''}`, table, window].join('\n');
+  // Listed so an operator sees them, and why nothing uses them (a planted record, or one from before keys were configured).
+  const untrusted = view.untrusted.map(
+    (u) => `ignored: base backup record s3://…/${u.key.split('/').slice(-3).join('/')} (${u.backupId}) is ${describeStatus(u.status, u.keyId)}; pgops plans, restores, counts and prunes nothing because of it`,
+  );
+  return [`physical backups of cluster ${view.cluster}${view.root ? ` (${view.root})` : ''}`, table, window, ...untrusted].join('\n');
 }

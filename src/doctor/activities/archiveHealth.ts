@@ -21,7 +21,7 @@ export function archiveHealthActivities(config: WorkerConfig) {
           lines.push({ check: 'recoverable window', subject, status: 'ok', saw: `no WAL archive by configuration (PGOPS_CLUSTER_${cluster.name.toUpperCase()}_WAL_ARCHIVE=off): the nightly backups are the only copies` });
           continue;
         }
-        const view = await describePhysicalArchive(s3, config.s3, cluster.name);
+        const view = await describePhysicalArchive(s3, config.s3, config.encryption, cluster.name);
         lines.push(windowLine(subject, cluster.name, view));
         if (view.backups.length > 0) lines.push(drillLine(subject, cluster.name, drills.get(cluster.name), Date.now()));
       }

@@ -65,7 +65,7 @@ export function logicalBackups(config: Pick<WorkerConfig, 's3' | 'encryption'>):
 }
 
 /** Each cluster's newest base backup (src/archive), as the cluster's physical backup; pg_verifybackup passed before upload. */
-export function physicalBackups(config: Pick<WorkerConfig, 's3' | 'clusters'>): BackupKindReader {
+export function physicalBackups(config: Pick<WorkerConfig, 's3' | 'clusters' | 'encryption'>): BackupKindReader {
   return {
     kind: 'physical',
     async lastBackups() {
@@ -73,7 +73,7 @@ export function physicalBackups(config: Pick<WorkerConfig, 's3' | 'clusters'>): 
       try {
         const found: LastBackup[] = [];
         for (const cluster of Object.keys(config.clusters)) {
-          const newest = (await listBaseBackups(s3, config.s3, cluster)).at(-1)?.record;
+          const newest = (await listBaseBackups(s3, config.s3, config.encryption, cluster)).at(-1)?.record;
           if (!newest) continue;
           found.push({ target: cluster, kind: 'physical', startedAt: newest.startedAt, finishedAt: newest.stoppedAt, sizeBytes: newest.sizeBytes, verified: true, lastVerifiedFinishedAt: newest.stoppedAt });
         }

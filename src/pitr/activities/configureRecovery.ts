@@ -25,8 +25,12 @@ function walFetchCommand(): string[] {
 const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 const confQuote = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 
-/** The env file of the wal-fetch program: the bucket's settings under the worker's own names. */
-function fetchEnvironment(config: WorkerConfig, plan: RecoveryPlan, cache: string, log: string): string {
+/**
+ * The env file of the wal-fetch program: the bucket's settings under the worker's own names, and
+ * the worker's key ring when it has one (the archive is then sealed and its objects must open).
+ * 0600 and the server user's: the one copy of the keys outside the worker's own configuration.
+ */
+export function fetchEnvironment(config: WorkerConfig, plan: RecoveryPlan, cache: string, log: string): string {
   const s3 = config.s3;
   const lines: Record<string, string | undefined> = {
     PGOPS_S3_ENDPOINT: s3.endpoint,
@@ -45,6 +49,8 @@ function fetchEnvironment(config: WorkerConfig, plan: RecoveryPlan, cache: strin
     PGOPS_WAL_FETCH_CACHE: cache,
     PGOPS_WAL_FETCH_LOG: log,
     PGOPS_ZSTD_BIN: process.env.PGOPS_ZSTD_BIN,
+    PGOPS_ENCRYPTION_KEYS: config.encryption?.exportKeyList(),
+    PGOPS_ENCRYPTION_KEY_ID: config.encryption?.current,
   };
   return Object.entries(lines)
     .filter(([, v]) => v !== undefined)

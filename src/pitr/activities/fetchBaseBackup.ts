@@ -2,7 +2,12 @@
 // chain builds on) downloaded and checked against the SHA-256 in its record, extracted, combined
 // with pg_combinebackup when there are incrementals, proved by pg_verifybackup, and only then put
 // in place as the instance's data directory, owned by the servers' OS user.
-import { createHash } from 'node:crypto';
+//
+// With a key ring only a record whose authentication verifies is fetched (read again here, not
+// taken from the plan), and each sealed object is checked as stored (ciphertext SHA-256), opened
+// chunk by chunk and checked as plaintext in one pass; a backup is extracted only once all its
+// objects passed, and the data directory is put in place only once the whole chain did. An object the record says is unencrypted is read as it is (archives from
+// before keys; with keys, their records do not verify, so that is only ever a keyless worker's).
 import { createWriteStream, existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,6 +22,9 @@ import { heartbeatWhile, killOnCancel } from '../../shared/heartbeat';
 import { runPgTool } from '../../shared/postgres/pgTools';
 import { createS3Client, readObjectIfPresent, storageFailure } from '../../shared/storage/s3Client';
 import { BASE_BACKUP_MANIFEST, BASE_BACKUP_RECORD, baseBackupObjectKey, isBaseBackupRecord, type BaseBackupRecord } from '../../archive/layout';
+import { BASE_BACKUP_RECORD_DOMAIN, checkArchiveRecord, hashingTap, openStream } from '../../archive/archiveCrypto';
+import { KeyMissing, type KeyRing } from '../../shared/crypto/keyRing';
+import { describeStatus } from '../../shared/crypto/manifestAuth';
 import type { ChosenBackup, RestoreInstance } from '../contract';
 import { handToServerUser, instancePaths, serverOsUser } from './instance';
 
@@ -37,30 +45,61 @@ export interface FetchedBaseBackup {
 /** The files pgops' base backups consist of; a tablespace's own tar would need a place to go. */
 const KNOWN_FILES = new Set(['base.tar.zst', 'pg_wal.tar.zst', BASE_BACKUP_MANIFEST]);
 
-async function readRecord(s3: S3Client, bucket: string, root: string, backupId: string): Promise<BaseBackupRecord> {
-  const object = await readObjectIfPresent(s3, bucket, baseBackupObjectKey(root, backupId, BASE_BACKUP_RECORD));
+async function readRecord(s3: S3Client, bucket: string, ring: KeyRing | undefined, root: string, backupId: string): Promise<BaseBackupRecord> {
+  const key = baseBackupObjectKey(root, backupId, BASE_BACKUP_RECORD);
+  const object = await readObjectIfPresent(s3, bucket, key);
   const record = object ? (JSON.parse(object.body) as unknown) : undefined;
   if (!isBaseBackupRecord(record)) {
     throw ApplicationFailure.nonRetryable(`base backup ${backupId} has no readable ${BASE_BACKUP_RECORD} under ${root}/base/ (deleted since the plan?)`, 'BackupMissing');
   }
+  // Checked again: what is fetched is what verifies now, not what the plan read a while ago.
+  const check = checkArchiveRecord(ring, BASE_BACKUP_RECORD_DOMAIN, record);
+  if (!check.trusted || record.backupId !== backupId) {
+    throw ApplicationFailure.nonRetryable(
+      `base backup ${backupId}'s record s3://${bucket}/${key} is ${record.backupId !== backupId ? `the record of ${record.backupId}` : describeStatus(check.status, check.keyId)}: ` +
+        'pgops fetches and restores nothing from it. Nothing was restored',
+      'BackupUnauthenticated',
+    );
+  }
   return record;
 }
 
-async function download(s3: S3Client, bucket: string, key: string, file: string, sha256: string, onBytes: (n: number) => void): Promise<void> {
+/**
+ * One object to `file`: as stored checked against the record's `stored` SHA-256, opened with its
+ * name bound in when sealed, and the plaintext checked against the record's SHA-256. Fails
+ * naming the object before anything reads the file.
+ */
+async function download(
+  s3: S3Client,
+  bucket: string,
+  ring: KeyRing | undefined,
+  root: string,
+  key: string,
+  file: string,
+  expected: BaseBackupRecord['files'][number],
+  onBytes: (n: number) => void,
+): Promise<void> {
   const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  const hash = createHash('sha256');
-  const hashing = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      onBytes(chunk.length);
-      done(null, chunk);
-    },
-  });
-  await pipeline(object.Body as Readable, hashing, createWriteStream(file, { mode: 0o600 }));
-  const got = hash.digest('hex');
-  if (got !== sha256) {
-    throw ApplicationFailure.nonRetryable(`s3://${bucket}/${key} failed its SHA-256 check: the backup's record says ${sha256}, the stored object gives ${got}`, 'BackupCorrupt');
+  const stored = hashingTap(onBytes);
+  const plain = hashingTap();
+  const sealed = expected.stored;
+  const corrupt = (why: string) => ApplicationFailure.nonRetryable(`s3://${bucket}/${key} ${why}; refusing to restore from it, nothing was restored`, 'BackupCorrupt');
+  try {
+    const stages: Transform[] = sealed ? [stored.stream, openStream(ring, root, key, sealed.keyId), plain.stream] : [stored.stream, plain.stream];
+    await pipeline([object.Body as Readable, ...stages, createWriteStream(file, { mode: 0o600 })]);
+  } catch (err) {
+    if (err instanceof KeyMissing) throw ApplicationFailure.nonRetryable(`s3://${bucket}/${key}: ${err.message}`, 'KeyMissing');
+    if ((err as Error).name === 'ObjectNotAuthentic') throw corrupt(`fails authentication: ${(err as Error).message}`);
+    throw err;
   }
+  if (sealed) {
+    const got = stored.result();
+    if (got.sha256 !== sealed.sha256 || got.sizeBytes !== sealed.sizeBytes) {
+      throw corrupt(`as stored has SHA-256 ${got.sha256} (${got.sizeBytes} bytes), the backup's record says ${sealed.sha256} (${sealed.sizeBytes} bytes)`);
+    }
+  }
+  const got = plain.result();
+  if (got.sha256 !== expected.sha256) throw corrupt(`failed its SHA-256 check: the backup's record says ${expected.sha256}, the stored object gives ${got.sha256}`);
 }
 
 async function run(command: string, args: string[]): Promise<void> {
@@ -91,7 +130,7 @@ export function fetchBaseBackupActivities(config: WorkerConfig) {
     try {
       const plains: string[] = [];
       for (const backupId of input.backup.chain) {
-        const record = await readRecord(s3, config.s3.bucket, input.backup.root, backupId);
+        const record = await readRecord(s3, config.s3.bucket, config.encryption, input.backup.root, backupId);
         const unknown = record.files.find((f) => !KNOWN_FILES.has(f.name));
         if (unknown) {
           throw ApplicationFailure.nonRetryable(`base backup ${backupId} holds ${unknown.name} (a tablespace?): point-in-time restore handles the main data directory only`, 'UnsupportedBackup');
@@ -100,7 +139,7 @@ export function fetchBaseBackupActivities(config: WorkerConfig) {
         await mkdir(dir, { recursive: true, mode: 0o700 });
         for (const file of record.files) {
           const key = baseBackupObjectKey(input.backup.root, backupId, file.name);
-          await download(s3, config.s3.bucket, key, path.join(dir, file.name), file.sha256, (n) => {
+          await download(s3, config.s3.bucket, config.encryption, input.backup.root, key, path.join(dir, file.name), file, (n) => {
             downloadedBytes += n;
             heartbeats.progressed();
           });

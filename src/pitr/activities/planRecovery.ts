@@ -54,7 +54,7 @@ export function planRecoveryActivities(config: WorkerConfig) {
     const cluster = resolveCluster(config, input.cluster);
     const s3 = createS3Client(config.s3);
     try {
-      const catalog = await listBaseBackups(s3, config.s3, cluster.name);
+      const catalog = await listBaseBackups(s3, config.s3, config.encryption, cluster.name);
       const root = catalog.at(-1)?.root;
       if (!root) {
         throw ApplicationFailure.nonRetryable(

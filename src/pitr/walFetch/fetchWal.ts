@@ -3,6 +3,11 @@
 // recorded in the object's metadata, then renamed into place, so a half-written or corrupt file
 // never reaches the server. The newest segment may exist only as the growing partial copy: it
 // is served under its segment name (recovery stops at its zero padding).
+//
+// With a key ring (from the private env file) every object must be one a worker sealed under its
+// own name (src/archive/archiveCrypto.ts): it is opened chunk by chunk on its way to zstd, and a
+// flipped byte, a cut, a wrong key or an unsealed object fails the fetch naming the object,
+// before the file is renamed to where PostgreSQL reads it.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -11,6 +16,8 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { historyKey, parseSegmentName, walPartialKey, walSegmentKey } from '../../archive/layout';
+import { openStream } from '../../archive/archiveCrypto';
+import type { KeyRing } from '../../shared/crypto/keyRing';
 
 /** A stored object whose bytes are not what the archive recorded: retrying cannot help. */
 export class WalObjectCorrupt extends Error {
@@ -43,8 +50,9 @@ async function getObject(s3: S3Client, bucket: string, key: string) {
   }
 }
 
-/** Streams `body` (zstd unless `raw`) into `file`, returning the SHA-256 and size of what was written. */
-async function writeDecompressed(body: Readable, file: string, raw: boolean, zstdBin: string): Promise<{ sha256: string; bytes: number }> {
+/** Streams `stored` (opened when `opening` is given, then zstd unless `raw`) into `file`, returning the SHA-256 and size of what was written. */
+async function writeDecompressed(stored: Readable, opening: Transform | undefined, file: string, raw: boolean, zstdBin: string): Promise<{ sha256: string; bytes: number }> {
+  const body: Readable[] = opening ? [stored, opening] : [stored];
   const hash = createHash('sha256');
   let bytes = 0;
   const tap = new Transform({
@@ -56,7 +64,7 @@ async function writeDecompressed(body: Readable, file: string, raw: boolean, zst
   });
   const out = createWriteStream(file, { mode: 0o600 });
   if (raw) {
-    await pipeline(body, tap, out);
+    await pipeline([...body, tap, out]);
   } else {
     const child = spawn(zstdBin, ['-d', '-q', '-c'], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
     let stderr = '';
@@ -65,7 +73,7 @@ async function writeDecompressed(body: Readable, file: string, raw: boolean, zst
       child.once('error', (err) => reject(new Error(`cannot run ${zstdBin}: ${err.message}`)));
       child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`zstd -d exited with ${code}: ${stderr.trim()}`))));
     });
-    await Promise.all([pipeline(body, child.stdin), pipeline(child.stdout, tap, out), exited]);
+    await Promise.all([pipeline([...body, child.stdin]), pipeline(child.stdout, tap, out), exited]);
   }
   return { sha256: hash.digest('hex'), bytes };
 }
@@ -76,6 +84,8 @@ export interface FetchOptions {
   root: string;
   segmentBytes: number;
   zstdBin: string;
+  /** The archive is sealed with these keys; undefined: it is stored unencrypted (no key configured). */
+  ring?: KeyRing;
   /** Serve the growing partial copy when the complete segment is not archived (never for read-ahead). */
   allowPartial: boolean;
   /**
@@ -125,13 +135,24 @@ export async function fetchWalFile(options: FetchOptions, name: string, destinat
     const object = await getObject(options.s3, options.bucket, key);
     if (!object) continue;
     const expected = object.Metadata?.sha256;
+    if (!options.ring && object.Metadata?.encryption) {
+      throw new WalObjectCorrupt(key, `s3://${options.bucket}/${key} is encrypted (key "${object.Metadata['key-id'] ?? '?'}"), but this restore has no encryption keys (PGOPS_ENCRYPTION_KEYS on the worker)`);
+    }
     const temporary = `${destination}.pgops-fetch`;
     try {
       let written: { sha256: string; bytes: number };
+      let opening: Transform | undefined;
       try {
-        written = await writeDecompressed(object.Body as Readable, temporary, history !== null, options.zstdBin);
+        opening = options.ring ? openStream(options.ring, options.root, key) : undefined;
+        written = await writeDecompressed(object.Body as Readable, opening, temporary, history !== null, options.zstdBin);
       } catch (err) {
-        throw new WalObjectCorrupt(key, `s3://${options.bucket}/${key} could not be decompressed: ${(err as Error).message}`);
+        const e = err as Error;
+        // zstd fails too once the opening stops: the reason is the opening's.
+        const why = (opening?.errored as Error | null | undefined) ?? e;
+        if (why.name === 'ObjectNotAuthentic' || why.name === 'KeyMissing') {
+          throw new WalObjectCorrupt(key, `s3://${options.bucket}/${key} fails authentication: ${why.message}`);
+        }
+        throw new WalObjectCorrupt(key, `s3://${options.bucket}/${key} could not be decompressed: ${e.message}`);
       }
       if (!expected) throw new WalObjectCorrupt(key, `s3://${options.bucket}/${key} has no sha256 in its metadata: it was not written by the WAL archiver`);
       if (written.sha256 !== expected) {

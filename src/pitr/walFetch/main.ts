@@ -6,13 +6,14 @@
 //
 // It fetches the file PostgreSQL asks for and makes sure the read-ahead runs, which keeps the next
 // segments in the cache the shell wrapper serves from while replay goes on, so replay is not one
-// S3 round trip (and one process start) per segment, nor waits for the next batch. The env file holds the bucket's settings and credentials, readable by the server's
-// user only: nothing secret is on a command line. Every fetch and every failure is appended to
+// S3 round trip (and one process start) per segment, nor waits for the next batch. The env file
+// holds the bucket's settings and credentials, and the encryption keys when the archive is sealed,
+// readable by the server's user only: nothing secret is on a command line. Every fetch and every failure is appended to
 // the instance's fetch log, where the restore workflow reads why replay stopped.
 import { spawn } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { parse as parseEnvFile } from 'dotenv';
-import { loadS3 } from '../../shared/config';
+import { loadKeyRing, loadS3 } from '../../shared/config';
 import { createS3Client } from '../../shared/storage/s3Client';
 import { parseLsn, parseSegmentName } from '../../archive/layout';
 import { fetchWalFile, WalObjectCorrupt, type FetchOptions } from './fetchWal';
@@ -94,6 +95,8 @@ function settings(envFile: string) {
     root: env.PGOPS_WAL_FETCH_ROOT!,
     segmentBytes: Number(env.PGOPS_WAL_FETCH_SEGMENT_BYTES),
     zstdBin: env.PGOPS_ZSTD_BIN ?? 'zstd',
+    // Only from the env file, never from a command line: the keys that open the sealed archive.
+    ring: loadKeyRing(env),
     allowPartial: true,
     stop: env.PGOPS_WAL_FETCH_STOP_LSN ? { timeline: Number(env.PGOPS_WAL_FETCH_STOP_TIMELINE), lsn: parseLsn(env.PGOPS_WAL_FETCH_STOP_LSN) } : undefined,
   };

@@ -61,6 +61,15 @@ export class KeyRing {
     return derived;
   }
 
+  /**
+   * The ring as PGOPS_ENCRYPTION_KEYS reads it ("id:base64,…"), for the one place a helper run as
+   * another OS user needs it: the 0600 env file of a restore's wal-fetch program. Never logged,
+   * never in a workflow's input or result.
+   */
+  exportKeyList(): string {
+    return [...this.#keys].map(([id, key]) => `${id}:${key.toString('base64')}`).join(',');
+  }
+
   toJSON(): { current: string; retired: string[] } {
     return { current: this.current, retired: this.retired };
   }
