@@ -5,6 +5,7 @@
 //   holds it (nor in what zstd makes of it), yet it is there once opened with the key;
 // - a planted backup.json (valid JSON, right place, newest) without valid authentication is
 //   listed apart and neither planned from, counted for the window, nor pruned;
+// - a flipped byte in a base backup object fails its fetch naming the object;
 // - a flipped byte, a cut, a segment moved to another's name, or a wrong key makes the WAL fetch
 //   PostgreSQL runs fail naming the object, with nothing left where PostgreSQL reads.
 import { randomUUID } from 'node:crypto';
@@ -21,6 +22,7 @@ import { openBuffer, withoutAuthentication } from '../src/archive/archiveCrypto'
 import { pruneBaseBackupActivities } from '../src/archive/activities/pruneBaseBackups';
 import { physicalListing } from '../src/cli/commands/baseBackup';
 import { planRecoveryActivities } from '../src/pitr/activities/planRecovery';
+import { fetchBaseBackupActivities } from '../src/pitr/activities/fetchBaseBackup';
 import { fetchEnvironment } from '../src/pitr/activities/configureRecovery';
 import { fetchWalFile, WalObjectCorrupt, type FetchOptions } from '../src/pitr/walFetch/fetchWal';
 import { KeyRing } from '../src/shared/crypto/keyRing';
@@ -130,6 +132,24 @@ test('a planted backup.json without valid authentication is listed apart, and no
   const listing = await physicalListing(s3, f.config.s3, f.config.encryption, f.cluster.name);
   expect(listing).toContain(`(${unsigned}) is UNAUTHENTICATED: no authentication`);
   expect(listing).toContain(`(${resigned}) is UNAUTHENTICATED: authentication does not verify`);
+}, 60_000);
+
+test('a flipped byte in a base backup object fails its fetch naming the object, with no data directory made', async () => {
+  const plan: RecoveryPlan = await planRecoveryActivities(f.config).planRecovery({ cluster: f.cluster.name, target: { kind: 'latest' } });
+  const key = baseBackupObjectKey(f.root, plan.backup.backupId, 'base.tar.zst');
+  const original = await stored(key);
+  const flipped = Buffer.from(original);
+  flipped[Math.floor(flipped.length / 2)] ^= 0x01;
+  await s3.send(new PutObjectCommand({ Bucket: f.config.s3.bucket, Key: key, Body: flipped }));
+  const instance = { dataDir: path.join(scratch, 'fetched'), port: 26403 };
+  try {
+    const fetching = new MockActivityEnvironment().run(fetchBaseBackupActivities(f.config).fetchBaseBackup, { cluster: f.cluster.name, restoreId: 'flipped', instance, backup: plan.backup });
+    await expect(fetching).rejects.toThrow(`s3://${f.config.s3.bucket}/${key} fails authentication`);
+    expect(existsSync(instance.dataDir)).toBe(false);
+  } finally {
+    await s3.send(new PutObjectCommand({ Bucket: f.config.s3.bucket, Key: key, Body: original }));
+    await rm(`${instance.dataDir}.pitr`, { recursive: true, force: true });
+  }
 }, 60_000);
 
 describe('the WAL fetch PostgreSQL runs', () => {

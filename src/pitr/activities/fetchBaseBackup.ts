@@ -5,13 +5,14 @@
 //
 // With a key ring only a record whose authentication verifies is fetched (read again here, not
 // taken from the plan), and each sealed object is checked as stored (ciphertext SHA-256), opened
-// chunk by chunk and checked as plaintext in one pass; a backup is extracted only once all its
-// objects passed, and the data directory is put in place only once the whole chain did. An object the record says is unencrypted is read as it is (archives from
+// chunk by chunk and checked as plaintext in one pass, extracted into a scratch directory as it
+// arrives (AEAD releases only authenticated chunks); the data directory is put in place only once
+// every object of the whole chain and pg_verifybackup passed. An object the record says is unencrypted is read as it is (archives from
 // before keys; with keys, their records do not verify, so that is only ever a keyless worker's).
 import { createWriteStream, existsSync, readdirSync } from 'node:fs';
 import { cp, mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
@@ -75,7 +76,7 @@ async function download(
   ring: KeyRing | undefined,
   root: string,
   key: string,
-  file: string,
+  sink: ObjectSink,
   expected: BaseBackupRecord['files'][number],
   onBytes: (n: number) => void,
 ): Promise<void> {
@@ -84,14 +85,16 @@ async function download(
   const plain = hashingTap();
   const sealed = expected.stored;
   const corrupt = (why: string) => ApplicationFailure.nonRetryable(`s3://${bucket}/${key} ${why}; refusing to restore from it, nothing was restored`, 'BackupCorrupt');
-  try {
-    const stages: Transform[] = sealed ? [stored.stream, openStream(ring, root, key, sealed.keyId), plain.stream] : [stored.stream, plain.stream];
-    await pipeline([object.Body as Readable, ...stages, createWriteStream(file, { mode: 0o600 })]);
-  } catch (err) {
+  const stages: Transform[] = sealed ? [stored.stream, openStream(ring, root, key, sealed.keyId), plain.stream] : [stored.stream, plain.stream];
+  const [piped, written] = await Promise.allSettled([pipeline([object.Body as Readable, ...stages, sink.stream]), sink.done]);
+  if (piped.status === 'rejected') {
+    const err = piped.reason as Error;
     if (err instanceof KeyMissing) throw ApplicationFailure.nonRetryable(`s3://${bucket}/${key}: ${err.message}`, 'KeyMissing');
-    if ((err as Error).name === 'ObjectNotAuthentic') throw corrupt(`fails authentication: ${(err as Error).message}`);
-    throw err;
+    if (err.name === 'ObjectNotAuthentic') throw corrupt(`fails authentication: ${err.message}`);
   }
+  // The extraction's own complaint (a broken zstd frame, a bad tar header) says more than the broken pipe it leaves.
+  if (written.status === 'rejected') throw corrupt(`could not be extracted: ${(written.reason as Error).message}`);
+  if (piped.status === 'rejected') throw piped.reason;
   if (sealed) {
     const got = stored.result();
     if (got.sha256 !== sealed.sha256 || got.sizeBytes !== sealed.sizeBytes) {
@@ -102,20 +105,29 @@ async function download(
   if (got.sha256 !== expected.sha256) throw corrupt(`failed its SHA-256 check: the backup's record says ${expected.sha256}, the stored object gives ${got.sha256}`);
 }
 
-async function run(command: string, args: string[]): Promise<void> {
-  const child = execa(command, args, { env: childEnv(), extendEnv: false, all: true, reject: false });
-  killOnCancel(child);
-  const result = await child;
-  if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.exitCode}): ${(result.all ?? '').trim().split('\n').slice(-3).join('; ')}`);
+/** Where an object of a base backup goes as it arrives. */
+interface ObjectSink {
+  stream: Writable;
+  done: Promise<unknown>;
 }
 
-/** A tar-format base backup as the plain directory pg_combinebackup and PostgreSQL read. */
-async function extract(dir: string, plain: string): Promise<void> {
-  await rm(plain, { recursive: true, force: true });
-  await mkdir(path.join(plain, 'pg_wal'), { recursive: true, mode: 0o700 });
-  await run('tar', ['--zstd', '-xf', path.join(dir, 'base.tar.zst'), '-C', plain]);
-  if (existsSync(path.join(dir, 'pg_wal.tar.zst'))) await run('tar', ['--zstd', '-xf', path.join(dir, 'pg_wal.tar.zst'), '-C', path.join(plain, 'pg_wal')]);
-  await cp(path.join(dir, BASE_BACKUP_MANIFEST), path.join(plain, BASE_BACKUP_MANIFEST));
+/**
+ * A tar is extracted as it streams in (its pg_wal tar into pg_wal/), the manifest is written
+ * as is: the plain directory pg_combinebackup and PostgreSQL read, without a second pass over a
+ * downloaded copy. Nothing reads that directory before every object and pg_verifybackup passed.
+ */
+function sinkFor(plain: string, name: string): ObjectSink {
+  if (name === BASE_BACKUP_MANIFEST) {
+    const stream = createWriteStream(path.join(plain, name), { mode: 0o600 });
+    return { stream, done: Promise.resolve() };
+  }
+  const into = name === 'pg_wal.tar.zst' ? path.join(plain, 'pg_wal') : plain;
+  const child = execa('tar', ['--zstd', '-xf', '-', '-C', into], { env: childEnv(), extendEnv: false, all: true, reject: false });
+  killOnCancel(child);
+  const done = child.then((result) => {
+    if (result.exitCode !== 0) throw new Error(`tar --zstd -x exited with ${result.exitCode}: ${(result.all ?? '').trim().split('\n').slice(-3).join('; ')}`);
+  });
+  return { stream: child.stdin!, done };
 }
 
 export function fetchBaseBackupActivities(config: WorkerConfig) {
@@ -128,28 +140,33 @@ export function fetchBaseBackupActivities(config: WorkerConfig) {
     let downloadedBytes = 0;
     const heartbeats = heartbeatWhile(() => ({ stage: 'fetch', downloadedBytes }));
     try {
-      const plains: string[] = [];
-      for (const backupId of input.backup.chain) {
-        const record = await readRecord(s3, config.s3.bucket, config.encryption, input.backup.root, backupId);
+      // Every object of every backup of the chain at once: the download, the decryption and the
+      // decompression of one overlap the others' (the records are read first: a refused one
+      // stops everything before any object is fetched).
+      const records = await Promise.all(input.backup.chain.map((backupId) => readRecord(s3, config.s3.bucket, config.encryption, input.backup.root, backupId)));
+      for (const record of records) {
         const unknown = record.files.find((f) => !KNOWN_FILES.has(f.name));
         if (unknown) {
-          throw ApplicationFailure.nonRetryable(`base backup ${backupId} holds ${unknown.name} (a tablespace?): point-in-time restore handles the main data directory only`, 'UnsupportedBackup');
+          throw ApplicationFailure.nonRetryable(`base backup ${record.backupId} holds ${unknown.name} (a tablespace?): point-in-time restore handles the main data directory only`, 'UnsupportedBackup');
         }
-        const dir = path.join(paths.downloads, backupId);
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        for (const file of record.files) {
-          const key = baseBackupObjectKey(input.backup.root, backupId, file.name);
-          await download(s3, config.s3.bucket, config.encryption, input.backup.root, key, path.join(dir, file.name), file, (n) => {
-            downloadedBytes += n;
-            heartbeats.progressed();
-          });
-        }
-        const plain = `${dir}.plain`;
-        await extract(dir, plain);
-        await rm(dir, { recursive: true, force: true });
-        plains.push(plain);
-        heartbeats.progressed();
       }
+      const plains = await Promise.all(
+        records.map(async (record) => {
+          const plain = path.join(paths.downloads, `${record.backupId}.plain`);
+          await rm(plain, { recursive: true, force: true });
+          await mkdir(path.join(plain, 'pg_wal'), { recursive: true, mode: 0o700 });
+          await Promise.all(
+            record.files.map((file) =>
+              download(s3, config.s3.bucket, config.encryption, input.backup.root, baseBackupObjectKey(input.backup.root, record.backupId, file.name), sinkFor(plain, file.name), file, (n) => {
+                downloadedBytes += n;
+                heartbeats.progressed();
+              }),
+            ),
+          );
+          heartbeats.progressed();
+          return plain;
+        }),
+      );
 
       const last = plains.at(-1)!;
       if (existsSync(paths.dataDir)) await rmdir(paths.dataDir); // claimed empty (or absent) by claimInstance
