@@ -11,7 +11,7 @@
 //
 //   npx tsx bench/pitr.ts [--scale 10] [--wal-mb 1024] [--after-mb 64]     (the local stack must be up)
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +26,8 @@ import { archivedStackCluster, archiveState, cleanUpArchivedCluster, isArchived,
 import { startWorkerProcess } from '../test/support/workerProcess';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { describePhysicalArchive } from '../src/archive/catalog';
+import { instancePaths } from '../src/pitr/activities/instance';
+import type { FetchedBaseBackup } from '../src/pitr/activities/fetchBaseBackup';
 import { describeCpu, stackServers } from './cpu';
 import { benchTarget, intoScratch, recordBenchmarkRun, scriptRestore, seconds } from './support';
 
@@ -50,6 +52,12 @@ async function writeWal(target: TargetConfig, bytes: number): Promise<{ bytes: n
     }
     return { bytes: Number((await lsn()) - from), seconds: seconds(started) };
   });
+}
+
+function phasesOf(fetched: FetchedBaseBackup): string {
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const { objects, combine, verify } = fetched.phaseMs;
+  return [`download + open + extract ${s(objects)}`, ...(combine !== undefined ? [`pg_combinebackup ${s(combine)}`] : []), `pg_verifybackup ${s(verify)}`].join(', ');
 }
 
 async function main(): Promise<void> {
@@ -108,9 +116,11 @@ async function main(): Promise<void> {
         status = await pitrStatus(client, pitr.workflowId);
       }
       const paused = seconds(begun);
+      // The fetch step's own account of its phases, beside the instance until it is removed.
+      const fetched = JSON.parse(readFileSync(instancePaths({ dataDir: instanceDir, port: INSTANCE_PORT }).restored, 'utf8')) as FetchedBaseBackup;
       await decidePointInTimeRestore(client, pitr.workflowId, 'reject', { approver: 'bench-approver', reason: 'benchmark over' });
       await pitr.result();
-      return { paused, report: status.report!, chain: status.recovery?.backup.chain ?? [] };
+      return { paused, report: status.report!, chain: status.recovery?.backup.chain ?? [], phases: phasesOf(fetched) };
     };
     const at = await noteTarget();
 
@@ -135,7 +145,7 @@ async function main(): Promise<void> {
 
     // The restores above wrote WAL too; the archive's catching up is not the restore's time.
     while (!(await describePhysicalArchive(s3, config.s3, config.encryption, cluster)).window?.from) await sleep(1_000);
-    const { paused, report } = await pitrUntilPaused(at);
+    const { paused, report, phases } = await pitrUntilPaused(at);
     console.error(`pointInTimeRestore paused at the target after ${paused.toFixed(1)} s (fetch ${report.fetchMs} ms, replay ${report.replayMs} ms)`);
 
     // What a base backup schedule buys: the next incremental (taken after the load, as an hourly
@@ -160,8 +170,8 @@ async function main(): Promise<void> {
       '| --- | ---: | ---: | --- |',
       `| old script: gunzip -c dump.sql.gz \\| psql into a fresh database | ${script.toFixed(1)} | 1.00× | the bench database only |`,
       `| guardedRestore --mode new-database, approved at once | ${guarded.toFixed(1)} | ${(guarded / script).toFixed(2)}× | the bench database only |`,
-      `| pointInTimeRestore to "paused at the target", the full base backup before the load | ${paused.toFixed(1)} | ${(paused / script).toFixed(2)}× (${(script / paused).toFixed(1)}× faster) | the whole cluster (${(base.record.sizeBytes / 1e6).toFixed(0)} MB stored): fetch + SHA-256 + pg_verifybackup ${(report.fetchMs / 1000).toFixed(1)} s, replay of ${(produced.bytes / 1e9).toFixed(2)} GB WAL ${(report.replayMs / 1000).toFixed(1)} s (${report.segmentsFetched} segments fetched) |`,
-      `| pointInTimeRestore from the incremental taken after the load (${incremental.record.kind}, ${(incremental.record.sizeBytes / 1e6).toFixed(0)} MB stored, ${incrementalSeconds.toFixed(1)} s to take) to a moment ${(after.bytes / 1e6).toFixed(0)} MB of WAL later | ${near.paused.toFixed(1)} | ${(near.paused / script).toFixed(2)}× (${(script / near.paused).toFixed(1)}× faster) | chain ${near.chain.length} backup(s): fetch + pg_combinebackup + pg_verifybackup ${(near.report.fetchMs / 1000).toFixed(1)} s, replay ${(near.report.replayMs / 1000).toFixed(1)} s (${near.report.segmentsFetched} segments fetched) |`,
+      `| pointInTimeRestore to "paused at the target", the full base backup before the load | ${paused.toFixed(1)} | ${(paused / script).toFixed(2)}× (${(script / paused).toFixed(1)}× faster) | the whole cluster (${(base.record.sizeBytes / 1e6).toFixed(0)} MB stored): fetch ${(report.fetchMs / 1000).toFixed(1)} s (${phases}), replay of ${(produced.bytes / 1e9).toFixed(2)} GB WAL ${(report.replayMs / 1000).toFixed(1)} s (${report.segmentsFetched} segments fetched) |`,
+      `| pointInTimeRestore from the incremental taken after the load (${incremental.record.kind}, ${(incremental.record.sizeBytes / 1e6).toFixed(0)} MB stored, ${incrementalSeconds.toFixed(1)} s to take) to a moment ${(after.bytes / 1e6).toFixed(0)} MB of WAL later | ${near.paused.toFixed(1)} | ${(near.paused / script).toFixed(2)}× (${(script / near.paused).toFixed(1)}× faster) | chain ${near.chain.length} backup(s): fetch ${(near.report.fetchMs / 1000).toFixed(1)} s (${near.phases}), replay ${(near.report.replayMs / 1000).toFixed(1)} s (${near.report.segmentsFetched} segments fetched) |`,
       '',
       `WAL: the primary wrote it at ${(produceRate / 1e6).toFixed(1)} MB/s (steady INSERT/UPDATE batches, ${produced.seconds.toFixed(1)} s); replay consumed it at ${(replayRate / 1e6).toFixed(1)} MB/s (${(replayRate / produceRate).toFixed(2)}× the primary's rate; replay time includes the instance's start and the fetches).`,
       '',
