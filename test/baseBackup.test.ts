@@ -221,6 +221,12 @@ describe('baseBackup', () => {
     }
   });
 
+  test('an auto run whose newest full base backup is older than fullEvery takes a full one and says why', async () => {
+    const result = await run({ mode: 'auto', fullEvery: '1 second' });
+    expect(result.record.kind).toBe('full');
+    expect(result.fullBecause).toBe(`the newest full base backup, ${made.fallback.backupId}, is older than 1 second (fullEvery)`);
+  });
+
   describe('bad input and bad state: one line naming the fix, nothing in the bucket deleted', () => {
     let keysBefore: string[];
     const keysNow = async () => {
@@ -237,6 +243,10 @@ describe('baseBackup', () => {
     afterEach(async () => {
       expect(await keysNow()).toEqual(keysBefore);
       expect(await readdir(config.stagingDir)).toEqual([]);
+    });
+
+    test('fullEvery that is not a duration', async () => {
+      expect(await failure({ fullEvery: 'daily' })).toBe('input.fullEvery must be a duration such as "24 hours", got "daily"');
     });
 
     test('unknown cluster', async () => {

@@ -290,6 +290,12 @@ export interface BaseBackupInput {
   cluster: string;
   mode?: BaseBackupMode;
   /**
+   * An `auto` run takes a full backup once the newest full one is older than this ("24 hours"),
+   * so a frequent incremental schedule (which bounds a point-in-time restore's WAL replay) keeps
+   * its chains short. Unset: incrementals build on each other until a full one is asked for.
+   */
+  fullEvery?: string;
+  /**
    * Retention as a recovery window: every point in this recent past stays recoverable ("7 days",
    * "36 hours"); older base backups and the WAL only they need are deleted. Default 7 days.
    */

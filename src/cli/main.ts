@@ -28,10 +28,10 @@ const USAGE = `usage: pgops <command> [options]
                                    whether each manifest is authentic), then each cluster's base
                                    backups and its recoverable window
   keys [--target primary]          every key id the catalog needs, present or MISSING here
-  basebackup now [--cluster main] [--mode auto|full] [--recovery-window 7d] [--prune-dry-run]
+  basebackup now [--cluster main] [--mode auto|full] [--full-every 24h] [--recovery-window 7d] [--prune-dry-run]
                                    run baseBackup now (an incremental where possible) and
                                    follow its progress
-  basebackup schedule install|pause|resume|show [--cluster main] [--at 01:00]
+  basebackup schedule install|pause|resume|show [--cluster main] [--at 01:00 | --every 1h --full-every 24h]
                       [--timezone Asia/Seoul] [--mode auto|full] [--recovery-window 7d]
                                    the Temporal Schedule that runs baseBackup
   schedule install [--target primary] [--at 03:00] [--timezone Asia/Seoul]

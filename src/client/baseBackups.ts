@@ -10,7 +10,7 @@ import {
   type BaseBackupWorkflow,
 } from '../archive/contract';
 import { progressWithHeartbeats } from './progress';
-import { installDailySchedule } from './schedules';
+import { installDailySchedule, installIntervalSchedule } from './schedules';
 
 export async function startBaseBackup(
   client: Client,
@@ -36,24 +36,24 @@ export function baseBackupProgress(handle: WorkflowHandle): Promise<BaseBackupPr
 export interface BaseBackupScheduleOptions {
   taskQueue: string;
   cluster: string;
-  /** Local time of day, "HH:MM". */
+  /** Local time of day, "HH:MM" (a daily schedule)… */
   at: string;
   timezone: string;
+  /** …or every this long ("1 hour"), which bounds a point-in-time restore's WAL replay (use with input.fullEvery). */
+  every?: string;
   input?: Omit<BaseBackupInput, 'cluster'>;
 }
 
-/** Creates the cluster's base backup schedule, or updates it in place. */
+/** Creates the cluster's base backup schedule, or updates it in place: daily at a time, or every so long. */
 export function installBaseBackupSchedule(client: Client, options: BaseBackupScheduleOptions): Promise<'created' | 'updated'> {
-  return installDailySchedule(client, {
-    scheduleId: baseBackupScheduleId(options.cluster),
-    at: options.at,
-    timezone: options.timezone,
-    action: {
-      workflowType: BASE_BACKUP_WORKFLOW,
-      taskQueue: options.taskQueue,
-      workflowId: baseBackupScheduleId(options.cluster),
-      args: [{ ...options.input, cluster: options.cluster }],
-      typedSearchAttributes: [{ key: PGOPS_TARGET, value: options.cluster }],
-    },
-  });
+  const scheduleId = baseBackupScheduleId(options.cluster);
+  const action = {
+    workflowType: BASE_BACKUP_WORKFLOW,
+    taskQueue: options.taskQueue,
+    workflowId: scheduleId,
+    args: [{ ...options.input, cluster: options.cluster }],
+    typedSearchAttributes: [{ key: PGOPS_TARGET, value: options.cluster }],
+  };
+  if (options.every) return installIntervalSchedule(client, { scheduleId, every: options.every, action });
+  return installDailySchedule(client, { scheduleId, at: options.at, timezone: options.timezone, action });
 }

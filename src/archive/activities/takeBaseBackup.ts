@@ -6,7 +6,8 @@ import { readdirSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import execa from 'execa';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, type Duration } from '@temporalio/common';
+import { msToNumber } from '@temporalio/common/lib/time';
 import type { WorkerConfig } from '../../shared/config';
 import type { StagedBaseBackup } from '../contract';
 import { archiveRoot, BASE_BACKUP_MANIFEST, type BaseBackupRecord } from '../layout';
@@ -26,6 +27,8 @@ export interface TakeBaseBackupInput {
   node: string;
   backupId: string;
   mode: 'auto' | 'full';
+  /** An `auto` run takes a full backup when the newest full one is older than this. */
+  fullEvery?: string;
 }
 
 /** pg_basebackup's -Xstream leaves pg_wal.tar uncompressed; the worker's zstd takes it (mostly zero padding). */
@@ -51,9 +54,10 @@ export function takeBaseBackupActivities(config: WorkerConfig) {
     await rm(staging.data, { recursive: true, force: true }); // pg_basebackup wants an empty directory
 
     const root = archiveRoot(config.s3, cluster.name, server.systemIdentifier);
-    const parent = input.mode === 'auto' ? await fetchParent(root, staging.parentManifest) : undefined;
+    const chosen = input.mode === 'auto' ? await chooseParent(root, staging.parentManifest, input.fullEvery) : undefined;
+    const parent = chosen?.parent;
     const fullBecause =
-      input.mode === 'full' ? undefined : parent ? undefined : `no earlier base backup of ${cluster.name} (system ${server.systemIdentifier}) to build on`;
+      input.mode === 'full' ? undefined : parent ? undefined : (chosen?.fullBecause ?? `no earlier base backup of ${cluster.name} (system ${server.systemIdentifier}) to build on`);
 
     const startedAt = new Date().toISOString();
     const args = [
@@ -129,13 +133,19 @@ export function takeBaseBackupActivities(config: WorkerConfig) {
   }
 
   /** The newest complete base backup of this system, its manifest saved where --incremental reads it. */
-  async function fetchParent(root: string, file: string): Promise<BaseBackupRecord | undefined> {
+  /** The newest base backup to build on (its manifest fetched to `file`), or why a full one is due. */
+  async function chooseParent(root: string, file: string, fullEvery: string | undefined): Promise<{ parent?: BaseBackupRecord; fullBecause?: string }> {
     const s3 = createS3Client(config.s3);
     try {
       // Only an authentic record is built on: an incremental of a planted parent would restore its content.
-      const newest = (await listBaseBackups(s3, config.s3, config.encryption, '', root)).at(-1)?.record;
+      const records = (await listBaseBackups(s3, config.s3, config.encryption, '', root)).map((b) => b.record);
+      const newest = records.at(-1);
+      const newestFull = records.filter((r) => r.kind === 'full').at(-1);
+      if (newest && newestFull && fullEvery && Date.now() - Date.parse(newestFull.stoppedAt) > msToNumber(fullEvery as Duration)) {
+        return { fullBecause: `the newest full base backup, ${newestFull.backupId}, is older than ${fullEvery} (fullEvery)` };
+      }
       if (newest) await downloadBaseBackupManifest(s3, config.s3.bucket, config.encryption, root, newest, file);
-      return newest;
+      return { parent: newest };
     } catch (err) {
       if ((err as { name?: string }).name === 'NoSuchKey') {
         throw ApplicationFailure.nonRetryable(`the newest base backup's backup_manifest is missing from ${root}/base/: nothing to build an incremental on`, 'IncrementalNotPossible');

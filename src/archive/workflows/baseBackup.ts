@@ -24,6 +24,9 @@ function validate(input: BaseBackupInput): void {
   if (input.mode !== undefined && input.mode !== 'auto' && input.mode !== 'full') {
     throw ApplicationFailure.nonRetryable(`input.mode must be "auto" or "full", got ${JSON.stringify(input.mode)}`, 'BadInput');
   }
+  if (input.fullEvery !== undefined && !isDuration(input.fullEvery)) {
+    throw ApplicationFailure.nonRetryable(`input.fullEvery must be a duration such as "24 hours", got ${JSON.stringify(input.fullEvery)}`, 'BadInput');
+  }
   if (input.recoveryWindow !== undefined && !isDuration(input.recoveryWindow)) {
     throw ApplicationFailure.nonRetryable(`input.recoveryWindow must be a duration such as "7 days", got ${JSON.stringify(input.recoveryWindow)}`, 'BadInput');
   }
@@ -85,7 +88,7 @@ export async function baseBackup(input: BaseBackupInput): Promise<BaseBackupResu
     const role = await resolveClusterRole(`${cluster}:primary`);
     progress.node = role.node;
     progress.stage = 'backup';
-    const take = (mode: 'auto' | 'full') => takeBaseBackup({ cluster, node: role.node, backupId, mode });
+    const take = (mode: 'auto' | 'full') => takeBaseBackup({ cluster, node: role.node, backupId, mode, ...(input.fullEvery ? { fullEvery: input.fullEvery } : {}) });
     let staged: StagedBaseBackup;
     try {
       staged = await take(input.mode ?? 'auto');

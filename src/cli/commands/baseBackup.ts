@@ -28,7 +28,13 @@ const inputOptions = {
   mode: { type: 'string', default: 'auto' },
   'recovery-window': { type: 'string' },
   'prune-dry-run': { type: 'boolean', default: false },
+  'full-every': { type: 'string' },
 } as const;
+
+/** The workflow input the options ask for. */
+function inputOf(values: { mode?: string; 'recovery-window'?: string; 'prune-dry-run'?: boolean; 'full-every'?: string }) {
+  return { mode: modeOf(values.mode), recoveryWindow: values['recovery-window'], pruneDryRun: values['prune-dry-run'], ...(values['full-every'] ? { fullEvery: values['full-every'] } : {}) };
+}
 
 function modeOf(value: string | undefined): BaseBackupMode {
   if (value !== 'auto' && value !== 'full') throw new UsageError(`--mode must be auto or full, got ${value}`);
@@ -41,7 +47,7 @@ async function baseBackupNow(args: string[]): Promise<number> {
     const handle = await startBaseBackup(
       client,
       { taskQueue: config.taskQueue },
-      { cluster: values.cluster!, mode: modeOf(values.mode), recoveryWindow: values['recovery-window'], pruneDryRun: values['prune-dry-run'] },
+      { cluster: values.cluster!, ...inputOf(values) },
     );
     console.error(`started workflow ${handle.workflowId} on task queue ${config.taskQueue}`);
     await warnWhenNoWorker(client, config.taskQueue);
@@ -69,14 +75,15 @@ async function baseBackupSchedule(args: string[]): Promise<number> {
   const [action, ...rest] = args;
   const { values } = parseArgs({
     args: rest,
-    options: { ...inputOptions, at: { type: 'string', default: '01:00' }, timezone: { type: 'string', default: 'Asia/Seoul' } },
+    options: { ...inputOptions, at: { type: 'string', default: '01:00' }, timezone: { type: 'string', default: 'Asia/Seoul' }, every: { type: 'string' } },
   });
   const cluster = values.cluster!;
   return withTemporal((client, config) =>
     manageSchedule(client, action, baseBackupScheduleId(cluster), async () => {
-      const input = { mode: modeOf(values.mode), recoveryWindow: values['recovery-window'], pruneDryRun: values['prune-dry-run'] };
-      const outcome = await installBaseBackupSchedule(client, { taskQueue: config.taskQueue, cluster, at: values.at!, timezone: values.timezone!, input });
-      return `${outcome} schedule ${baseBackupScheduleId(cluster)}: baseBackup (${input.mode}) of ${cluster} daily at ${values.at} ${values.timezone}`;
+      const input = inputOf(values);
+      const outcome = await installBaseBackupSchedule(client, { taskQueue: config.taskQueue, cluster, at: values.at!, timezone: values.timezone!, every: values.every, input });
+      const when = values.every ? `every ${values.every}` : `daily at ${values.at} ${values.timezone}`;
+      return `${outcome} schedule ${baseBackupScheduleId(cluster)}: baseBackup (${input.mode}${input.fullEvery ? `, full every ${input.fullEvery}` : ''}) of ${cluster} ${when}`;
     }),
   );
 }
