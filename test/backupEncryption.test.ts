@@ -123,6 +123,13 @@ async function refusedRestore(config: WorkerConfig, input: Partial<GuardedRestor
   return message;
 }
 
+/** A failure's message and those of its causes (workflow, activity, application failure), joined. */
+function causes(err: unknown): string {
+  const messages: string[] = [];
+  for (let e = err as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) messages.push(e.message ?? String(e));
+  return messages.join(' <- ');
+}
+
 beforeAll(async () => {
   fixture = await createBackupFixture(0.05);
   env = { ...fixture.env, PGOPS_RESTORE_APPROVERS: 'alice,bob', PGOPS_RESTORE_TWO_PERSON_RULE: 'true' };
@@ -274,7 +281,7 @@ describe('a manifest planted in the bucket (valid JSON, right layout, future dat
   });
 });
 
-test('an archive whose SQL runs COPY … TO PROGRAM: the staging restore fails on permissions and the program never runs', async () => {
+test('an archive whose SQL runs COPY … TO PROGRAM: the staging restore and the nightly test restore fail on permissions, the program never runs', async () => {
   const evilDb = `${fixture.target.database}_evil`;
   const pwned = `/tmp/pgops-pwned-${id}`;
   const evilTarget = { ...fixture.target, database: evilDb };
@@ -316,6 +323,27 @@ test('an archive whose SQL runs COPY … TO PROGRAM: the staging restore fails o
     const role = /as restore role (\w+)/.exec(message)![1];
     const left = await withTarget({ ...fixture.target, database: 'postgres' }, async (c) => (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount);
     expect(left).toBe(0); // the restore's role went with its staging database
+
+    // The nightly backup of the same database, with the test restore on the stack's verify server:
+    // it fails there the same way, and the backup is not published.
+    const verifyServer = config.targets.verify;
+    const verifyFailure = await withWorker(config, async ({ client, taskQueue }) => {
+      const handle = await startBackup(client, { taskQueue, workflowId: `enc-evil-verify-${randomUUID()}` }, { target: 'evil', verify: 'restore', format: 'custom' });
+      return handle.result().then(() => 'verified', (err: unknown) => causes(err));
+    });
+    expect(existsSync(pwned)).toBe(false);
+    expect(verifyFailure).toMatch(
+      /test restore of backup evil-\S+ into pgops_verify_evil_\w+ on verify \(as restore role pgops_verify_evil_\w+, which may not reach the server's files or programs\) failed: .*permission denied to COPY to or from an external program/,
+    );
+    expect(await databasesLike(verifyServer, 'pgops_verify_evil_%')).toEqual([]);
+    const verifyRoles = await withTarget({ ...verifyServer, database: 'postgres' }, async (c) =>
+      (await c.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE rolname LIKE 'pgops\\_verify\\_evil\\_%'`)).rows,
+    );
+    expect(verifyRoles).toEqual([]);
+    // The list files of the sandbox's workspace went too: only the staged backup is left.
+    const verifiedId = /test restore of backup (\S+) into/.exec(verifyFailure)![1];
+    expect(readdirSync(path.join(fixture.stagingDir, verifiedId)).filter((name) => name.startsWith('verify-'))).toEqual([]);
+    await expect(published(config, 'evil', verifiedId)).rejects.toThrow(); // no manifest: not in the catalog
   } finally {
     rmSync(pwned, { force: true });
   }

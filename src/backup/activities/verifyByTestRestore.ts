@@ -1,14 +1,21 @@
 // The verify step: a backup counts only once it has been restored. pg_restore --list always; by
 // default a real restore into a scratch database whose row counts must equal the manifest's.
+// The test restore runs as a per-verify role that cannot reach the verify server's files or
+// programs (shared/postgres/sandboxRestore.ts), like a guarded restore's staging copy: an
+// authentic archive can still carry SQL an app role planted, and the verify server's superuser
+// would run it.
+import { mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
 import type { VerificationResult, VerifyLevel } from '../contract';
 import { heartbeatWhile, killOnCancel, type Heartbeats } from '../../shared/heartbeat';
-import { assertStagedDumpIntact } from '../stagedBackup';
+import { assertStagedDumpIntact, stagedDir } from '../stagedBackup';
 import { requireStagedManifest } from '../manifest/store';
-import { resolveTarget, withTarget } from '../../shared/postgres/connection';
+import { inOneTransaction, resolveTarget, withTarget } from '../../shared/postgres/connection';
 import { runPgTool } from '../../shared/postgres/pgTools';
 import { countRows } from '../../shared/postgres/rowCounts';
+import { createRestoreRole, dropRestoreRole, restoreRoleName, sandboxArchive } from '../../shared/postgres/sandboxRestore';
 
 export interface VerifyInput {
   backupId: string;
@@ -59,18 +66,34 @@ export function verifyActivities(config: WorkerConfig) {
         : undefined;
     const server = resolveTarget(config, serverName);
     const scratch = scratchDatabaseName(input.backupId);
+    const role = restoreRoleName(scratch);
+    // The scratch database goes before its role, which owns it; a leftover of a crashed attempt is
+    // dropped first, and this one whatever happens.
     const dropScratch = () =>
-      withTarget(server, (c) => c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(scratch)} WITH (FORCE)`));
-    // A scratch database left by a crashed attempt is dropped first; this one is dropped whatever happens.
-    await dropScratch();
-    await withTarget(server, (c) => c.query(`CREATE DATABASE ${c.escapeIdentifier(scratch)} TEMPLATE template0`));
-    const started = Date.now();
+      withTarget(server, async (c) => {
+        await c.query(`DROP DATABASE IF EXISTS ${c.escapeIdentifier(scratch)} WITH (FORCE)`);
+        await dropRestoreRole(c, role);
+      });
+    // The list files sandboxArchive writes name what pgops runs as the superuser: private, beside the dump.
+    const workspace = await mkdtemp(path.join(stagedDir(config.stagingDir, input.backupId), 'verify-'));
     try {
+      const archive = await sandboxArchive(config, file, workspace, manifest);
+      await dropScratch();
+      const password = await withTarget(server, async (c) => {
+        const created = await createRestoreRole(c, role);
+        await c.query(`CREATE DATABASE ${c.escapeIdentifier(scratch)} TEMPLATE template0 OWNER ${c.escapeIdentifier(role)}`);
+        return created;
+      });
+      const asSandbox = { ...server, database: scratch, user: role, password };
+      await withTarget({ ...server, database: scratch }, (c) => inOneTransaction(c, archive.extensions)).catch((err: Error) => {
+        throw ApplicationFailure.nonRetryable(`creating the backup's extensions in ${scratch} on ${serverName} failed: ${err.message}`, 'BackupUnrestorable');
+      });
+      const started = Date.now();
       const restore = runPgTool(
         config,
         'pg_restore',
-        ['--exit-on-error', '--no-owner', '--no-privileges', '--jobs=2', `--dbname=${scratch}`, file],
-        { ...server, database: scratch },
+        ['--exit-on-error', '--no-owner', '--no-privileges', '--jobs=2', `--use-list=${archive.listFile}`, `--dbname=${scratch}`, file],
+        asSandbox,
       );
       killOnCancel(restore);
       progress.restoring = scratch;
@@ -78,12 +101,14 @@ export function verifyActivities(config: WorkerConfig) {
         await restore;
       } catch (err) {
         throw ApplicationFailure.nonRetryable(
-          `test restore of backup ${input.backupId} into ${scratch} on ${serverName} failed: ${firstLines((err as { stderr?: string }).stderr)}`,
+          `test restore of backup ${input.backupId} into ${scratch} on ${serverName} (as restore role ${role}, which may not reach the server's files or programs) failed: ` +
+            firstLines((err as { stderr?: string }).stderr),
           'BackupUnrestorable',
         );
       }
       const restoreMs = Date.now() - started;
-      const restored = await withTarget({ ...server, database: scratch }, countRows);
+      // The restore role owns every object it restored (--no-owner), so it can count them all.
+      const restored = await withTarget(asSandbox, countRows);
       const differences = compareCounts(manifest.rowCounts, restored);
       if (differences.length > 0) {
         throw ApplicationFailure.nonRetryable(
@@ -102,6 +127,7 @@ export function verifyActivities(config: WorkerConfig) {
       };
     } finally {
       await dropScratch();
+      await rm(workspace, { recursive: true, force: true });
     }
   }
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { escapeIdentifier } from 'pg';
 import type { WorkerConfig } from '../../shared/config';
-import { IDENT, splitStatements, unquote } from './dumpedSql';
+import { IDENT, splitStatements, unquote } from '../../shared/postgres/dumpedSql';
 import { runPgTool } from '../../shared/postgres/pgTools';
 
 /** Archive entries of the database itself (pg_restore --create -l). */

@@ -3,7 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { inOneTransaction } from '../../shared/postgres/connection';
-import { IDENT, splitStatements, unquote } from './dumpedSql';
+import { IDENT, splitStatements, unquote } from '../../shared/postgres/dumpedSql';
 
 /** Statements about one role, with that role's identifier as capture group 1. */
 const ABOUT_ROLE = [

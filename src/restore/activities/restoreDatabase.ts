@@ -13,7 +13,7 @@ import { ensureFetched, restoreWorkspace } from './fetchBackup';
 import { databasePropertyStatements } from './databaseProperties';
 import { serverLacks } from '../../backup/activities/databaseRequirements';
 import { createRoles, roleStatements } from './missingRoles';
-import { createRestoreRole, dropRestoreRole, restoreRoleName, sandboxArchive } from './sandboxRestore';
+import { createRestoreRole, dropRestoreRole, restoreRoleName, sandboxArchive } from '../../shared/postgres/sandboxRestore';
 import { inOneTransaction, resolveTarget, withTarget } from '../../shared/postgres/connection';
 import { runPgTool } from '../../shared/postgres/pgTools';
 import { countRows, listTables } from '../../shared/postgres/rowCounts';
@@ -131,7 +131,7 @@ export function restoreActivities(config: WorkerConfig) {
 
   /**
    * pg_restore into a fresh staging database, as a role of its own that cannot reach the server's
-   * files or programs (./sandboxRestore.ts); then the manifest's row counts must match, and pgops
+   * files or programs (shared/postgres/sandboxRestore.ts); then the manifest's row counts must match, and pgops
    * gives every object its owner back.
    */
   async function restoreIntoStaging(input: StagingInput): Promise<StagingRestoreResult> {

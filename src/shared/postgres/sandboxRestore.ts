@@ -1,4 +1,5 @@
-// The staging restore runs as a role of its own that cannot leave the database server's sandbox:
+// A guarded restore's staging copy and the nightly backup's test restore both run as a role of
+// their own that cannot leave the database server's sandbox:
 // no superuser, no pg_execute_server_program / pg_read_server_files / pg_write_server_files, so
 // an archive that tries COPY … TO PROGRAM (or reads a server file) fails on permissions, even an
 // authentic one. The few things of an archive that need a superuser are done by pgops itself,
@@ -7,16 +8,17 @@
 //   - ownership: the sandbox restores with --no-owner; afterwards each ALTER … OWNER TO of the
 //     archive is run as the superuser, so every object ends with the owner it had
 //   - default privileges FOR ROLE another role
-// The role is created per restore (pgops_restore_<id>, like its staging database) and dropped
-// when the staging copy is done or dropped.
+// The role is created per restore and named like its database (pgops_restore_<id>, or the test
+// restore's pgops_verify_<backup id>); it is dropped when that database is done or dropped. A test
+// restore needs only the extensions: its database is dropped once counted, owners and all.
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import type { WorkerConfig } from '../../shared/config';
+import type { WorkerConfig } from '../config';
 import type { BackupManifest } from '../../backup/manifest';
-import { runPgTool } from '../../shared/postgres/pgTools';
+import { runPgTool } from './pgTools';
 import { IDENT, splitStatements, unquote } from './dumpedSql';
 
 /** Archive entries pgops runs itself: extensions (and their comments, which come from the extension), default privileges. */
@@ -47,9 +49,9 @@ const DEFAULT_ACL = new RegExp(
   's',
 );
 
-/** The per-restore role: the staging database's name (roles and databases have separate namespaces). */
-export function restoreRoleName(stagingDatabase: string): string {
-  return stagingDatabase;
+/** The per-restore role: its database's name (roles and databases have separate namespaces). */
+export function restoreRoleName(database: string): string {
+  return database;
 }
 
 /**
@@ -87,9 +89,9 @@ export async function dropRestoreRole(c: Client, role: string): Promise<void> {
 export interface SandboxedArchive {
   /** The archive's list without the entries pgops runs itself: what pg_restore --use-list reads. */
   listFile: string;
-  /** Run as the superuser in the staging database before the restore. */
+  /** Run as the superuser in the restore's database before the restore. */
   extensions: string[];
-  /** Run as the superuser in the staging database after it: owners, then default privileges. */
+  /** Run as the superuser in the restore's database after it: owners, then default privileges. */
   afterwards: string[];
 }
 
