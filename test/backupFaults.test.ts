@@ -13,6 +13,7 @@ import { readManifestObject } from '../src/backup/manifest/store';
 import { createS3Client } from '../src/shared/storage/s3Client';
 import { activityAttempts as attempts, activityCompletions as completions } from './support/histories';
 import { REPO_DIR } from './support/stack';
+import { startS3Proxy } from './support/s3Proxy';
 import { startWorkerProcess, waitUntil, type WorkerProcess } from './support/workerProcess';
 
 let fixture: BackupFixture;
@@ -30,8 +31,8 @@ afterAll(async () => {
   await fixture?.cleanup();
 });
 
-async function worker(taskQueue: string, options: { compiled?: boolean } = {}): Promise<WorkerProcess> {
-  const w = await startWorkerProcess({ ...fixture.env, PGOPS_TASK_QUEUE: taskQueue }, options);
+async function worker(taskQueue: string, options: { compiled?: boolean; env?: Record<string, string> } = {}): Promise<WorkerProcess> {
+  const w = await startWorkerProcess({ ...fixture.env, PGOPS_TASK_QUEUE: taskQueue, ...options.env }, options);
   workers.push(w);
   return w;
 }
@@ -95,20 +96,29 @@ describe('nightlyBackup under faults', () => {
   });
 
   test('S3 stopped for 30 s during the upload: the upload is retried and completes when it returns', async () => {
-    const taskQueue = `fault-s3-${randomUUID()}`;
-    await worker(taskQueue);
-    const handle = await start(taskQueue, { compression: 'none', verify: 'list' });
-    await waitUntil('the upload to be under way', async () => ((await backupProgress(handle)).uploadedBytes ?? 0) > 0);
-    await stack('stop-minio');
-    const stoppedAt = Date.now();
+    // The worker reaches MinIO through a proxy that holds the upload's first write until MinIO is
+    // stopped: on a quiet machine a small upload could otherwise finish before the stop does.
+    const proxy = await startS3Proxy(fixture.config.s3.endpoint!);
     try {
-      await new Promise((r) => setTimeout(r, 30_000));
+      proxy.setMode('hold-writes');
+      const taskQueue = `fault-s3-${randomUUID()}`;
+      await worker(taskQueue, { env: { PGOPS_S3_ENDPOINT: proxy.endpoint } });
+      const handle = await start(taskQueue, { compression: 'none', verify: 'list' });
+      await waitUntil('the upload to be under way', async () => proxy.held() > 0 && (await backupProgress(handle)).stage === 'upload');
+      await stack('stop-minio');
+      const stoppedAt = Date.now();
+      try {
+        proxy.release();
+        await new Promise((r) => setTimeout(r, 30_000));
+      } finally {
+        await stack('start-minio');
+      }
+      const result = await handle.result();
+      expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(30_000);
+      expect(await attempts(handle, 'uploadBackupData')).toBeGreaterThan(1);
+      await expectExactlyOneCompleteBackup(result);
     } finally {
-      await stack('start-minio');
+      await proxy.close();
     }
-    const result = await handle.result();
-    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(30_000);
-    expect(await attempts(handle, 'uploadBackupData')).toBeGreaterThan(1);
-    await expectExactlyOneCompleteBackup(result);
   });
 });

@@ -23,6 +23,7 @@ import { createS3Client } from '../src/shared/storage/s3Client';
 import { connectClient } from '../src/shared/temporal/connection';
 import { withScratchDatabase } from './support/scratchDatabase';
 import { stackConfig, withWorker } from './support/stack';
+import { startS3Proxy } from './support/s3Proxy';
 import { startWorkerProcess, waitUntil } from './support/workerProcess';
 import {
   archivedStackCluster,
@@ -35,7 +36,6 @@ import {
   retainedForArchive,
   startArchiving,
   startCommitProbe,
-  startS3Proxy,
   startWalLoad,
   stopArchiving,
   type ArchivedCluster,

@@ -3,7 +3,6 @@
 // name relative to the archive root bound in, and backup.json and the WAL index are signed. The
 // relative name (not the full key) is the context so an archive still opens after its bucket or
 // PGOPS_S3_PREFIX changed, while a segment copied to another segment's name does not.
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +10,7 @@ import type { ManifestEncryption } from '../backup/manifest';
 import { KeyMissing, type KeyRing } from '../shared/crypto/keyRing';
 import { decryptStream, DEFAULT_CHUNK_BYTES, ENCRYPTION_CIPHER, ENCRYPTION_SCHEME, encryptStream } from '../shared/crypto/objectStream';
 import { isTrusted, signRecord, verifyRecord, type AuthenticationStatus } from '../shared/crypto/manifestAuth';
+import { hashingTap } from '../shared/storage/hashingTap';
 
 /** The MAC domains: a signed WAL index block cannot pass as a base backup record, nor the reverse. */
 export const BASE_BACKUP_RECORD_DOMAIN = 'base backup record';
@@ -33,21 +33,6 @@ export function archiveEncryption(ring: KeyRing): ArchiveEncryption {
 export function archiveObjectContext(root: string, key: string): string {
   if (!key.startsWith(`${root}/`)) throw new Error(`object ${key} is not under the archive root ${root}`);
   return key.slice(root.length + 1);
-}
-
-/** A Transform that passes bytes through and hashes them. */
-export function hashingTap(onBytes?: (bytes: number) => void) {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      onBytes?.(chunk.length);
-      done(null, chunk);
-    },
-  });
-  return { stream, result: () => ({ sha256: hash.digest('hex'), sizeBytes: bytes }) };
 }
 
 export interface SealedFile {

@@ -3,8 +3,6 @@
 // handle, and a way to tell whether a position is in S3 yet.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DeleteObjectsCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -191,56 +189,6 @@ export function percentile(values: number[], p: number): number {
   if (!values.length) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-/**
- * An HTTP proxy in front of the S3 endpoint whose behaviour a test switches: `pass`, `down` (the
- * port refuses connections, as a stopped MinIO does, without stopping the shared one) or
- * `refuse-writes` (PUT answered 403 AccessDenied, as a read-only bucket policy does).
- */
-export async function startS3Proxy(upstream: string) {
-  const target = new URL(upstream);
-  let mode: 'pass' | 'refuse-writes' = 'pass';
-  const sockets = new Set<import('node:net').Socket>();
-  const server = http.createServer((req, res) => {
-    if (mode === 'refuse-writes' && req.method === 'PUT') {
-      req.resume();
-      res.writeHead(403, { 'content-type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>');
-      return;
-    }
-    const upstreamReq = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (upstreamRes) => {
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-      upstreamRes.pipe(res);
-    });
-    upstreamReq.on('error', () => res.destroy());
-    req.pipe(upstreamReq);
-  });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    setMode(m: 'pass' | 'refuse-writes') {
-      mode = m;
-    },
-    async down() {
-      await new Promise<void>((r) => {
-        server.close(() => r());
-        for (const s of sockets) s.destroy();
-      });
-    },
-    async up() {
-      await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
-    },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
 }
 
 /** A steady write load: one transaction of about `bytesPerCommit` every `everyMs`, until stopped. */

@@ -9,7 +9,6 @@
 // what each object turned out to be is kept beside the staged backup (stored.json): a retry
 // recognises what already landed by its size and ETag instead of sending it again.
 import { createReadStream } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -18,47 +17,24 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
 import type { KeyRing } from '../../shared/crypto/keyRing';
 import { encryptedSize, ENCRYPTION_SCHEME } from '../../shared/crypto/objectStream';
-import type { StoredObject } from '../../backup/manifest';
 import type { BaseBackupUpload } from '../contract';
 import { archiveRoot, BASE_BACKUP_RECORD, baseBackupObjectKey, baseBackupPrefix, type BaseBackupRecord } from '../layout';
 import {
   archiveEncryption,
   BASE_BACKUP_RECORD_DOMAIN,
   ENCRYPTION_METADATA,
-  hashingTap,
   KEY_ID_METADATA,
   sealStream,
   signArchiveRecord,
 } from '../archiveCrypto';
 import { heartbeatWhile } from '../../shared/heartbeat';
-import { PRIVATE_FILE_MODE } from '../../backup/stagedBackup';
+import { readStoredRecords, writeStoredRecord, type StoredRecord } from '../../shared/storage/storedRecords';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
+import { hashingTap } from '../../shared/storage/hashingTap';
 import { abortStaleUploads, objectOptions, partSizeFor, uploadFileOnce } from '../../shared/storage/multipartUpload';
 import { baseBackupStaging, requireStagedBaseBackup } from './baseBackupStaging';
 
 type BaseBackupFile = BaseBackupRecord['files'][number];
-
-/** What an upload left in S3 for one sealed file, as recorded in the staged backup's stored.json. */
-interface StoredRecord extends StoredObject {
-  etag: string;
-}
-
-const STORED_FILE = 'stored.json';
-
-async function readStoredRecords(dir: string): Promise<Record<string, StoredRecord>> {
-  try {
-    return JSON.parse(await readFile(path.join(dir, STORED_FILE), 'utf8')) as Record<string, StoredRecord>;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw err;
-  }
-}
-
-async function writeStoredRecords(dir: string, records: Record<string, StoredRecord>): Promise<void> {
-  const tmp = path.join(dir, `${STORED_FILE}.tmp`);
-  await writeFile(tmp, JSON.stringify(records, null, 2), { mode: PRIVATE_FILE_MODE });
-  await rename(tmp, path.join(dir, STORED_FILE));
-}
 
 /** True when the object is the very ciphertext `record` describes, of this file's plaintext. */
 async function sealedIntact(s3: S3Client, bucket: string, key: string, file: BaseBackupFile, record: StoredRecord | undefined): Promise<boolean> {
@@ -137,7 +113,7 @@ export function uploadBaseBackupActivities(config: WorkerConfig) {
               throw ApplicationFailure.retryable(`uploaded ${writing} does not match the size and ETag of what was sent`, 'UploadMismatch');
             }
             stored[file.name] = sent;
-            await writeStoredRecords(staging.dir, stored);
+            await writeStoredRecord(staging.dir, file.name, sent);
           }
           const { sizeBytes, sha256, keyId } = stored[file.name];
           files.push({ ...file, stored: { sizeBytes, sha256, keyId } });

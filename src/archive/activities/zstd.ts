@@ -2,11 +2,11 @@
 // pg_receivewal 18 cannot write it), streamed through pipes: memory stays flat whatever the file.
 // The SHA-256 is always of the raw bytes, since zstd's output differs between versions and levels.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { Transform, Writable, type Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { childEnv } from '../../shared/childEnv';
+import { hashingTap } from '../../shared/storage/hashingTap';
 
 const ZSTD = process.env.PGOPS_ZSTD_BIN ?? 'zstd';
 
@@ -14,19 +14,6 @@ export interface CompressedFile {
   sha256: string;
   rawBytes: number;
   storedBytes: number;
-}
-
-function hashing() {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
-  return { tap, digest: () => ({ sha256: hash.digest('hex'), rawBytes: bytes }) };
 }
 
 function zstd(args: string[]) {
@@ -42,19 +29,21 @@ function zstd(args: string[]) {
 
 /** `source` compressed into `destination` (zstd -1), with the SHA-256 and size of the raw bytes. */
 export async function compressFile(source: string, destination: string): Promise<CompressedFile> {
-  const { tap, digest } = hashing();
+  const raw = hashingTap();
   const { child, exited } = zstd(['-1', '-c']);
   let storedBytes = 0;
   child.stdout.on('data', (d: Buffer) => (storedBytes += d.length));
-  await Promise.all([pipeline(createReadStream(source), tap, child.stdin), pipeline(child.stdout, createWriteStream(destination, { mode: 0o600 })), exited]);
-  return { ...digest(), storedBytes };
+  await Promise.all([pipeline(createReadStream(source), raw.stream, child.stdin), pipeline(child.stdout, createWriteStream(destination, { mode: 0o600 })), exited]);
+  const { sha256, sizeBytes } = raw.result();
+  return { sha256, rawBytes: sizeBytes, storedBytes };
 }
 
 /** The SHA-256 and size of what a zstd stream decompresses to (a read-back from S3). */
 export async function decompressedDigest(compressed: Readable): Promise<{ sha256: string; rawBytes: number }> {
-  const { tap, digest } = hashing();
+  const raw = hashingTap();
   const { child, exited } = zstd(['-d', '-c']);
   const sink = new Writable({ write: (_chunk, _enc, done) => done() });
-  await Promise.all([pipeline(compressed, child.stdin), pipeline(child.stdout, tap, sink), exited]);
-  return digest();
+  await Promise.all([pipeline(compressed, child.stdin), pipeline(child.stdout, raw.stream, sink), exited]);
+  const { sha256, sizeBytes } = raw.result();
+  return { sha256, rawBytes: sizeBytes };
 }

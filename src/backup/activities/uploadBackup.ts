@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { Transform, pipeline } from 'node:stream';
+import { pipeline } from 'node:stream';
 import {
   DeleteObjectCommand,
   HeadObjectCommand,
@@ -19,45 +19,24 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { WorkerConfig } from '../../shared/config';
 import type { UploadResult, VerificationResult } from '../contract';
-import type { BackupManifest, DataFile, StoredObject } from '../manifest';
+import type { BackupManifest, DataFile } from '../manifest';
 import { heartbeatWhile } from '../../shared/heartbeat';
-import { PRIVATE_FILE_MODE, stagedDir } from '../stagedBackup';
+import { stagedDir } from '../stagedBackup';
 import { authenticateManifest, requireStagedManifest } from '../manifest/store';
 import { backupKeys, objectContext, withVerification } from '../manifest';
 import { encryptBuffer, encryptedSize, encryptStream } from '../../shared/crypto/objectStream';
 import type { KeyRing } from '../../shared/crypto/keyRing';
+import { hashingTap } from '../../shared/storage/hashingTap';
+import { readStoredRecords, writeStoredRecord, type StoredRecord } from '../../shared/storage/storedRecords';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 import { abortStaleUploads, objectOptions, partSizeFor } from '../../shared/storage/multipartUpload';
 
 export interface UploadInput {
   backupId: string;
   verification: VerificationResult;
-}
-
-/** What an upload left in S3, as recorded in the staged backup's stored.json. */
-interface StoredRecord extends StoredObject {
-  etag: string;
-}
-
-const STORED_FILE = 'stored.json';
-
-async function readStoredRecords(dir: string): Promise<Record<string, StoredRecord>> {
-  try {
-    return JSON.parse(await readFile(path.join(dir, STORED_FILE), 'utf8')) as Record<string, StoredRecord>;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw err;
-  }
-}
-
-async function writeStoredRecord(dir: string, name: string, record: StoredRecord): Promise<void> {
-  const records = { ...(await readStoredRecords(dir)), [name]: record };
-  const tmp = path.join(dir, `${STORED_FILE}.tmp`);
-  await writeFile(tmp, JSON.stringify(records, null, 2), { mode: PRIVATE_FILE_MODE });
-  await rename(tmp, path.join(dir, STORED_FILE));
 }
 
 async function headObject(s3: S3Client, bucket: string, key: string) {
@@ -78,21 +57,6 @@ async function storedIntact(s3: S3Client, bucket: string, key: string, file: Dat
   if (!head || head.Metadata?.sha256 !== file.sha256) return false;
   if (!encrypted) return head.ContentLength === file.sizeBytes && head.Metadata?.encryption === undefined;
   return record !== undefined && head.ContentLength === record.sizeBytes && head.ETag === record.etag;
-}
-
-/** A Transform that passes bytes through and hashes them: the SHA-256 of what is stored. */
-function hashing(onBytes?: (bytes: number) => void) {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      onBytes?.(bytes);
-      done(null, chunk);
-    },
-  });
-  return { stream, result: () => ({ sha256: hash.digest('hex'), sizeBytes: bytes }) };
 }
 
 /** The manifest with what each object turned out to be in S3 (encrypted objects only). */
@@ -255,7 +219,7 @@ export function uploadActivities(config: WorkerConfig) {
     await abortStaleUploads(s3, Bucket, Key);
     const keyId = manifest.encryption?.keyId;
     const read = createReadStream(source, { highWaterMark: 1 << 20 });
-    const stored = hashing();
+    const stored = hashingTap(); // the SHA-256 of what is stored
     // pipeline carries a failure anywhere (an unreadable file) into the body the upload reads.
     const body = ring ? pipeline(read, encryptStream(ring, { context: objectContext(manifest, file.name), keyId }), stored.stream, () => undefined) : read;
     const size = ring ? encryptedSize(file.sizeBytes, keyId!, manifest.encryption!.chunkBytes) : file.sizeBytes;

@@ -9,12 +9,12 @@
 // flipped byte, a cut, a wrong key or an unsealed object fails the fetch naming the object,
 // before the file is renamed to where PostgreSQL reads it.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { open, rename, rm, truncate } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { hashingTap } from '../../shared/storage/hashingTap';
 import { historyKey, parseSegmentName, walPartialKey, walSegmentKey } from '../../archive/layout';
 import { openStream } from '../../archive/archiveCrypto';
 import type { KeyRing } from '../../shared/crypto/keyRing';
@@ -53,18 +53,10 @@ async function getObject(s3: S3Client, bucket: string, key: string) {
 /** Streams `stored` (opened when `opening` is given, then zstd unless `raw`) into `file`, returning the SHA-256 and size of what was written. */
 async function writeDecompressed(stored: Readable, opening: Transform | undefined, file: string, raw: boolean, zstdBin: string): Promise<{ sha256: string; bytes: number }> {
   const body: Readable[] = opening ? [stored, opening] : [stored];
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
+  const tap = hashingTap();
   const out = createWriteStream(file, { mode: 0o600 });
   if (raw) {
-    await pipeline([...body, tap, out]);
+    await pipeline([...body, tap.stream, out]);
   } else {
     const child = spawn(zstdBin, ['-d', '-q', '-c'], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
     let stderr = '';
@@ -73,9 +65,10 @@ async function writeDecompressed(stored: Readable, opening: Transform | undefine
       child.once('error', (err) => reject(new Error(`cannot run ${zstdBin}: ${err.message}`)));
       child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`zstd -d exited with ${code}: ${stderr.trim()}`))));
     });
-    await Promise.all([pipeline([...body, child.stdin]), pipeline(child.stdout, tap, out), exited]);
+    await Promise.all([pipeline([...body, child.stdin]), pipeline(child.stdout, tap.stream, out), exited]);
   }
-  return { sha256: hash.digest('hex'), bytes };
+  const { sha256, sizeBytes } = tap.result();
+  return { sha256, bytes: sizeBytes };
 }
 
 export interface FetchOptions {

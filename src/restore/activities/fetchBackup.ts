@@ -6,7 +6,6 @@
 // this worker holds every key it needs. Encrypted objects are checked as stored (ciphertext
 // SHA-256), decrypted chunk by chunk (each authenticated before it is written) and checked as
 // plaintext; the restore reads the files only after the whole fetch passed.
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -28,6 +27,7 @@ import { listCatalog } from '../../backup/manifest/store';
 import { decryptStream, ObjectNotAuthentic } from '../../shared/crypto/objectStream';
 import { KeyMissing, type KeyRing } from '../../shared/crypto/keyRing';
 import { describeStatus } from '../../shared/crypto/manifestAuth';
+import { hashingTap } from '../../shared/storage/hashingTap';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
 
 export interface FetchBackupInput {
@@ -155,20 +155,6 @@ function assertFileNamesInside(manifest: BackupManifest): void {
   }
 }
 
-/** A Transform that hashes what passes through. */
-function hashing() {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      done(null, chunk);
-    },
-  });
-  return { stream, result: () => ({ sha256: hash.digest('hex'), sizeBytes: bytes }) };
-}
-
 /**
  * One object into the workspace: checked as stored, decrypted when the manifest says it is
  * encrypted, and checked as plaintext. `file` is the manifest's record of it (a bare name for
@@ -200,8 +186,8 @@ async function download(
       done(null, chunk);
     },
   });
-  const stored = hashing();
-  const plain = hashing();
+  const stored = hashingTap();
+  const plain = hashingTap();
   const encrypted = expected?.stored;
   const stages: Transform[] = encrypted
     ? [stored.stream, decryptStream(requireRing(config.encryption, encrypted.keyId, manifest), { context: objectContext(manifest, name), expectKeyId: encrypted.keyId }), plain.stream]
