@@ -4,7 +4,7 @@
 // judged by the same rule when it arrives and kept among the refusals when refused.
 import type { SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import { setHandler } from '@temporalio/workflow';
-import type { DecisionKind } from './approval';
+import { describePayload, judgeDecision, type ApprovalPolicy, type Decision, type DecisionKind, type DecisionRequest, type IgnoredDecision } from './approval';
 
 export type GateVerdict<Accepted> = { ok: true; accepted: Accepted } | { ok: false; why: string };
 
@@ -46,4 +46,54 @@ export function installDecisionHandlers<Payload, Accepted, Reply>(channels: Deci
       },
     );
   }
+}
+
+/** What a restore shows of its approval: its stage, who asked, the decision, the refused attempts. */
+export interface ApprovalState {
+  stage: string;
+  requestedBy: string;
+  decision?: Decision;
+  ignored: IgnoredDecision[];
+}
+
+/** How many refused decisions a status keeps. */
+const MAX_IGNORED = 20;
+
+/**
+ * Approve and reject through the gate, judged by the one rule against the worker's approval
+ * policy (loaded by the workflow; none yet means not yet): guardedRestore and pointInTimeRestore.
+ */
+export function installApproveReject<S extends ApprovalState>(
+  status: S,
+  policy: () => ApprovalPolicy | undefined,
+  channels: Record<DecisionKind, Omit<DecisionChannel<DecisionRequest, S>, 'kind'>>,
+  subject?: string,
+): void {
+  installDecisionHandlers<DecisionRequest, DecisionRequest, S>(
+    [
+      { kind: 'approve', ...channels.approve },
+      { kind: 'reject', ...channels.reject },
+    ],
+    {
+      judge: (kind, payload) => {
+        const current = policy();
+        if (!current) return { ok: false, why: `${kind}: the restore has not loaded its approval policy yet` };
+        const verdict = judgeDecision(kind, payload, {
+          policy: current,
+          requestedBy: status.requestedBy,
+          decided: status.decision !== undefined,
+          awaiting: status.stage === 'awaiting-approval',
+          ...(subject ? { subject } : {}),
+        });
+        return verdict.ok ? { ok: true, accepted: verdict.request } : verdict;
+      },
+      accept: (kind, request, via) => {
+        status.decision = { decision: kind, ...request, at: new Date().toISOString(), via };
+      },
+      refuse: (kind, payload, why) => {
+        status.ignored = [...status.ignored, { decision: kind, payload: describePayload(payload), why, at: new Date().toISOString() }].slice(-MAX_IGNORED);
+      },
+      reply: () => status,
+    },
+  );
 }

@@ -18,8 +18,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { msToNumber } from '@temporalio/common/lib/time';
-import { describePayload, isOperatorName, judgeDecision, type ApprovalPolicy } from '../../shared/approval';
-import { installDecisionHandlers } from '../../shared/approvalGate';
+import { describePayload, isOperatorName, type ApprovalPolicy } from '../../shared/approval';
+import { installApproveReject } from '../../shared/approvalGate';
 import { isDuration } from '../../shared/duration';
 import { NAME_PATTERN } from '../../shared/targets';
 import { causeMessage } from '../../shared/temporal/causeMessage';
@@ -40,7 +40,6 @@ import {
 import { describeTarget, recoveryTargetProblem } from '../recoveryTarget';
 import { pitrSteps } from './pitrSteps';
 
-const MAX_IGNORED = 20;
 /** After a replace the watcher stays paused this long: it would take the fenced old primary for a failure to fail over from. */
 const WATCHER_HOLD_AFTER_REPLACE_MS = 7 * 24 * 3_600_000;
 
@@ -81,7 +80,13 @@ export async function pointInTimeRestore(input: PointInTimeRestoreInput): Promis
   const status: PitrStatus = { stage: 'planning', requestedBy: input.requestedBy, mode: input.mode, ignored: [] };
   let policy: ApprovalPolicy | undefined;
   setHandler(pitrStatusQuery, () => status);
-  installPitrDecisions(status, () => policy);
+  // Approve/reject through the shared gate: the one approval rule, against the worker's restore policy.
+  installApproveReject(
+    status,
+    () => policy,
+    { approve: { signal: pitrApproveSignal, update: pitrApproveUpdate }, reject: { signal: pitrRejectSignal, update: pitrRejectUpdate } },
+    'point-in-time restore',
+  );
   upsertSearchAttributes([{ key: PGOPS_TARGET, value: input.cluster }]);
 
   let claimed = false;
@@ -203,37 +208,6 @@ export async function pointInTimeRestore(input: PointInTimeRestoreInput): Promis
       'PitrFailed',
     );
   }
-}
-
-/** Approve/reject through the shared gate: the one approval rule, against the worker's restore policy. */
-function installPitrDecisions(status: PitrStatus, policy: () => ApprovalPolicy | undefined): void {
-  installDecisionHandlers(
-    [
-      { kind: 'approve', signal: pitrApproveSignal, update: pitrApproveUpdate },
-      { kind: 'reject', signal: pitrRejectSignal, update: pitrRejectUpdate },
-    ],
-    {
-      judge: (kind, payload) => {
-        const current = policy();
-        if (!current) return { ok: false, why: `${kind}: the restore has not loaded its approval policy yet` };
-        const verdict = judgeDecision(kind, payload, {
-          policy: current,
-          requestedBy: status.requestedBy,
-          decided: status.decision !== undefined,
-          awaiting: status.stage === 'awaiting-approval',
-          subject: 'point-in-time restore',
-        });
-        return verdict.ok ? { ok: true, accepted: verdict.request } : verdict;
-      },
-      accept: (kind, request, via) => {
-        status.decision = { decision: kind, ...request, at: new Date().toISOString(), via };
-      },
-      refuse: (kind, payload, why) => {
-        status.ignored = [...status.ignored, { decision: kind, payload: describePayload(payload), why, at: new Date().toISOString() }].slice(-MAX_IGNORED);
-      },
-      reply: () => status,
-    },
-  );
 }
 
 /** What the Temporal UI shows beside the workflow: enough to judge the restore without a query. */

@@ -19,8 +19,8 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import type { Activities } from '../../activities';
 import { isDuration } from '../../shared/duration';
 import { DEFAULT_COMPRESSION } from '../../backup/defaults';
-import { describePayload, isOperatorName, judgeDecision } from '../../shared/approval';
-import { installDecisionHandlers } from '../../shared/approvalGate';
+import { isOperatorName } from '../../shared/approval';
+import { installApproveReject } from '../../shared/approvalGate';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../../shared/temporal/searchAttributes';
 import type { BackupManifest } from '../../backup/manifest';
 import type { GuardedRestoreInput, GuardedRestoreResult, RestoreAudit, RestorePlan, RestoreStatus, StagingRestoreResult } from '../contract';
@@ -33,7 +33,6 @@ import { restoreStatusQuery, restorePlanQuery, approveSignal, rejectSignal, appr
 
 /** The same decisions as updates: the caller learns at once whether theirs was accepted. */
 
-const MAX_IGNORED = 20;
 
 function restoreSteps(heartbeatTimeout: string) {
   const long = { startToCloseTimeout: '6 hours', heartbeatTimeout } as const;
@@ -121,7 +120,8 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
   let policy: ApprovalPolicy | undefined;
   setHandler(restoreStatusQuery, () => status);
   setHandler(restorePlanQuery, () => status.plan);
-  installRestoreDecisions(status, () => policy);
+  // Approve/reject through the shared gate: the one approval rule against the worker's restore policy.
+  installApproveReject(status, () => policy, { approve: { signal: approveSignal, update: approveUpdate }, reject: { signal: rejectSignal, update: rejectUpdate } });
   upsertSearchAttributes([{ key: PGOPS_TARGET, value: input.target }]);
 
   let manifest: BackupManifest | undefined;
@@ -280,36 +280,6 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
       'RestoreFailed',
     );
   }
-}
-
-/** Approve/reject through the shared gate: the approval rule against the worker's restore policy. */
-function installRestoreDecisions(status: RestoreStatus, policy: () => ApprovalPolicy | undefined): void {
-  installDecisionHandlers(
-    [
-      { kind: 'approve', signal: approveSignal, update: approveUpdate },
-      { kind: 'reject', signal: rejectSignal, update: rejectUpdate },
-    ],
-    {
-      judge: (kind, payload) => {
-        const current = policy();
-        if (!current) return { ok: false, why: `${kind}: the restore has not loaded its approval policy yet` };
-        const verdict = judgeDecision(kind, payload, {
-          policy: current,
-          requestedBy: status.requestedBy,
-          decided: status.decision !== undefined,
-          awaiting: status.stage === 'awaiting-approval',
-        });
-        return verdict.ok ? { ok: true, accepted: verdict.request } : verdict;
-      },
-      accept: (kind, request, via) => {
-        status.decision = { decision: kind, ...request, at: new Date().toISOString(), via };
-      },
-      refuse: (kind, payload, why) => {
-        status.ignored = [...status.ignored, { decision: kind, payload: describePayload(payload), why, at: new Date().toISOString() }].slice(-MAX_IGNORED);
-      },
-      reply: () => status,
-    },
-  );
 }
 
 /** A backup of the target as it is now, uploaded, so this restore can itself be undone. */
