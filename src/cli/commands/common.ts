@@ -1,6 +1,9 @@
 // What every CLI command shares: one-line errors, and a Temporal client that is always closed.
 import { userInfo } from 'node:os';
+import { parseArgs } from 'node:util';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
+import type { Decision, DecisionKind, DecisionRequest } from '../../shared/approval';
+import { DecisionRefused } from '../../client/decisions';
 import { loadTemporalConfig, type TemporalConfig } from '../../shared/config';
 import { connectClient } from '../../shared/temporal/connection';
 import { noWorkerWarning } from '../../shared/temporal/pollers';
@@ -76,4 +79,39 @@ export async function followRun<R>(handle: { result(): Promise<R> }, progressLin
 export async function warnWhenNoWorker(client: Client, taskQueue: string): Promise<void> {
   const warning = await noWorkerWarning(client, taskQueue);
   if (warning) console.error(`pgops: ${warning}`);
+}
+
+/** The workflow id a subcommand acts on: the first argument that is not an option. */
+export function workflowIdArg(args: string[], command: string, sub: string): string {
+  const id = args.find((a) => !a.startsWith('--'));
+  if (!id) throw new UsageError(`${command} ${sub} needs the workflow id (printed by ${command} start)`);
+  return id;
+}
+
+/**
+ * `<command> approve|reject <workflow-id> --reason TEXT [--as NAME]` for a gated workflow: sent as
+ * an update, so a refusal (the two-person rule, a missing reason) is printed at once, exit 1.
+ */
+export async function decisionCommand(
+  command: string,
+  decision: DecisionKind,
+  args: string[],
+  decide: (client: Client, workflowId: string, decision: DecisionKind, request: DecisionRequest) => Promise<{ decision?: Decision }>,
+): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { reason: { type: 'string' }, as: { type: 'string' } } });
+  const workflowId = workflowIdArg(positionals, command, decision);
+  if (!values.reason) throw new UsageError(`${command} ${decision} needs --reason "..." (it goes into the audit record)`);
+  return withTemporal(async (client) => {
+    try {
+      const status = await decide(client, workflowId, decision, { approver: operator(values.as), reason: values.reason! });
+      console.log(`${decision} by ${status.decision?.approver} accepted for ${workflowId}; follow it with: pgops ${command} status ${workflowId}`);
+      return 0;
+    } catch (err) {
+      if (err instanceof DecisionRefused) {
+        console.error(`pgops: ${decision} refused: ${err.message}`);
+        return 1;
+      }
+      throw err;
+    }
+  });
 }

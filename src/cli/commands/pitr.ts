@@ -2,12 +2,11 @@
 // of pointInTimeRestore and restoreDrill. Parses, calls the client library, prints.
 import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
-import { DecisionRefused } from '../../client/decisions';
 import { decidePointInTimeRestore, installDrillSchedule, pitrStatus, startPointInTimeRestore, startRestoreDrill } from '../../client/pitr';
 import type { PitrMode, PitrStatus, RecoveryTarget } from '../../pitr/contract';
 import { describeTarget, describeWindow } from '../../pitr/recoveryTarget';
 import { formatTable } from '../format';
-import { followRun, megabytes, operator, UsageError, warnWhenNoWorker, withTemporal } from './common';
+import { decisionCommand, followRun, megabytes, operator, UsageError, warnWhenNoWorker, withTemporal, workflowIdArg } from './common';
 
 const REPORT_WAIT_MS = 6 * 3_600_000;
 
@@ -16,10 +15,10 @@ export async function pitrCommand([sub, ...args]: string[]): Promise<number> {
     case 'start':
       return startCommand(args);
     case 'status':
-      return withTemporal(async (client) => printStatus(await pitrStatus(client, workflowIdArg(args, 'status'))));
+      return withTemporal(async (client) => printStatus(await pitrStatus(client, workflowIdArg(args, 'pitr', 'status'))));
     case 'approve':
     case 'reject':
-      return decideCommand(sub, args);
+      return decisionCommand('pitr', sub, args, decidePointInTimeRestore);
     default:
       throw new UsageError(`pitr needs start, status, approve or reject, got ${sub ?? 'nothing'}`);
   }
@@ -91,31 +90,6 @@ async function waitForReport(client: Client, workflowId: string): Promise<PitrSt
     if (!['planning', 'fetching', 'replaying', 'inspecting'].includes(status.stage) || Date.now() > deadline) return status;
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
-}
-
-async function decideCommand(decision: 'approve' | 'reject', args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { reason: { type: 'string' }, as: { type: 'string' } } });
-  const workflowId = workflowIdArg(positionals, decision);
-  if (!values.reason) throw new UsageError(`pitr ${decision} needs --reason "..." (it goes into the audit record)`);
-  return withTemporal(async (client) => {
-    try {
-      const status = await decidePointInTimeRestore(client, workflowId, decision, { approver: operator(values.as), reason: values.reason! });
-      console.log(`${decision} by ${status.decision?.approver} accepted for ${workflowId}; follow it with: pgops pitr status ${workflowId}`);
-      return 0;
-    } catch (err) {
-      if (err instanceof DecisionRefused) {
-        console.error(`pgops: ${decision} refused: ${err.message}`);
-        return 1;
-      }
-      throw err;
-    }
-  });
-}
-
-function workflowIdArg(args: string[], sub: string): string {
-  const id = args.find((a) => !a.startsWith('--'));
-  if (!id) throw new UsageError(`pitr ${sub} needs the workflow id (printed by pitr start)`);
-  return id;
 }
 
 function printStatus(status: PitrStatus): number {

@@ -5,9 +5,8 @@ import { resolveTarget, withTarget } from '../../shared/postgres/connection';
 import { loadTargets } from '../../shared/config';
 import type { RestoreMode, RestorePlan, RestoreStatus } from '../../restore/contract';
 import { formatTable } from '../format';
-import { DecisionRefused } from '../../client/decisions';
 import { decideRestore, restoreStatus, startRestore } from '../../client/restores';
-import { megabytes, operator, UsageError, warnWhenNoWorker, withTemporal } from './common';
+import { decisionCommand, megabytes, operator, UsageError, warnWhenNoWorker, withTemporal, workflowIdArg } from './common';
 
 const PRE_RESTORE = /_pre_restore_\d{14}$/;
 const PLAN_WAIT_MS = 10 * 60_000;
@@ -17,10 +16,10 @@ export async function restoreCommand([sub, ...args]: string[]): Promise<number> 
     case 'start':
       return startCommand(args);
     case 'status':
-      return withTemporal(async (client) => printStatus(await restoreStatus(client, workflowIdArg(args, 'status'))));
+      return withTemporal(async (client) => printStatus(await restoreStatus(client, workflowIdArg(args, 'restore', 'status'))));
     case 'approve':
     case 'reject':
-      return decideCommand(sub, args);
+      return decisionCommand('restore', sub, args, decideRestore);
     case 'cleanup':
       return cleanupCommand(args);
     default:
@@ -85,25 +84,6 @@ async function waitForPlan(client: Client, workflowId: string): Promise<RestoreS
   }
 }
 
-async function decideCommand(decision: 'approve' | 'reject', args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { reason: { type: 'string' }, as: { type: 'string' } } });
-  const workflowId = workflowIdArg(positionals, decision);
-  if (!values.reason) throw new UsageError(`restore ${decision} needs --reason "..." (it goes into the audit record)`);
-  return withTemporal(async (client) => {
-    try {
-      const status = await decideRestore(client, workflowId, decision, { approver: operator(values.as), reason: values.reason! });
-      console.log(`${decision} by ${status.decision?.approver} accepted for ${workflowId}; follow it with: pgops restore status ${workflowId}`);
-      return 0;
-    } catch (err) {
-      if (err instanceof DecisionRefused) {
-        console.error(`pgops: ${decision} refused: ${err.message}`);
-        return 1;
-      }
-      throw err;
-    }
-  });
-}
-
 /** Lists the databases earlier restores set aside; drops one only when named exactly. */
 async function cleanupCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { target: { type: 'string', default: 'primary' }, database: { type: 'string' } } });
@@ -126,12 +106,6 @@ async function cleanupCommand(args: string[]): Promise<number> {
     console.log(`dropped ${values.database}`);
     return 0;
   });
-}
-
-function workflowIdArg(args: string[], sub: string): string {
-  const id = args.find((a) => !a.startsWith('--'));
-  if (!id) throw new UsageError(`restore ${sub} needs the workflow id (printed by restore start)`);
-  return id;
 }
 
 function printStatus(status: RestoreStatus): number {
