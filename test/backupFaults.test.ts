@@ -104,7 +104,8 @@ describe('nightlyBackup under faults', () => {
       const taskQueue = `fault-s3-${randomUUID()}`;
       await worker(taskQueue, { env: { PGOPS_S3_ENDPOINT: proxy.endpoint } });
       const handle = await start(taskQueue, { compression: 'none', verify: 'list' });
-      await waitUntil('the upload to be under way', async () => proxy.held() > 0 && (await backupProgress(handle)).stage === 'upload');
+      // The data goes up while verification runs (stage "verify"), the manifest after it ("upload").
+      await waitUntil('the upload to be under way', async () => proxy.held() > 0 && ['verify', 'upload'].includes((await backupProgress(handle)).stage));
       await stack('stop-minio');
       const stoppedAt = Date.now();
       try {
