@@ -8,11 +8,8 @@
 // stored (ciphertext size, SHA-256, key) and is signed. Ciphertext differs on every encryption, so
 // what each object turned out to be is kept beside the staged backup (stored.json): a retry
 // recognises what already landed by its size and ETag instead of sending it again.
-import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
 import type { WorkerConfig } from '../../shared/config';
 import type { KeyRing } from '../../shared/crypto/keyRing';
@@ -30,8 +27,7 @@ import {
 import { heartbeatWhile } from '../../shared/heartbeat';
 import { readStoredRecords, writeStoredRecord, type StoredRecord } from '../../shared/storage/storedRecords';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
-import { hashingTap } from '../../shared/storage/hashingTap';
-import { abortStaleUploads, objectOptions, partSizeFor, uploadFileOnce } from '../../shared/storage/multipartUpload';
+import { objectOptions, uploadFile, uploadFileOnce } from '../../shared/storage/multipartUpload';
 import { baseBackupStaging, requireStagedBaseBackup } from './baseBackupStaging';
 
 type BaseBackupFile = BaseBackupRecord['files'][number];
@@ -51,32 +47,16 @@ async function sealedIntact(s3: S3Client, bucket: string, key: string, file: Bas
 export function uploadBaseBackupActivities(config: WorkerConfig) {
   /** Streams one staged file sealed under its key; returns what was stored. */
   async function uploadSealed(s3: S3Client, ring: KeyRing, root: string, key: string, source: string, file: BaseBackupFile, metadata: Record<string, string>, onProgress: (loaded: number) => void): Promise<StoredRecord> {
-    await abortStaleUploads(s3, config.s3.bucket, key);
-    const size = encryptedSize(file.sizeBytes, ring.current);
-    const tap = hashingTap();
-    // pipeline carries a failure anywhere (an unreadable file) into the body the upload reads.
-    const body = pipeline(createReadStream(source, { highWaterMark: 1 << 20 }), sealStream(ring, root, key), tap.stream, () => undefined);
-    const upload = new Upload({
-      client: s3,
-      partSize: partSizeFor(size),
-      queueSize: 2,
-      leavePartsOnError: false,
-      params: {
-        Bucket: config.s3.bucket,
-        Key: key,
-        Body: body,
-        ContentType: 'application/octet-stream',
-        Metadata: { ...metadata, sha256: file.sha256, [ENCRYPTION_METADATA]: ENCRYPTION_SCHEME, [KEY_ID_METADATA]: ring.current },
-        ...(config.s3.checksumMode === 'when_supported' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
-        ...objectOptions(config.s3),
-      },
+    const seal = { stream: sealStream(ring, root, key), sizeBytes: encryptedSize(file.sizeBytes, ring.current) };
+    const sent = await uploadFile(s3, config.s3, {
+      Key: key,
+      source,
+      file,
+      metadata: { ...metadata, [ENCRYPTION_METADATA]: ENCRYPTION_SCHEME, [KEY_ID_METADATA]: ring.current },
+      onProgress,
+      seal,
     });
-    // Progress in plaintext bytes, like the staged sizes.
-    upload.on('httpUploadProgress', (p) => onProgress(Math.min(file.sizeBytes, p.loaded ?? 0)));
-    const done = await upload.done();
-    const { sha256, sizeBytes } = tap.result();
-    if (sizeBytes !== size) throw ApplicationFailure.retryable(`sealing ${source} gave ${sizeBytes} bytes, expected ${size}`, 'UploadMismatch');
-    return { sizeBytes, sha256, keyId: ring.current, etag: (done as { ETag?: string }).ETag ?? '' };
+    return { ...sent.stored!, keyId: ring.current, etag: sent.etag };
   }
 
   async function uploadBaseBackup(input: { backupId: string }): Promise<BaseBackupUpload> {

@@ -8,16 +8,13 @@
 // encryption, so what each stored object turned out to be (size, SHA-256, ETag) is recorded beside
 // the staged backup (stored.json) for the manifest, and for a retry to recognise what already landed.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream';
 import {
   DeleteObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
 import { readFile } from 'node:fs/promises';
 import type { WorkerConfig } from '../../shared/config';
@@ -29,10 +26,9 @@ import { authenticateManifest, requireStagedManifest } from '../manifest/store';
 import { backupKeys, objectContext, withVerification } from '../manifest';
 import { encryptBuffer, encryptedSize, encryptStream } from '../../shared/crypto/objectStream';
 import type { KeyRing } from '../../shared/crypto/keyRing';
-import { hashingTap } from '../../shared/storage/hashingTap';
 import { readStoredRecords, writeStoredRecord, type StoredRecord } from '../../shared/storage/storedRecords';
 import { createS3Client, storageFailure } from '../../shared/storage/s3Client';
-import { abortStaleUploads, objectOptions, partSizeFor } from '../../shared/storage/multipartUpload';
+import { abortStaleUploads, objectOptions, uploadFile } from '../../shared/storage/multipartUpload';
 
 export interface UploadInput {
   backupId: string;
@@ -216,35 +212,13 @@ export function uploadActivities(config: WorkerConfig) {
     ring: KeyRing | undefined,
     onProgress: (loaded: number) => void,
   ): Promise<StoredRecord | undefined> {
-    await abortStaleUploads(s3, Bucket, Key);
     const keyId = manifest.encryption?.keyId;
-    const read = createReadStream(source, { highWaterMark: 1 << 20 });
-    const stored = hashingTap(); // the SHA-256 of what is stored
-    // pipeline carries a failure anywhere (an unreadable file) into the body the upload reads.
-    const body = ring ? pipeline(read, encryptStream(ring, { context: objectContext(manifest, file.name), keyId }), stored.stream, () => undefined) : read;
-    const size = ring ? encryptedSize(file.sizeBytes, keyId!, manifest.encryption!.chunkBytes) : file.sizeBytes;
-    const upload = new Upload({
-      client: s3,
-      partSize: partSizeFor(size),
-      queueSize: 2,
-      leavePartsOnError: false,
-      params: {
-        Bucket,
-        Key,
-        Body: body,
-        ContentType: 'application/octet-stream',
-        Metadata: objectMetadata(manifest, file.sha256),
-        ...(config.s3.checksumMode === 'when_supported' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
-        ...objectOptions(config.s3),
-      },
-    });
-    // Progress in plaintext bytes, like the dump's.
-    upload.on('httpUploadProgress', (p) => onProgress(Math.min(file.sizeBytes, p.loaded ?? 0)));
-    const done = await upload.done();
-    if (!ring) return undefined;
-    const { sha256, sizeBytes } = stored.result();
-    if (sizeBytes !== size) throw ApplicationFailure.retryable(`encrypting ${source} gave ${sizeBytes} bytes, expected ${size}`, 'UploadMismatch');
-    return { sizeBytes, sha256, keyId: keyId!, etag: (done as { ETag?: string }).ETag ?? '' };
+    const seal = ring
+      ? { stream: encryptStream(ring, { context: objectContext(manifest, file.name), keyId }), sizeBytes: encryptedSize(file.sizeBytes, keyId!, manifest.encryption!.chunkBytes) }
+      : undefined;
+    // uploadFile adds the plaintext's sha256 to the metadata.
+    const sent = await uploadFile(s3, config.s3, { Key, source, file, metadata: objectMetadata(manifest, undefined), onProgress, seal });
+    return sent.stored ? { ...sent.stored, keyId: keyId!, etag: sent.etag } : undefined;
   }
 
   return { uploadBackup, uploadBackupData, publishManifest, discardUploadedData };

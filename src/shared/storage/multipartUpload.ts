@@ -2,6 +2,7 @@
 // parts in memory whatever the file's size), its SHA-256 in the object's metadata, confirmed by
 // HeadObject, and no half-finished multipart upload left behind by a killed attempt.
 import { createReadStream } from 'node:fs';
+import { pipeline, type Transform } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   HeadObjectCommand,
@@ -12,6 +13,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { ApplicationFailure } from '@temporalio/common';
 import type { S3Config } from '../config';
+import { hashingTap } from './hashingTap';
 
 /**
  * Parts are buffered in memory (two in flight): 8 MiB keeps the worker small while other steps
@@ -69,29 +71,49 @@ export interface FileUpload {
   file: StoredFile;
   /** More object metadata beside the sha256 (names and ids, never secrets). */
   metadata?: Record<string, string>;
+  /** Progress in the staged (plaintext) file's bytes. */
   onProgress?: (loadedBytes: number) => void;
+  /** Sealed on the way: the encrypting stage, and the size it turns the file into. */
+  seal?: { stream: Transform; sizeBytes: number };
+}
+
+export interface UploadedFile {
+  etag: string;
+  /** When sealed: the SHA-256 and size of what was stored, hashed as it went up. */
+  stored?: { sha256: string; sizeBytes: number };
 }
 
 /** Streams `source` to `Key` in parts. Does not check the result: callers confirm with storedIntact. */
-export async function uploadFile(s3: S3Client, config: S3Config, upload: FileUpload): Promise<void> {
+export async function uploadFile(s3: S3Client, config: S3Config, upload: FileUpload): Promise<UploadedFile> {
   await abortStaleUploads(s3, config.bucket, upload.Key);
+  const read = createReadStream(upload.source, { highWaterMark: 1 << 20 });
+  const tap = upload.seal ? hashingTap() : undefined;
+  // pipeline carries a failure anywhere (an unreadable file) into the body the upload reads.
+  const body = upload.seal && tap ? pipeline(read, upload.seal.stream, tap.stream, () => undefined) : read;
   const multipart = new Upload({
     client: s3,
-    partSize: partSizeFor(upload.file.sizeBytes),
+    partSize: partSizeFor(upload.seal?.sizeBytes ?? upload.file.sizeBytes),
     queueSize: 2,
     leavePartsOnError: false,
     params: {
       Bucket: config.bucket,
       Key: upload.Key,
-      Body: createReadStream(upload.source, { highWaterMark: 1 << 20 }),
+      Body: body,
       ContentType: 'application/octet-stream',
       Metadata: { ...upload.metadata, sha256: upload.file.sha256 },
       ...(config.checksumMode === 'when_supported' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
       ...objectOptions(config),
     },
   });
-  multipart.on('httpUploadProgress', (p) => upload.onProgress?.(p.loaded ?? 0));
-  await multipart.done();
+  multipart.on('httpUploadProgress', (p) => upload.onProgress?.(Math.min(upload.file.sizeBytes, p.loaded ?? 0)));
+  const done = await multipart.done();
+  const etag = (done as { ETag?: string }).ETag ?? '';
+  if (!upload.seal || !tap) return { etag };
+  const stored = tap.result();
+  if (stored.sizeBytes !== upload.seal.sizeBytes) {
+    throw ApplicationFailure.retryable(`sealing ${upload.source} gave ${stored.sizeBytes} bytes, expected ${upload.seal.sizeBytes}`, 'UploadMismatch');
+  }
+  return { etag, stored };
 }
 
 /** Uploads unless an intact copy is already stored (a retried step sends nothing twice); true when it sent. */
