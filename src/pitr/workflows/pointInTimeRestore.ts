@@ -20,6 +20,7 @@ import {
 import { msToNumber } from '@temporalio/common/lib/time';
 import { describePayload, isOperatorName, type ApprovalPolicy } from '../../shared/approval';
 import { installApproveReject } from '../../shared/approvalGate';
+import { stepTimer } from '../../shared/temporal/stepTimer';
 import { isDuration } from '../../shared/duration';
 import { NAME_PATTERN } from '../../shared/targets';
 import { causeMessage } from '../../shared/temporal/causeMessage';
@@ -68,15 +69,7 @@ export async function pointInTimeRestore(input: PointInTimeRestoreInput): Promis
   const { workflowId, runId } = workflowInfo();
   const restoreId = uuid4().replace(/-/g, '').slice(0, 12);
   const startedAt = new Date();
-  const durationsMs: Record<string, number> = {};
-  const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
-    const from = Date.now();
-    try {
-      return await work();
-    } finally {
-      durationsMs[step] = (durationsMs[step] ?? 0) + Date.now() - from;
-    }
-  };
+  const { durationsMs, timed } = stepTimer();
   const status: PitrStatus = { stage: 'planning', requestedBy: input.requestedBy, mode: input.mode, ignored: [] };
   let policy: ApprovalPolicy | undefined;
   setHandler(pitrStatusQuery, () => status);

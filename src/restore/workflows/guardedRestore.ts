@@ -21,6 +21,7 @@ import { isDuration } from '../../shared/duration';
 import { DEFAULT_COMPRESSION } from '../../backup/defaults';
 import { isOperatorName } from '../../shared/approval';
 import { installApproveReject } from '../../shared/approvalGate';
+import { stepTimer } from '../../shared/temporal/stepTimer';
 import { PGOPS_BACKUP_ID, PGOPS_TARGET } from '../../shared/temporal/searchAttributes';
 import type { BackupManifest } from '../../backup/manifest';
 import type { GuardedRestoreInput, GuardedRestoreResult, RestoreAudit, RestorePlan, RestoreStatus, StagingRestoreResult } from '../contract';
@@ -106,15 +107,7 @@ export async function guardedRestore(requested: GuardedRestoreInput): Promise<Gu
   const restoreId = uuid4().replace(/-/g, '').slice(0, 12);
   const stamp = stampNow();
   const startedAt = new Date();
-  const durationsMs: Record<string, number> = {};
-  const timed = async <T>(step: string, work: () => Promise<T>): Promise<T> => {
-    const from = Date.now();
-    try {
-      return await work();
-    } finally {
-      durationsMs[step] = Date.now() - from;
-    }
-  };
+  const { durationsMs, timed } = stepTimer();
 
   const status: RestoreStatus = { stage: 'fetching', requestedBy: input.requestedBy, stagingReady: false, ignored: [] };
   let policy: ApprovalPolicy | undefined;
