@@ -6,6 +6,7 @@ import { createActivities, type Activities } from './activities';
 import { closePooledTargets } from './shared/postgres/connection';
 import { ConfigError, loadWorkerConfig, type WorkerConfig } from './shared/config';
 import { connectWorkerConnection, TemporalUnreachable } from './shared/temporal/connection';
+import { noticeWorkerShutdown } from './shared/temporal/workerShutdown';
 import { formatAddress, installTemporalRuntime, startWorkerMetrics } from './metrics';
 
 export interface WorkerOptions {
@@ -66,6 +67,7 @@ export async function main(): Promise<void> {
     `pgops worker: task queue ${config.temporal.taskQueue} on ${config.temporal.address}/${config.temporal.namespace}, ` +
       `targets ${Object.keys(config.targets).join(', ')}, bucket ${config.s3.bucket}`,
   );
+  noticeWorkerShutdown();
   try {
     await worker.run(); // resolves after SIGINT/SIGTERM once in-flight work drained or the grace time ran out
   } finally {

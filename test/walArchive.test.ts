@@ -107,7 +107,7 @@ test('under a steady write load every commit is in S3 within seconds, and the ch
   );
 });
 
-test('a SIGKILLed pg_receivewal and a SIGKILLed worker are caught up: no gap, no segment stored twice with different content', async () => {
+test('a SIGKILLed pg_receivewal and a SIGKILLed worker are caught up: no gap, no segment stored twice with different content; a SIGTERMed worker stops at once', async () => {
   await withArchivedCluster('walkill', { PGOPS_TASK_QUEUE: `test-walkill-${randomUUID()}` }, (archived) =>
     withScratchDatabase(archived.config.targets.primary, async (_db, database) => {
       const target = { ...archived.config.targets.primary, database };
@@ -143,6 +143,13 @@ test('a SIGKILLed pg_receivewal and a SIGKILLed worker are caught up: no gap, no
         await waitUntil(`the archive to reach ${end}`, () => isArchived(s3, archived.config.s3.bucket, root!, timeline!, end), 30_000);
         const state = await walArchiveStatus(handle);
         expect(state.state.paused).toBeUndefined();
+        // SIGTERM (a deploy): the endless archiving round ends at once, not after the worker's
+        // 15-minute grace for finite work; pg_receivewal stops with it.
+        const stoppingAt = Date.now();
+        await worker.kill('SIGTERM');
+        expect(Date.now() - stoppingAt).toBeLessThan(30_000);
+        expect(receiverPid(archived.spoolDir)).toBeUndefined();
+        worker = await startWorkerProcess(env);
         await stopArchiving(handle);
 
         const audit = await auditWalChain(archived.config, { cluster: archived.cluster });

@@ -9,6 +9,7 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { CancelledFailure, Context } from '@temporalio/activity';
+import { workerShutdownSignal } from '../../shared/temporal/workerShutdown';
 import type { Client } from 'pg';
 import type { TargetConfig, WorkerConfig } from '../../shared/config';
 import { connectTarget, resolveTarget } from '../../shared/postgres/connection';
@@ -292,8 +293,8 @@ export function runWalArchiverActivities(config: WorkerConfig) {
       if (input.resetSpool) await drainAndClear();
       while (!result) {
         if (context.cancellationSignal.aborted) throw new CancelledFailure('archiver round cancelled');
-        if (Date.now() >= deadline) {
-          end('round', 'round over');
+        if (Date.now() >= deadline || workerShutdownSignal.aborted) {
+          end('round', workerShutdownSignal.aborted ? 'the worker is stopping: the next round goes to a worker that polls' : 'round over');
           break;
         }
         if (!receiver && Date.now() >= nextStartAt) {

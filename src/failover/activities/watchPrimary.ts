@@ -6,6 +6,7 @@ import type { WorkerConfig } from '../../shared/config';
 import type { WatchVerdict } from '../contract';
 import { resolveTarget } from '../../shared/postgres/connection';
 import { resolveCluster } from './cluster';
+import { workerShutdownSignal } from '../../shared/temporal/workerShutdown';
 import { readTopology } from './topology';
 import { probePrimary } from './walPositions';
 
@@ -21,7 +22,8 @@ export function watchActivities(config: WorkerConfig) {
     let probes = 0;
     let primary = (await readTopology(config, cluster.name)).primary;
     let refreshedAt = Date.now();
-    while (Date.now() < until) {
+    // A stopping worker ends the watch round as if its time were up; the next round goes to a worker that polls.
+    while (Date.now() < until && !workerShutdownSignal.aborted) {
       if (Date.now() - refreshedAt > TOPOLOGY_REFRESH_MS) {
         primary = (await readTopology(config, cluster.name)).primary;
         refreshedAt = Date.now();
@@ -32,7 +34,7 @@ export function watchActivities(config: WorkerConfig) {
       if (!probe.ok) return { outcome: 'failing', primary, probes, failingSinceMs: startedMs, error: probe.error };
       context.heartbeat({ primary, probes });
       if (context.cancellationSignal.aborted) throw new CancelledFailure('watch paused');
-      await sleep(Math.max(0, startedMs + probeIntervalMs - Date.now()), undefined, { signal: context.cancellationSignal }).catch(() => undefined);
+      await sleep(Math.max(0, startedMs + probeIntervalMs - Date.now()), undefined, { signal: AbortSignal.any([context.cancellationSignal, workerShutdownSignal]) }).catch(() => undefined);
     }
     return { outcome: 'healthy', primary, probes };
   }
