@@ -5,6 +5,7 @@
 // the instance (archiving, replication, synchronous standbys, its port) is switched off.
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { build } from 'esbuild';
 import type { WorkerConfig } from '../../shared/config';
 import { PRIVATE_FILE_MODE } from '../../backup/stagedBackup';
 import type { RecoveryPlan, RestoreInstance } from '../contract';
@@ -14,12 +15,19 @@ import { handToServerUser, instancePaths, serverOsUser } from './instance';
 const READ_AHEAD = 16;
 const MARKER = '# pgops point-in-time restore';
 
-/** How to run the wal-fetch program: the compiled one in a deployment, from the sources in a checkout. */
-function walFetchCommand(): string[] {
+/**
+ * The wal-fetch program as one self-contained file in the instance's work directory. PostgreSQL
+ * runs it as the servers' OS user, who may not read the worker's own install (a checkout in a
+ * private directory, a deployment readable by the worker's user only); the work directory is
+ * handed to that user. Bundled from the compiled program in a deployment, from the sources in a
+ * checkout.
+ */
+async function installWalFetch(paths: ReturnType<typeof instancePaths>): Promise<string> {
   const compiled = __filename.endsWith('.js');
-  const program = path.resolve(__dirname, '../walFetch', compiled ? 'main.js' : 'main.ts');
-  if (compiled) return [process.execPath, program];
-  return [path.resolve(__dirname, '../../../node_modules/.bin/tsx'), program];
+  const entry = path.resolve(__dirname, '../walFetch', compiled ? 'main.js' : 'main.ts');
+  const program = path.join(paths.workDir, 'wal-fetch.js');
+  await build({ entryPoints: [entry], bundle: true, platform: 'node', target: 'node20', outfile: program, logLevel: 'error' });
+  return program;
 }
 
 const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
@@ -59,11 +67,11 @@ export function fetchEnvironment(config: WorkerConfig, plan: RecoveryPlan, cache
 }
 
 /** A segment read ahead is moved into place by the shell; anything else starts the fetch program. */
-function restoreCommandScript(paths: ReturnType<typeof instancePaths>): string {
+function restoreCommandScript(paths: ReturnType<typeof instancePaths>, program: string): string {
   return `#!/bin/sh
 # restore_command of a pgops point-in-time restore: "$1" is %f, "$2" is %p.
 if [ -f ${shellQuote(paths.cache)}/"$1" ]; then exec mv -f ${shellQuote(paths.cache)}/"$1" "$2"; fi
-exec ${walFetchCommand().map(shellQuote).join(' ')} ${shellQuote(paths.fetchEnv)} "$1" "$2"
+exec ${[process.execPath, program].map(shellQuote).join(' ')} ${shellQuote(paths.fetchEnv)} "$1" "$2"
 `;
 }
 
@@ -73,7 +81,7 @@ export function configureRecoveryActivities(config: WorkerConfig) {
     await mkdir(paths.cache, { recursive: true, mode: 0o700 });
     await writeFile(paths.fetchEnv, `${fetchEnvironment(config, input.plan, paths.cache, paths.fetchLog)}\n`, { mode: PRIVATE_FILE_MODE });
     await writeFile(paths.fetchLog, '', { mode: PRIVATE_FILE_MODE, flag: 'a' });
-    await writeFile(paths.restoreCommand, restoreCommandScript(paths), { mode: 0o700 });
+    await writeFile(paths.restoreCommand, restoreCommandScript(paths, await installWalFetch(paths)), { mode: 0o700 });
 
     const settings: Record<string, string> = {
       port: String(input.instance.port),
